@@ -1,0 +1,57 @@
+"""The single entry point for tests, lint, types, benchmarks and the demo: `nox`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+# Use the Pythons that are installed; never download one.
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+os.environ.setdefault("UV_PYTHON_PREFERENCE", "only-system")
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_venv = "yes"
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+SUPPORTED = ["3.10", "3.11", "3.12", "3.13"]
+# Every supported Python found on this machine; at least one is required (the one running nox
+# is used when none of the named ones is on PATH).
+PYTHONS: list[str] | None = [v for v in SUPPORTED if shutil.which(f"python{v}")] or None
+
+
+def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
+    deps = [d for g in groups for d in nox.project.dependency_groups(PYPROJECT, g)]
+    session.install("-e", f".{extras}", *deps)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite against real local S3 servers (moto and SeaweedFS)."""
+    _install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", "src", "tests", "noxfile.py", "benchmarks")
+    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py", "benchmarks")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package."""
+    _install(session, "typecheck")
+    session.run("mypy", "src/mpr_storage", "src/core")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job end to end on the embedded server: `mpr-storage demo`."""
+    session.install("-e", ".[server]")
+    session.run("mpr-storage", "demo", *session.posargs)

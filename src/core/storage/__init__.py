@@ -1,0 +1,1 @@
+"""The documented `core.storage` import surface (filled by the sync shim)."""
