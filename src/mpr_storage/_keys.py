@@ -1,0 +1,106 @@
+"""Object keys: validation, and the safe mapping of keys to paths inside a directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ._errors import InvalidKeyError
+
+__all__ = ["MAX_KEY_BYTES", "KeyMapper", "check_bucket", "check_key"]
+
+MAX_KEY_BYTES = 1024  # S3's limit on the UTF-8 length of a key
+
+
+def check_bucket(bucket: object, *, operation: str) -> str:
+    """Return ``bucket`` if it is a non-empty string, else raise :class:`InvalidKeyError`."""
+    if not isinstance(bucket, str) or not bucket or "/" in bucket:
+        raise InvalidKeyError(
+            f"bucket name must be a non-empty string without '/', got {bucket!r}",
+            operation=operation,
+        )
+    return bucket
+
+
+def check_key(key: object, *, operation: str, bucket: str | None = None) -> str:
+    """Return ``key`` if S3 can store it, else raise :class:`InvalidKeyError`."""
+    if not isinstance(key, str) or not key:
+        raise InvalidKeyError(
+            f"key must be a non-empty string, got {key!r}", operation=operation, bucket=bucket
+        )
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidKeyError(
+            f"key is longer than {MAX_KEY_BYTES} bytes",
+            operation=operation,
+            bucket=bucket,
+            key=key[:64] + "...",
+        )
+    if "\x00" in key:
+        raise InvalidKeyError(
+            "key contains a NUL character",
+            operation=operation,
+            bucket=bucket,
+            key=key.replace("\x00", "\\0"),
+        )
+    return key
+
+
+class KeyMapper:
+    """Maps keys to paths under ``dest_dir`` (``dest_dir / key.removeprefix(prefix)``).
+
+    A key that is absolute, has ``.``/``..``/empty segments, or resolves outside ``dest_dir``
+    (also through a symlinked directory) raises :class:`InvalidKeyError` before anything is
+    written. Names like ``a..b``, spaces, ``+``, ``:`` and unicode are ordinary file names.
+    Parent directories are created once each.
+    """
+
+    def __init__(
+        self,
+        dest_dir: str | os.PathLike[str],
+        prefix: str = "",
+        *,
+        operation: str = "download_many",
+        bucket: str | None = None,
+    ) -> None:
+        self.root = Path(os.path.realpath(dest_dir))
+        self.prefix = prefix
+        self._operation = operation
+        self._bucket = bucket
+        self._ready_dirs: set[str] = set()
+
+    def path_for(self, key: str) -> Path:
+        """The destination path of ``key``; checks it lexically (no filesystem access)."""
+        rel = key.removeprefix(self.prefix)
+        parts = rel.split("/")
+        if (
+            not rel
+            or "\x00" in rel
+            or any(part in ("", ".", "..") for part in parts)
+            or os.path.isabs(rel)
+        ):
+            raise InvalidKeyError(
+                f"key does not map to a file inside {str(self.root)!r}",
+                operation=self._operation,
+                bucket=self._bucket,
+                key=key,
+            )
+        return self.root.joinpath(*parts)
+
+    def prepare(self, key: str) -> Path:
+        """Like :meth:`path_for`, and create the parent directory (once), refusing symlinked
+        directories that lead outside the destination. Blocking: run it off the event loop
+        or accept a few syscalls per new directory."""
+        path = self.path_for(key)
+        parent = str(path.parent)
+        if parent not in self._ready_dirs:
+            os.makedirs(parent, exist_ok=True)
+            real = os.path.realpath(parent)
+            if os.path.commonpath([real, str(self.root)]) != str(self.root):
+                raise InvalidKeyError(
+                    f"key resolves outside {str(self.root)!r} through a symlink",
+                    operation=self._operation,
+                    bucket=self._bucket,
+                    key=key,
+                )
+            self._ready_dirs.add(parent)
+        return path

@@ -1,0 +1,280 @@
+"""Single-object operations: list, exists, delete, download, upload."""
+
+from __future__ import annotations
+
+import contextlib
+import mimetypes
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from stat import S_ISDIR
+from typing import Any
+
+import aiofiles
+import anyio
+
+from ._client import BaseStorage
+from ._errors import StorageConnectionError, StorageError, map_errors
+from ._files import atomic_writer
+from ._keys import check_bucket, check_key
+from ._retry import retry
+
+__all__ = [
+    "ObjectInfo",
+    "delete_objects",
+    "download_file",
+    "download_to_temp",
+    "iter_objects",
+    "list_objects",
+    "object_exists",
+    "upload_file",
+]
+
+CHUNK_SIZE = 1024 * 1024
+_DELETE_BATCH = 1000  # DeleteObjects' limit
+_PART_CONCURRENCY = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One object as a listing (or an upload) describes it."""
+
+    key: str
+    size: int
+    etag: str
+    """The ETag without its quotes (an MD5 hex digest for single-part uploads)."""
+    last_modified: datetime | None = None
+
+
+def _etag(value: object) -> str:
+    return str(value or "").strip('"')
+
+
+def _suffix_filter(suffixes: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    if suffixes is None:
+        return None
+    items = (suffixes,) if isinstance(suffixes, str) else tuple(suffixes)
+    return tuple(s.lower() for s in items)
+
+
+async def iter_objects(
+    storage: BaseStorage,
+    bucket: str,
+    prefix: str = "",
+    *,
+    suffixes: str | Iterable[str] | None = None,
+) -> AsyncIterator[ObjectInfo]:
+    check_bucket(bucket, operation="list_objects")
+    wanted = _suffix_filter(suffixes)
+    client = await storage.client()
+    paginator = client.get_paginator("list_objects_v2")
+    with map_errors("list_objects", bucket, prefix or None):
+        async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", ()):
+                key = item["Key"]
+                if wanted is None or key.lower().endswith(wanted):
+                    yield ObjectInfo(
+                        key, int(item["Size"]), _etag(item.get("ETag")), item.get("LastModified")
+                    )
+
+
+async def list_objects(
+    storage: BaseStorage,
+    bucket: str,
+    prefix: str = "",
+    *,
+    suffixes: str | Iterable[str] | None = None,
+) -> list[ObjectInfo]:
+    return [obj async for obj in iter_objects(storage, bucket, prefix, suffixes=suffixes)]
+
+
+async def object_exists(storage: BaseStorage, bucket: str, key: str) -> bool:
+    check_bucket(bucket, operation="object_exists")
+    check_key(key, operation="object_exists", bucket=bucket)
+    client = await storage.client()
+    try:
+        with map_errors("object_exists", bucket, key):
+            await client.head_object(Bucket=bucket, Key=key)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+async def delete_objects(storage: BaseStorage, bucket: str, keys: Iterable[str]) -> None:
+    check_bucket(bucket, operation="delete_objects")
+    batch = [check_key(k, operation="delete_objects", bucket=bucket) for k in keys]
+    if not batch:
+        return
+    client = await storage.client()
+    if not storage.settings.profile.batch_delete:
+        limiter = anyio.CapacityLimiter(storage.settings.max_concurrency)
+
+        async def delete_one(key: str) -> None:
+            async with limiter:
+                with map_errors("delete_objects", bucket, key):
+                    await client.delete_object(Bucket=bucket, Key=key)
+
+        async with anyio.create_task_group() as tg:
+            for key in batch:
+                tg.start_soon(delete_one, key)
+        return
+    for start in range(0, len(batch), _DELETE_BATCH):
+        chunk = batch[start : start + _DELETE_BATCH]
+        with map_errors("delete_objects", bucket, chunk[0] if len(chunk) == 1 else None):
+            response = await client.delete_objects(
+                Bucket=bucket,
+                Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True},
+            )
+        errors = response.get("Errors") or []
+        if errors:
+            first: Any = errors[0]
+            raise StorageError(
+                f"{len(errors)} of {len(chunk)} keys were not deleted; first: "
+                f"{first.get('Code')}: {first.get('Message')}",
+                operation="delete_objects",
+                bucket=bucket,
+                key=first.get("Key"),
+                code=first.get("Code"),
+            )
+
+
+async def download_file(
+    storage: BaseStorage, bucket: str, key: str, dest: str | os.PathLike[str]
+) -> Path:
+    check_bucket(bucket, operation="download_file")
+    check_key(key, operation="download_file", bucket=bucket)
+    path = Path(dest)
+    if await anyio.Path(path).is_dir():
+        raise IsADirectoryError(f"download_file s3://{bucket}/{key}: {path} is a directory")
+    client = await storage.client()
+
+    async def attempt() -> None:
+        with map_errors("download_file", bucket, key):
+            response = await client.get_object(Bucket=bucket, Key=key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            expected = int(response["ContentLength"])
+            received = 0
+            body = response["Body"]
+            async with body, atomic_writer(path) as f:
+                async for chunk in body.iter_chunks(CHUNK_SIZE):
+                    received += len(chunk)
+                    await f.write(chunk)
+                if received != expected:
+                    # Never rename a truncated body into place.
+                    raise StorageConnectionError(
+                        f"body truncated at {received} of {expected} bytes",
+                        operation="download_file",
+                        bucket=bucket,
+                        key=key,
+                    )
+
+    await retry(attempt, attempts=storage.settings.max_attempts)
+    return path
+
+
+async def download_to_temp(
+    storage: BaseStorage, bucket: str, key: str, *, suffix: str | None = None
+) -> Path:
+    check_key(key, operation="download_to_temp", bucket=bucket)
+    if suffix is None:
+        suffix = "".join(PurePosixPath(key).suffixes[-1:])
+    fd, name = tempfile.mkstemp(prefix="mpr-", suffix=suffix)
+    os.close(fd)
+    try:
+        return await download_file(storage, bucket, key, name)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+        raise
+
+
+def guess_content_type(name: str) -> str:
+    """The MIME type for a file or key name (``application/octet-stream`` if unknown)."""
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+async def upload_file(
+    storage: BaseStorage,
+    src: str | os.PathLike[str],
+    bucket: str,
+    key: str,
+    *,
+    content_type: str | None = None,
+) -> ObjectInfo:
+    check_bucket(bucket, operation="upload_file")
+    check_key(key, operation="upload_file", bucket=bucket)
+    path = Path(src)
+    stat = await anyio.Path(path).stat()  # FileNotFoundError for a missing file
+    size = stat.st_size
+    if S_ISDIR(stat.st_mode):
+        raise IsADirectoryError(f"upload_file s3://{bucket}/{key}: {path} is a directory")
+    content_type = content_type or guess_content_type(key)
+    client = await storage.client()
+    settings = storage.settings
+    if size < settings.multipart_threshold:
+        data = await anyio.Path(path).read_bytes()
+        with map_errors("upload_file", bucket, key):
+            response = await client.put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType=content_type
+            )
+        return ObjectInfo(key, len(data), _etag(response.get("ETag")))
+    etag = await _upload_multipart(storage, path, bucket, key, content_type)
+    return ObjectInfo(key, size, etag)
+
+
+async def _upload_multipart(
+    storage: BaseStorage, path: Path, bucket: str, key: str, content_type: str
+) -> str:
+    """Upload ``path`` in parts; any failure or cancellation aborts the upload (shielded)."""
+    client = await storage.client()
+    part_size = storage.settings.multipart_chunksize
+    with map_errors("upload_file", bucket, key):
+        upload_id = (
+            await client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)
+        )["UploadId"]
+    parts: dict[int, str] = {}
+    limiter = anyio.CapacityLimiter(_PART_CONCURRENCY)
+
+    async def send(number: int, data: bytes) -> None:
+        try:
+            with map_errors("upload_file", bucket, key):
+                response = await client.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                )
+            parts[number] = str(response["ETag"])
+        finally:
+            limiter.release_on_behalf_of(number)
+
+    try:
+        f = await aiofiles.open(path, "rb")
+        try:
+            async with anyio.create_task_group() as tg:
+                number = 0
+                while True:
+                    await limiter.acquire_on_behalf_of(number + 1)  # bounds parts in memory
+                    data = await f.read(part_size)
+                    if not data:
+                        limiter.release_on_behalf_of(number + 1)
+                        break
+                    number += 1
+                    tg.start_soon(send, number, data)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await f.close()
+        with map_errors("upload_file", bucket, key):
+            response = await client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": n, "ETag": parts[n]} for n in sorted(parts)]
+                },
+            )
+    except BaseException:
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        raise
+    return _etag(response.get("ETag"))

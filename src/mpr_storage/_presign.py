@@ -1,0 +1,43 @@
+"""Presigned URLs (SigV4, offline), signed for the endpoint browsers reach."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ._client import BaseStorage
+from ._errors import map_errors
+from ._keys import check_bucket, check_key
+
+__all__ = ["MAX_EXPIRES", "get_presigned_url"]
+
+MAX_EXPIRES = 7 * 24 * 3600  # SigV4's limit
+_METHODS = {"GET": "get_object", "PUT": "put_object"}
+
+
+async def get_presigned_url(
+    storage: BaseStorage,
+    bucket: str,
+    key: str,
+    *,
+    expires_in: int = 3600,
+    method: Literal["GET", "PUT"] = "GET",
+) -> str:
+    check_bucket(bucket, operation="get_presigned_url")
+    check_key(key, operation="get_presigned_url", bucket=bucket)
+    client_method = _METHODS.get(str(method).upper())
+    if client_method is None:
+        raise ValueError(f"get_presigned_url: method must be 'GET' or 'PUT', got {method!r}")
+    if (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int)
+        or not (1 <= expires_in <= MAX_EXPIRES)
+    ):
+        raise ValueError(
+            f"get_presigned_url: expires_in must be 1..{MAX_EXPIRES} seconds, got {expires_in!r}"
+        )
+    client = await storage.presign_client()
+    with map_errors("get_presigned_url", bucket, key):
+        url: str = await client.generate_presigned_url(
+            client_method, Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+        )
+    return url
