@@ -1,0 +1,96 @@
+"""Frame caches: a timeline's frames under `frames/{timeline_id}/`, pushed once, read often."""
+
+from __future__ import annotations
+
+import os
+
+from . import _transfer
+from ._client import BaseStorage
+from ._errors import InvalidKeyError, ObjectNotFoundError, map_errors
+from ._objects import iter_objects
+from ._transfer import ProgressCallback, TransferReport
+
+__all__ = ["frame_cache_exists", "frame_cache_prefix", "prefetch_frames", "upload_frames"]
+
+
+def frame_cache_prefix(timeline_id: object) -> str:
+    """The key prefix of a timeline's frame cache: ``"frames/{timeline_id}/"``.
+
+    Raises:
+        InvalidKeyError: the id is empty or contains ``/`` (it must name one folder).
+    """
+    text = str(timeline_id)
+    if not text or "/" in text or text in (".", "..") or "\x00" in text:
+        raise InvalidKeyError(
+            f"timeline id must be a non-empty name without '/', got {timeline_id!r}",
+            operation="frame_cache_prefix",
+        )
+    return f"frames/{text}/"
+
+
+async def frame_cache_exists(
+    storage: BaseStorage, timeline_id: object, *, bucket: str | None = None
+) -> bool:
+    bucket = bucket or storage.settings.bucket_out
+    prefix = frame_cache_prefix(timeline_id)
+    client = await storage.client()
+    with map_errors("frame_cache_exists", bucket, prefix):
+        page = await client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    return bool(page.get("KeyCount") or page.get("Contents"))
+
+
+async def upload_frames(
+    storage: BaseStorage,
+    timeline_id: object,
+    src_dir: str | os.PathLike[str],
+    *,
+    bucket: str | None = None,
+    concurrency: int | None = None,
+    skip_existing: bool = False,
+    on_progress: ProgressCallback | None = None,
+    raise_on_error: bool = True,
+) -> TransferReport:
+    return await _transfer.upload_many(
+        storage,
+        src_dir,
+        bucket or storage.settings.bucket_out,
+        frame_cache_prefix(timeline_id),
+        concurrency=concurrency,
+        skip_existing=skip_existing,
+        on_progress=on_progress,
+        raise_on_error=raise_on_error,
+    )
+
+
+async def prefetch_frames(
+    storage: BaseStorage,
+    timeline_id: object,
+    dest_dir: str | os.PathLike[str],
+    *,
+    bucket: str | None = None,
+    concurrency: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    raise_on_error: bool = True,
+) -> TransferReport:
+    bucket = bucket or storage.settings.bucket_out
+    prefix = frame_cache_prefix(timeline_id)
+    report = await _transfer.download_many(
+        storage,
+        bucket,
+        iter_objects(storage, bucket, prefix),
+        dest_dir,
+        prefix=prefix,
+        concurrency=concurrency,
+        skip_existing=True,
+        on_progress=on_progress,
+        raise_on_error=raise_on_error,
+    )
+    if not (report.done or report.skipped or report.failed):
+        # A replay on an empty cache would silently run on no frames.
+        raise ObjectNotFoundError(
+            f"no frame cache for timeline {timeline_id!r} (run extract_frames first)",
+            operation="prefetch_frames",
+            bucket=bucket,
+            key=prefix,
+        )
+    return report

@@ -1,0 +1,568 @@
+"""The bulk transfer engine: bounded, streaming, atomic, resumable multi-key transfers."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import inspect
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import anyio
+from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from . import _objects
+from ._client import BaseStorage
+from ._errors import StorageConnectionError, StorageError, ThrottledError, TransferError
+from ._files import atomic_writer, write_atomic
+from ._http import FastS3
+from ._keys import KeyMapper, check_bucket, check_key
+from ._objects import ObjectInfo, guess_content_type
+from ._retry import backoff_delay, is_retryable
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+__all__ = ["MANIFEST_NAME", "ProgressCallback", "TransferReport", "download_many", "upload_many"]
+
+MANIFEST_NAME = ".mpr-manifest.json"
+"""Sidecar file a download writes into its destination: size, ETag and mtime of each file,
+so a later ``skip_existing`` pass can trust unchanged files without re-reading them."""
+
+ProgressCallback = Callable[[int, int, int], object]
+"""``on_progress(done_objects, total_objects, done_bytes)``; may also be a coroutine function."""
+
+KeySource = Iterable[str | ObjectInfo] | AsyncIterable[str | ObjectInfo]
+
+SMALL_OBJECT = 4 * 1024 * 1024  # bodies up to this are read whole, written in one thread hop
+_CHUNK = 1024 * 1024
+_PLAN_BATCH = 256
+_PROGRESS_INTERVAL = 0.1
+_GIVE_UP_AFTER = 3  # keys in a row failing at the endpoint level (unreachable / throttled)
+_MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
+
+T = TypeVar("T")
+
+
+@dataclass
+class TransferReport:
+    """What a bulk call did.
+
+    Attributes:
+        done: keys transferred, in completion order.
+        skipped: keys left alone because the destination already had them.
+        failed: keys that failed, with the error of each.
+        bytes: bytes transferred (skipped keys not counted).
+        seconds: wall time of the call.
+    """
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, StorageError] = field(default_factory=dict)
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no key failed."""
+        return not self.failed
+
+
+class _Progress:
+    """Calls ``on_progress`` at most every 0.1 s, and once more with the totals at the end."""
+
+    def __init__(self, callback: ProgressCallback | None, report: TransferReport) -> None:
+        self._callback = callback
+        self._report = report
+        self.total = 0
+        self._last = 0.0
+
+    async def update(self, *, final: bool = False) -> None:
+        if self._callback is None:
+            return
+        now = time.monotonic()
+        if not final and now - self._last < _PROGRESS_INTERVAL:
+            return
+        self._last = now
+        r = self._report
+        result = self._callback(len(r.done) + len(r.skipped) + len(r.failed), self.total, r.bytes)
+        if inspect.isawaitable(result):
+            await result
+
+
+class _AdaptiveLimit:
+    """Concurrency that halves on throttling and grows back by one per window of successes."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limiter = anyio.CapacityLimiter(maximum)
+        self._streak = 0
+        self._last_cut = 0.0
+
+    def throttled(self) -> None:
+        now = time.monotonic()
+        if now - self._last_cut > 0.5:  # one cut per burst, not one per failed request
+            self._last_cut = now
+            self.limiter.total_tokens = max(1, int(self.limiter.total_tokens) // 2)
+        self._streak = 0
+
+    def succeeded(self) -> None:
+        total = int(self.limiter.total_tokens)
+        if total < self.maximum:
+            self._streak += 1
+            if self._streak >= total:
+                self._streak = 0
+                self.limiter.total_tokens = total + 1
+
+
+class _Engine(Generic[T]):
+    """Runs ``work`` on the items ``produce`` sends, ``concurrency`` at a time, with retries.
+
+    Items flow through a bounded stream to a fixed set of workers, so memory stays flat however
+    many keys there are. A failing key is recorded and the others go on; when keys keep failing
+    at the endpoint level (unreachable, throttled) with no success in between, the call gives up
+    with that error instead of grinding through every key.
+    """
+
+    def __init__(
+        self,
+        *,
+        operation: str,
+        bucket: str,
+        concurrency: int,
+        attempts: int,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.operation = operation
+        self.bucket = bucket
+        self.concurrency = concurrency
+        self.attempts = attempts
+        self.report = TransferReport()
+        self.progress = _Progress(on_progress, self.report)
+        self.limit = _AdaptiveLimit(concurrency)
+        self._endpoint_failures = 0
+        self._started = time.monotonic()
+
+    async def skip(self, key: str) -> None:
+        self.report.skipped.append(key)
+        await self.progress.update()
+
+    async def fail(self, key: str, error: StorageError) -> None:
+        self.report.failed[key] = error
+        await self.progress.update()
+
+    async def run(
+        self,
+        produce: Callable[[ObjectSendStream[tuple[str, T]]], Awaitable[None]],
+        work: Callable[[str, T], Awaitable[int | None]],
+    ) -> None:
+        send, receive = anyio.create_memory_object_stream[tuple[str, T]](self.concurrency)
+
+        async def producer() -> None:
+            async with send:
+                await produce(send)
+
+        async def worker(stream: MemoryObjectReceiveStream[tuple[str, T]]) -> None:
+            async with stream:
+                async for key, item in stream:
+                    await self._one(key, item, work)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(producer)
+                with receive:
+                    for _ in range(self.concurrency):
+                        tg.start_soon(worker, receive.clone())
+        except BaseExceptionGroup as group:
+            # Workers giving up on the endpoint raise our error: surface it, not a group.
+            if all(isinstance(e, StorageError) for e in group.exceptions):
+                raise group.exceptions[0] from None
+            raise
+        finally:
+            self.report.seconds = time.monotonic() - self._started
+        with anyio.CancelScope(shield=True):
+            await self.progress.update(final=True)
+
+    async def _one(
+        self, key: str, item: T, work: Callable[[str, T], Awaitable[int | None]]
+    ) -> None:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                async with self.limit.limiter:
+                    nbytes = await work(key, item)
+            except StorageError as exc:
+                if isinstance(exc, ThrottledError) or exc.code in ("SlowDown", "503"):
+                    self.limit.throttled()
+                if attempt < self.attempts and is_retryable(exc):
+                    await anyio.sleep(backoff_delay(attempt))
+                    continue
+                await self._failed(key, exc)
+                return
+            except OSError as exc:  # local file trouble: this key fails, the others go on
+                err = StorageError(
+                    f"local file error: {exc}",
+                    operation=self.operation,
+                    bucket=self.bucket,
+                    key=key,
+                )
+                err.__cause__ = exc
+                await self._failed(key, err)
+                return
+            self._endpoint_failures = 0
+            self.limit.succeeded()
+            if nbytes is None:  # the destination already had it
+                self.report.skipped.append(key)
+            else:
+                self.report.done.append(key)
+                self.report.bytes += nbytes
+            await self.progress.update()
+            return
+
+    async def _failed(self, key: str, exc: StorageError) -> None:
+        if isinstance(exc, (StorageConnectionError, ThrottledError)):
+            self._endpoint_failures += 1
+            if self._endpoint_failures >= _GIVE_UP_AFTER:
+                raise exc
+        await self.fail(key, exc)
+
+    def finish(self, raise_on_error: bool) -> TransferReport:
+        report = self.report
+        if report.failed and raise_on_error:
+            first_key, first = next(iter(report.failed.items()))
+            raise TransferError(
+                f"{len(report.failed)} of {len(report.failed) + len(report.done)} keys failed "
+                f"(first: {first_key}: {first})",
+                report=report,
+                operation=self.operation,
+                bucket=self.bucket,
+            )
+        return report
+
+
+async def _batches(keys: KeySource, size: int) -> AsyncIterator[list[str | ObjectInfo]]:
+    batch: list[str | ObjectInfo] = []
+    if isinstance(keys, AsyncIterable):
+        async for item in keys:
+            batch.append(item)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    else:
+        for item in keys:
+            batch.append(item)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+# --- downloads ------------------------------------------------------------------------------
+
+
+class _Manifest:
+    """``{relative path: [size, etag, mtime_ns]}`` of files a download wrote."""
+
+    def __init__(self, root: Path, entries: dict[str, list[Any]]) -> None:
+        self.path = root / MANIFEST_NAME
+        self.entries = entries
+        self.changed = False
+
+    @classmethod
+    def load(cls, root: Path) -> _Manifest:
+        try:
+            data = json.loads((root / MANIFEST_NAME).read_text("utf-8"))
+            entries = data["files"] if isinstance(data.get("files"), dict) else {}
+        except (OSError, ValueError, AttributeError):
+            entries = {}
+        return cls(root, entries)
+
+    def record(self, rel: str, size: int, etag: str, mtime_ns: int) -> None:
+        self.entries[rel] = [size, etag, mtime_ns]
+        self.changed = True
+
+    def save(self) -> None:
+        if self.changed:
+            payload = json.dumps({"version": 1, "files": self.entries}, separators=(",", ":"))
+            write_atomic(self.path, payload.encode("utf-8"))
+            self.changed = False
+
+
+def _md5_file(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_SKIP = object()
+
+
+def _plan_downloads(
+    mapper: KeyMapper,
+    manifest: _Manifest,
+    batch: list[str | ObjectInfo],
+    skip_existing: bool,
+) -> list[tuple[str, Any]]:
+    """Blocking, one thread hop per batch: map each key to its path (creating directories),
+    and decide whether the local file can be kept. Returns ``(key, path | _SKIP | error)``."""
+    plans: list[tuple[str, Any]] = []
+    for item in batch:
+        info = item if isinstance(item, ObjectInfo) else None
+        key = item.key if isinstance(item, ObjectInfo) else item
+        if key.endswith("/") and (info is None or info.size == 0):
+            plans.append((key, _SKIP))  # a "folder" marker, not a file
+            continue
+        try:
+            path = mapper.prepare(key)
+        except StorageError as exc:
+            plans.append((key, exc))
+            continue
+        if skip_existing and _up_to_date(path, key, info, mapper, manifest):
+            plans.append((key, _SKIP))
+        else:
+            plans.append((key, (path, info)))
+    return plans
+
+
+def _up_to_date(
+    path: Path, key: str, info: ObjectInfo | None, mapper: KeyMapper, manifest: _Manifest
+) -> bool:
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    rel = key.removeprefix(mapper.prefix)
+    entry = manifest.entries.get(rel)
+    trusted = entry is not None and entry[0] == st.st_size and entry[2] == st.st_mtime_ns
+    if info is None:
+        return trusted  # no listing: only a file we wrote and nobody touched since
+    if st.st_size != info.size:
+        return False
+    if trusted and entry is not None:
+        return not info.etag or entry[1] == info.etag
+    if _MD5_ETAG.match(info.etag):  # the file changed since we wrote it, or we never did
+        if _md5_file(path) != info.etag:
+            return False
+        manifest.record(rel, st.st_size, info.etag, st.st_mtime_ns)
+    return True
+
+
+def _store_small(path: Path, data: bytes) -> int:
+    write_atomic(path, data)
+    return os.stat(path).st_mtime_ns
+
+
+async def _get_to_file(fast: FastS3, bucket: str, key: str, path: Path) -> tuple[int, str, int]:
+    """GET ``key`` into ``path`` atomically; returns ``(bytes, etag, mtime_ns)``."""
+    async with fast.get(bucket, key, operation="download_many") as response:
+        length = response.content_length
+        etag = response.headers.get("ETag", "").strip('"')
+        if length is not None and length <= SMALL_OBJECT:
+            data = await response.read()
+            _check_length(len(data), length, bucket, key)
+            return len(data), etag, await anyio.to_thread.run_sync(_store_small, path, data)
+        received = 0
+        async with atomic_writer(path) as f:
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                received += len(chunk)
+                await f.write(chunk)
+            if length is not None:
+                _check_length(received, length, bucket, key)  # before the rename
+    return received, etag, (await anyio.Path(path).stat()).st_mtime_ns
+
+
+def _check_length(received: int, expected: int, bucket: str, key: str) -> None:
+    if received != expected:
+        raise StorageConnectionError(
+            f"body truncated at {received} of {expected} bytes",
+            operation="download_many",
+            bucket=bucket,
+            key=key,
+        )
+
+
+async def download_many(
+    storage: BaseStorage,
+    bucket: str,
+    keys: KeySource,
+    dest_dir: str | os.PathLike[str],
+    *,
+    prefix: str = "",
+    concurrency: int | None = None,
+    skip_existing: bool = True,
+    on_progress: ProgressCallback | None = None,
+    raise_on_error: bool = True,
+) -> TransferReport:
+    check_bucket(bucket, operation="download_many")
+    settings = storage.settings
+    concurrency = _check_concurrency(
+        settings.max_concurrency if concurrency is None else concurrency
+    )
+    await anyio.Path(dest_dir).mkdir(parents=True, exist_ok=True)
+    mapper = KeyMapper(dest_dir, prefix, operation="download_many", bucket=bucket)
+    manifest = await anyio.to_thread.run_sync(_Manifest.load, mapper.root)
+    fast = await FastS3.open(storage) if settings.fast_path else None
+    engine: _Engine[tuple[Path, ObjectInfo | None]] = _Engine(
+        operation="download_many",
+        bucket=bucket,
+        concurrency=concurrency,
+        attempts=settings.max_attempts if fast else 1,  # botocore retries on its own path
+        on_progress=on_progress,
+    )
+
+    async def produce(send: ObjectSendStream[tuple[str, tuple[Path, ObjectInfo | None]]]) -> None:
+        async for batch in _batches(keys, _PLAN_BATCH):
+            engine.progress.total += len(batch)
+            plans = await anyio.to_thread.run_sync(
+                _plan_downloads, mapper, manifest, batch, skip_existing
+            )
+            for key, plan in plans:
+                if plan is _SKIP:
+                    await engine.skip(key)
+                elif isinstance(plan, StorageError):
+                    await engine.fail(key, plan)
+                else:
+                    await send.send((key, plan))
+
+    async def work(key: str, plan: tuple[Path, ObjectInfo | None]) -> int:
+        path, info = plan
+        if fast is not None:
+            nbytes, etag, mtime_ns = await _get_to_file(fast, bucket, key, path)
+        else:
+            await _objects.download_file(storage, bucket, key, path)
+            st = await anyio.Path(path).stat()
+            nbytes, etag, mtime_ns = st.st_size, info.etag if info else "", st.st_mtime_ns
+        manifest.record(key.removeprefix(prefix), nbytes, etag, mtime_ns)
+        return nbytes
+
+    try:
+        await engine.run(produce, work)
+    finally:
+        with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
+            await anyio.to_thread.run_sync(manifest.save)
+    return engine.finish(raise_on_error)
+
+
+# --- uploads --------------------------------------------------------------------------------
+
+
+def _list_files(root: Path) -> list[tuple[str, Path, int]]:
+    """Blocking: every regular file under ``root`` as ``(relative posix path, path, size)``."""
+    found: list[tuple[str, Path, int]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            if name == MANIFEST_NAME or (name.startswith(".") and name.endswith(".part")):
+                continue  # our own bookkeeping, never data
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                found.append((path.relative_to(root).as_posix(), path, st.st_size))
+    return found
+
+
+def _read_for_put(path: Path, expected_etag: str | None) -> tuple[bytes, str, str] | None:
+    """Blocking: the file's bytes with their base64 MD5 and hex SHA-256; ``None`` if its MD5
+    equals ``expected_etag`` (the object is already there)."""
+    data = path.read_bytes()
+    md5 = hashlib.md5(data, usedforsecurity=False)
+    if expected_etag is not None and md5.hexdigest() == expected_etag:
+        return None
+    b64 = base64.b64encode(md5.digest()).decode("ascii")
+    return data, b64, hashlib.sha256(data).hexdigest()
+
+
+async def upload_many(
+    storage: BaseStorage,
+    src_dir: str | os.PathLike[str],
+    bucket: str,
+    prefix: str,
+    *,
+    concurrency: int | None = None,
+    skip_existing: bool = False,
+    on_progress: ProgressCallback | None = None,
+    raise_on_error: bool = True,
+) -> TransferReport:
+    check_bucket(bucket, operation="upload_many")
+    settings = storage.settings
+    concurrency = _check_concurrency(
+        settings.max_concurrency if concurrency is None else concurrency
+    )
+    root = Path(src_dir)
+    if not await anyio.Path(root).is_dir():
+        raise NotADirectoryError(f"upload_many: {root} is not a directory")
+    files = await anyio.to_thread.run_sync(_list_files, root)
+    remote: dict[str, ObjectInfo] = {}
+    if skip_existing:
+        remote = {o.key: o async for o in _objects.iter_objects(storage, bucket, prefix)}
+    fast = await FastS3.open(storage) if settings.fast_path else None
+    engine: _Engine[tuple[Path, int]] = _Engine(
+        operation="upload_many",
+        bucket=bucket,
+        concurrency=concurrency,
+        attempts=settings.max_attempts if fast else 1,
+        on_progress=on_progress,
+    )
+    engine.progress.total = len(files)
+
+    async def produce(send: ObjectSendStream[tuple[str, tuple[Path, int]]]) -> None:
+        for rel, path, size in files:
+            key = prefix + rel
+            try:
+                check_key(key, operation="upload_many", bucket=bucket)
+            except StorageError as exc:
+                await engine.fail(key, exc)
+                continue
+            existing = remote.get(key)
+            if (
+                existing is not None
+                and existing.size == size
+                and not _MD5_ETAG.match(existing.etag)
+            ):
+                await engine.skip(key)  # multipart ETag: same size is all we can compare cheaply
+                continue
+            await send.send((key, (path, size)))
+
+    async def work(key: str, item: tuple[Path, int]) -> int | None:
+        path, size = item
+        existing = remote.get(key)
+        expected = existing.etag if existing is not None and existing.size == size else None
+        if fast is None or size >= settings.multipart_threshold:
+            if expected is not None and expected == await anyio.to_thread.run_sync(_md5_file, path):
+                return None
+            await _objects.upload_file(storage, path, bucket, key)
+            return size
+        read = await anyio.to_thread.run_sync(_read_for_put, path, expected)
+        if read is None:
+            return None
+        data, md5_b64, sha256_hex = read
+        await fast.put(
+            bucket,
+            key,
+            data,
+            content_type=guess_content_type(key),
+            md5_b64=md5_b64,
+            sha256_hex=sha256_hex,
+            operation="upload_many",
+        )
+        return len(data)
+
+    await engine.run(produce, work)
+    return engine.finish(raise_on_error)
+
+
+def _check_concurrency(value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"concurrency must be a positive integer, got {value!r}")
+    return value
