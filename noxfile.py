@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
-import shutil
+import subprocess
 
 import nox
 
@@ -18,9 +19,38 @@ nox.options.reuse_venv = "yes"
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 SUPPORTED = ["3.10", "3.11", "3.12", "3.13"]
+
+
+def _runs(executable: str) -> bool:
+    try:
+        return subprocess.run([executable, "-c", ""], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+def _find_pythons() -> list[str]:
+    """The supported Pythons that actually run here. Version managers' shims (pyenv) may exist
+    for versions that are installed but not activated: put those versions' own bin
+    directories first on PATH so nox and uv find working interpreters."""
+    found, extra_dirs = [], []
+    for version in SUPPORTED:
+        candidates = [f"python{version}"] + sorted(
+            glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}"))
+        )
+        for candidate in candidates:
+            if _runs(candidate):
+                found.append(version)
+                if os.sep in candidate:
+                    extra_dirs.append(os.path.dirname(candidate))
+                break
+    os.environ["PATH"] = os.pathsep.join([*extra_dirs, os.environ.get("PATH", "")])
+    return found
+
+
 # Every supported Python found on this machine; at least one is required (the one running nox
-# is used when none of the named ones is on PATH).
-PYTHONS: list[str] | None = [v for v in SUPPORTED if shutil.which(f"python{v}")] or None
+# is used when none of the named ones is found).
+PYTHONS: list[str] | None = _find_pythons() or None
+LINT_PATHS = [p for p in ("src", "tests", "noxfile.py", "benchmarks") if os.path.exists(p)]
 
 
 def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
@@ -39,8 +69,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
-    session.run("ruff", "check", "src", "tests", "noxfile.py", "benchmarks")
-    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py", "benchmarks")
+    session.run("ruff", "check", *LINT_PATHS)
+    session.run("ruff", "format", "--check", *LINT_PATHS)
 
 
 @nox.session

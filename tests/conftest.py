@@ -13,6 +13,7 @@ import pytest
 
 from mpr_storage import Storage, StorageSettings
 from mpr_storage._server import LocalS3Server
+from s3proxy import FaultProxy
 
 BUCKET = "mpr-test"
 SERVER_KINDS = ("moto", "seaweedfs")
@@ -33,7 +34,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
 
 def _start(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3Server]:
     data_dir = tmp_path_factory.mktemp(f"{kind}-data") if kind == "seaweedfs" else None
-    with LocalS3Server(kind=kind, data_dir=data_dir) as server:  # type: ignore[arg-type]
+    # Throw-away data: don't wait long for a graceful SeaweedFS shutdown.
+    with LocalS3Server(kind=kind, data_dir=data_dir, stop_timeout=2) as server:  # type: ignore[arg-type]
         server.create_buckets(BUCKET, "mpr-media-in", "mpr-media-out")
         yield server
 
@@ -97,6 +99,13 @@ def seaweed(
 ) -> S3Target:
     """A target on SeaweedFS only (it checks signatures and expiry like MinIO/AWS do)."""
     return _target(seaweedfs_server, request, monkeypatch)
+
+
+@pytest.fixture
+def proxy(s3: S3Target) -> Iterator[FaultProxy]:
+    """A fault-injecting, request-counting proxy in front of the test's server."""
+    with FaultProxy(s3.server.endpoint_url) as p:
+        yield p
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from ._client import BaseStorage
 from ._errors import StorageConnectionError, StorageError, map_errors
 from ._files import atomic_writer
 from ._keys import check_bucket, check_key
-from ._retry import retry
+from ._retry import is_retryable, retry
 
 __all__ = [
     "ObjectInfo",
@@ -151,11 +151,16 @@ async def download_file(
         raise IsADirectoryError(f"download_file s3://{bucket}/{key}: {path} is a directory")
     client = await storage.client()
 
+    streaming = False  # botocore retries the request itself; we retry a broken body
+
     async def attempt() -> None:
+        nonlocal streaming
+        streaming = False
         with map_errors("download_file", bucket, key):
             response = await client.get_object(Bucket=bucket, Key=key)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            streaming = True
             expected = int(response["ContentLength"])
+            path.parent.mkdir(parents=True, exist_ok=True)
             received = 0
             body = response["Body"]
             async with body, atomic_writer(path) as f:
@@ -171,7 +176,11 @@ async def download_file(
                         key=key,
                     )
 
-    await retry(attempt, attempts=storage.settings.max_attempts)
+    await retry(
+        attempt,
+        attempts=storage.settings.max_attempts,
+        when=lambda exc: streaming and is_retryable(exc),
+    )
     return path
 
 

@@ -39,13 +39,18 @@ def backoff_delay(attempt: int, *, base: float = 0.1, cap: float = 5.0) -> float
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
-async def retry(fn: Callable[[], Awaitable[T]], *, attempts: int) -> T:
-    """Await ``fn()`` up to ``attempts`` times while it fails with a transient error."""
+async def retry(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    attempts: int,
+    when: Callable[[StorageError], bool] = is_retryable,
+) -> T:
+    """Await ``fn()`` up to ``attempts`` times while it fails with an error ``when`` accepts."""
     for attempt in range(1, attempts + 1):
         try:
             return await fn()
         except StorageError as exc:
-            if attempt == attempts or not is_retryable(exc):
+            if attempt == attempts or not when(exc):
                 raise
         await anyio.sleep(backoff_delay(attempt))
     raise AssertionError("unreachable")  # pragma: no cover

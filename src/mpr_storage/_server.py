@@ -76,6 +76,7 @@ class LocalS3Server:
         secret_access_key: str = "mpr-local-secret",
         region: str = "us-east-1",
         startup_timeout: float = 60.0,
+        stop_timeout: float = 10.0,
     ) -> None:
         self._requested = kind
         self._data_dir = Path(data_dir) if data_dir is not None else None
@@ -84,6 +85,7 @@ class LocalS3Server:
         self.secret_access_key = secret_access_key
         self.region = region
         self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
         self._kind: ServerKind | None = None
         self._endpoint: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -155,14 +157,15 @@ class LocalS3Server:
         return self
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 10 s) and remove a temp data dir."""
+        """Stop the server (SIGTERM, then SIGKILL after ``stop_timeout`` seconds: SeaweedFS can
+        hang on SIGTERM) and remove a temp data dir."""
         _running.discard(self)
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
         process, self._process = self._process, None
         if process is not None:
-            _terminate(process)
+            _terminate(process, self.stop_timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -269,6 +272,7 @@ class LocalS3Server:
             "-volume.max=0",
             "-master.volumeSizeLimitMB=64",
             "-master.telemetry=false",
+            "-volume.preStopSeconds=0",
         ]
         self._log = open(data / "weed.log", "ab")
         self._process = subprocess.Popen(
@@ -312,13 +316,13 @@ def _tail(log: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
+def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # SeaweedFS can hang on SIGTERM
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)

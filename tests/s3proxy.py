@@ -1,0 +1,239 @@
+"""A loopback HTTP proxy in front of a test S3 server: counts requests and injects faults.
+
+It runs its own event loop in a thread, so sync tests, async tests and the sync shim's
+private loop can all talk through it. The Host header is forwarded unchanged: the client
+signed for the proxy's host, and the server checks the signature against the Host it gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "content-length",
+}
+FaultKind = Literal["fail", "cut", "stall", "reset"]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as the proxy saw it (``path`` is the raw, percent-encoded path)."""
+
+    method: str
+    path: str
+    query: str
+    status: int
+
+    @property
+    def is_object(self) -> bool:
+        """A request for one object (``/bucket/key``), not a bucket-level call like LIST."""
+        return "/" in self.path.strip("/")
+
+
+@dataclass
+class _Rule:
+    kind: FaultKind
+    remaining: int
+    method: str | None
+    status: int = 503
+    code: str = "SlowDown"
+    after_bytes: int = 0
+    seconds: float = 0.0
+
+
+class FaultProxy:
+    """``with FaultProxy(upstream_url) as proxy:`` then point the client at ``proxy.url``."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.url = ""
+        self._lock = threading.Lock()
+        self._seen: list[Seen] = []
+        self._rules: list[_Rule] = []
+        self._in_flight = 0
+        self.max_in_flight = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._closing: asyncio.Event | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        if not self._loop.is_closed():
+            self._loop.close()
+
+    async def _start(self) -> None:
+        self._closing = asyncio.Event()
+        self._session = aiohttp.ClientSession(
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+        )
+        server = web.Server(self._handle)
+        self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    async def _stop(self) -> None:
+        assert self._closing is not None and self._runner is not None
+        self._closing.set()
+        await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    # --- what tests use -------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[Seen]:
+        with self._lock:
+            return list(self._seen)
+
+    def count(self, method: str | None = None, *, objects_only: bool = False) -> int:
+        return sum(
+            1
+            for s in self.requests
+            if (method is None or s.method == method) and (not objects_only or s.is_object)
+        )
+
+    def reset(self) -> None:
+        with self._lock:
+            self._seen.clear()
+            self._rules.clear()
+            self.max_in_flight = 0
+
+    def fail(
+        self, n: int, *, status: int = 503, code: str = "SlowDown", method: str = "GET"
+    ) -> None:
+        """Answer the next ``n`` object requests with an S3 error, without the server."""
+        self._add(_Rule("fail", n, method, status=status, code=code))
+
+    def cut(self, n: int, *, after_bytes: int = 1000, method: str = "GET") -> None:
+        """Send headers and ``after_bytes`` of the body of the next ``n`` responses, then abort."""
+        self._add(_Rule("cut", n, method, after_bytes=after_bytes))
+
+    def stall(self, n: int, *, seconds: float = 30.0, method: str = "GET") -> None:
+        """Hold the next ``n`` responses for ``seconds`` (or until the proxy closes)."""
+        self._add(_Rule("stall", n, method, seconds=seconds))
+
+    def reset_connections(self, n: int, *, method: str = "GET") -> None:
+        """Close the connection of the next ``n`` requests without any response."""
+        self._add(_Rule("reset", n, method))
+
+    def _add(self, rule: _Rule) -> None:
+        with self._lock:
+            self._rules.append(rule)
+
+    def _take(self, method: str, path: str) -> _Rule | None:
+        if "/" not in path.strip("/"):
+            return None  # faults only hit object requests, never LIST or bucket calls
+        with self._lock:
+            for rule in self._rules:
+                if rule.remaining > 0 and rule.method in (None, method):
+                    rule.remaining -= 1
+                    return rule
+        return None
+
+    def _record(self, request: web.BaseRequest, status: int) -> None:
+        raw = request.raw_path
+        path, _, query = raw.partition("?")
+        with self._lock:
+            self._seen.append(Seen(request.method, path, query, status))
+
+    # --- the proxy --------------------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            return await self._forward(request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    async def _forward(self, request: web.BaseRequest) -> web.StreamResponse:
+        assert self._session is not None and self._closing is not None
+        rule = self._take(request.method, request.raw_path.partition("?")[0])
+        body = await request.read()
+        if rule is not None and rule.kind == "fail":
+            self._record(request, rule.status)
+            xml = (
+                f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{rule.code}</Code>'
+                f"<Message>injected by the test proxy</Message><RequestId>proxy</RequestId></Error>"
+            )
+            return web.Response(
+                status=rule.status, body=xml.encode(), content_type="application/xml"
+            )
+        if rule is not None and rule.kind == "reset":
+            self._record(request, 0)
+            return _abort(request)
+        if rule is not None and rule.kind == "stall":
+            try:
+                await asyncio.wait_for(self._closing.wait(), rule.seconds)
+            except asyncio.TimeoutError:
+                pass
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        async with self._session.request(
+            request.method,
+            URL(self.upstream + request.raw_path, encoded=True),
+            headers=headers,
+            data=body if body else None,
+            allow_redirects=False,
+        ) as upstream:
+            data = await upstream.read()
+            out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
+            self._record(request, upstream.status)
+        if rule is not None and rule.kind == "cut":
+            response = web.StreamResponse(status=upstream.status, headers=out_headers)
+            response.content_length = len(data)
+            await response.prepare(request)
+            await response.write(data[: rule.after_bytes])
+            return _abort(request, response)
+        return web.Response(status=upstream.status, headers=out_headers, body=data)
+
+
+def _abort(
+    request: web.BaseRequest, response: web.StreamResponse | None = None
+) -> web.StreamResponse:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    return response if response is not None else web.Response(status=500)

@@ -1,0 +1,185 @@
+"""Faults injected between client and server: throttling, cut bodies, stalls, resets.
+
+Transfers must end byte-exact or fail cleanly, in bounded time, leaving no partial file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from conftest import S3Target
+from mpr_storage import (
+    Storage,
+    StorageConnectionError,
+    StorageTimeoutError,
+    ThrottledError,
+    TransferError,
+)
+from mpr_storage._transfer import _AdaptiveLimit
+from s3proxy import FaultProxy
+from test_transfer import leftovers, make_frames, tree
+
+
+def via(proxy: FaultProxy, s3: S3Target, **overrides: object) -> Storage:
+    return Storage(s3.settings(endpoint_url=proxy.url, **overrides))
+
+
+async def seeded(s3: S3Target, tmp_path: Path, count: int = 60) -> dict[str, bytes]:
+    files = make_frames(tmp_path / "src", count, size=30_000)
+    async with Storage(s3.settings()) as st:
+        assert (await st.upload_frames(s3.prefix.strip("/"), tmp_path / "src", bucket=s3.bucket)).ok
+    return files
+
+
+async def test_second_prefetch_makes_no_object_get(
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path
+) -> None:
+    files = await seeded(s3, tmp_path)
+    timeline = s3.prefix.strip("/")
+    async with via(proxy, s3) as st:
+        first = await st.prefetch_frames(timeline, tmp_path / "dst", bucket=s3.bucket)
+        assert len(first.done) == len(files)
+        assert proxy.count("GET", objects_only=True) == len(files)  # one GET each, no HEAD
+        assert proxy.count("HEAD") == 0
+        proxy.reset()
+        second = await st.prefetch_frames(timeline, tmp_path / "dst", bucket=s3.bucket)
+    assert len(second.skipped) == len(files) and second.done == []
+    assert proxy.count("GET", objects_only=True) == 0
+    assert proxy.count() == 1  # the listing, nothing else
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
+async def test_slowdown_is_retried_to_a_byte_exact_result(
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    files = await seeded(s3, tmp_path)
+    proxy.fail(12, status=503, code="SlowDown")
+    async with via(proxy, s3, fast_path=fast_path, max_attempts=6) as st:
+        report = await st.prefetch_frames(s3.prefix.strip("/"), tmp_path / "dst", bucket=s3.bucket)
+    assert report.ok and tree(tmp_path / "dst") == files
+    assert proxy.count("GET", objects_only=True) == len(files) + 12
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
+async def test_cut_bodies_are_fetched_again_never_renamed_into_place(
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    files = await seeded(s3, tmp_path)
+    proxy.cut(8, after_bytes=10_000)
+    async with via(proxy, s3, fast_path=fast_path, max_attempts=4) as st:
+        report = await st.prefetch_frames(s3.prefix.strip("/"), tmp_path / "dst", bucket=s3.bucket)
+    assert report.ok and tree(tmp_path / "dst") == files
+    assert leftovers(tmp_path / "dst") == []
+
+
+async def test_cut_body_of_a_single_download_is_retried(
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path
+) -> None:
+    files = await seeded(s3, tmp_path, count=1)
+    proxy.cut(2, after_bytes=5_000)
+    async with via(proxy, s3, max_attempts=3) as st:
+        key = f"frames/{s3.prefix.strip('/')}/frame_000000.jpg"
+        out = await st.download_file(s3.bucket, key, tmp_path / "one.jpg")
+    assert out.read_bytes() == files["frame_000000.jpg"]
+
+
+async def test_resets_and_stalls_recover(proxy: FaultProxy, s3: S3Target, tmp_path: Path) -> None:
+    files = await seeded(s3, tmp_path, count=30)
+    proxy.reset_connections(3)
+    proxy.stall(3, seconds=30)
+    started = time.monotonic()
+    async with via(proxy, s3, read_timeout=1, max_attempts=4) as st:
+        report = await st.prefetch_frames(s3.prefix.strip("/"), tmp_path / "dst", bucket=s3.bucket)
+    assert report.ok and tree(tmp_path / "dst") == files
+    assert time.monotonic() - started < 20
+
+
+async def test_a_key_that_keeps_failing_fails_alone(
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path
+) -> None:
+    files = await seeded(s3, tmp_path, count=20)
+    async with Storage(s3.settings()) as st:
+        listed = await st.list_objects(s3.bucket, f"frames/{s3.prefix.strip('/')}/")
+    proxy.fail(100, status=500, code="InternalError")  # more than any retry budget
+    async with via(proxy, s3, max_attempts=2, max_concurrency=4) as st:
+        with pytest.raises(TransferError) as info:
+            await st.download_many(
+                s3.bucket,
+                listed[:1],
+                tmp_path / "dst",
+                prefix=listed[0].key.rsplit("/", 1)[0] + "/",
+            )
+        proxy.reset()
+        report = await st.download_many(
+            s3.bucket, listed[1:], tmp_path / "dst", prefix=listed[0].key.rsplit("/", 1)[0] + "/"
+        )
+    assert list(info.value.report.failed) == [listed[0].key]
+    assert info.value.report.failed[listed[0].key].code == "InternalError"
+    assert report.ok and len(tree(tmp_path / "dst")) == len(files) - 1
+    assert leftovers(tmp_path / "dst") == []
+
+
+async def test_persistent_throttling_ends_in_bounded_time(
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path
+) -> None:
+    await seeded(s3, tmp_path, count=200)
+    proxy.fail(100_000, status=503, code="SlowDown")
+    started = time.monotonic()
+    async with via(proxy, s3, max_attempts=3) as st:
+        with pytest.raises((ThrottledError, TransferError)):
+            await st.prefetch_frames(s3.prefix.strip("/"), tmp_path / "dst", bucket=s3.bucket)
+    assert time.monotonic() - started < 30
+    assert proxy.count("GET", objects_only=True) < 200 * 3  # gave up instead of grinding on
+    assert leftovers(tmp_path / "dst") == []
+
+
+async def test_persistent_stall_times_out(proxy: FaultProxy, s3: S3Target, tmp_path: Path) -> None:
+    await seeded(s3, tmp_path, count=1)
+    proxy.stall(100, seconds=60)
+    started = time.monotonic()
+    async with via(proxy, s3, read_timeout=1, max_attempts=2) as st:
+        key = f"frames/{s3.prefix.strip('/')}/frame_000000.jpg"
+        with pytest.raises(StorageTimeoutError) as info:
+            await st.download_file(s3.bucket, key, tmp_path / "one.jpg")
+    assert isinstance(info.value, StorageConnectionError) and key in str(info.value)
+    assert time.monotonic() - started < 15
+    assert not (tmp_path / "one.jpg").exists()
+
+
+def test_adaptive_limit_halves_on_throttling_and_recovers() -> None:
+    limit = _AdaptiveLimit(64)
+    limit.throttled()
+    assert limit.limiter.total_tokens == 32
+    limit.throttled()  # the same burst: not cut again
+    assert limit.limiter.total_tokens == 32
+    for _ in range(32):
+        limit.succeeded()
+    assert limit.limiter.total_tokens == 33
+    for _ in range(10_000):
+        limit.succeeded()
+    assert limit.limiter.total_tokens == 64
+
+
+async def test_cancelled_multipart_upload_is_aborted(
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path
+) -> None:
+    MiB = 1024 * 1024
+    (tmp_path / "big.bin").write_bytes(b"v" * (16 * MiB))
+    key = s3.key("cancelled.bin")
+    proxy.stall(1000, method="PUT")  # every part upload hangs: the cancel lands mid-upload
+    settings = dict(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    async with via(proxy, s3, **settings) as st:
+        with anyio.move_on_after(1) as scope:
+            await st.upload_file(tmp_path / "big.bin", s3.bucket, key)
+        assert scope.cancelled_caught
+    assert proxy.count("POST", objects_only=True) == 1  # CreateMultipartUpload
+    assert proxy.count("DELETE", objects_only=True) == 1  # AbortMultipartUpload, shielded
+    async with Storage(s3.settings()) as st:
+        client = await st.client()
+        uploads = await client.list_multipart_uploads(Bucket=s3.bucket, Prefix=key)
+        assert uploads.get("Uploads", []) == []
+        assert not await st.object_exists(s3.bucket, key)
