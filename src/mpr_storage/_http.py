@@ -12,7 +12,8 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
+from xml.etree import ElementTree
 
 import aiohttp
 from botocore.auth import S3SigV4Auth
@@ -29,6 +30,7 @@ UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
 class _Signer(S3SigV4Auth):  # type: ignore[misc]  # botocore ships no types
@@ -74,12 +76,15 @@ class FastS3:
             virtual_host=settings.url_style == "virtual",
         )
 
-    def url(self, bucket: str, key: str) -> str:
-        """The request URL, percent-encoded exactly as it is signed."""
-        path = quote(key, safe="/~")
+    def bucket_url(self, bucket: str) -> str:
+        """The bucket's URL (virtual-host style where configured and the name allows it)."""
         if self._virtual and _DNS_BUCKET.match(bucket):
-            return f"{self._scheme}://{bucket}.{self._netloc}{self._base}/{path}"
-        return f"{self._scheme}://{self._netloc}{self._base}/{bucket}/{path}"
+            return f"{self._scheme}://{bucket}.{self._netloc}{self._base}/"
+        return f"{self._scheme}://{self._netloc}{self._base}/{bucket}/"
+
+    def url(self, bucket: str, key: str) -> str:
+        """An object's URL, percent-encoded exactly as it is signed."""
+        return self.bucket_url(bucket) + quote(key, safe="/~")
 
     def sign(
         self, method: str, url: str, payload_hash: str, headers: dict[str, str] | None = None
@@ -89,6 +94,33 @@ class FastS3:
         request.context["payload_hash"] = payload_hash
         self._signer.add_auth(request)
         return dict(request.headers.items())
+
+    async def list(self, bucket: str, prefix: str) -> AsyncIterator[tuple[str, int, str, str]]:
+        """ListObjectsV2, every page: ``(key, size, etag, last_modified)`` in key order."""
+        token: str | None = None
+        while True:
+            params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
+            if token is not None:
+                params["continuation-token"] = token
+            query = "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+            url = f"{self.bucket_url(bucket)}?{query}"
+            headers = self.sign("GET", url, UNSIGNED_PAYLOAD)
+            with map_errors("list_objects", bucket, prefix or None):
+                async with self._http.get(URL(url, encoded=True), headers=headers) as response:
+                    body = await response.read()
+                if response.status != 200:
+                    raise _error(response.status, body, "list_objects", bucket, None)
+            root = ElementTree.fromstring(body)
+            for item in root.iterfind(f"{_NS}Contents"):
+                yield (
+                    unquote_plus(item.findtext(f"{_NS}Key", "")),  # as botocore decodes it
+                    int(item.findtext(f"{_NS}Size", "0")),
+                    item.findtext(f"{_NS}ETag", "").strip('"'),
+                    item.findtext(f"{_NS}LastModified", ""),
+                )
+            token = root.findtext(f"{_NS}NextContinuationToken")
+            if root.findtext(f"{_NS}IsTruncated") != "true" or not token:
+                return
 
     @asynccontextmanager
     async def get(self, bucket: str, key: str, *, operation: str) -> AsyncIterator[Any]:
@@ -128,12 +160,12 @@ class FastS3:
                 return r.headers.get("ETag", "").strip('"')
 
 
-def _error(status: int, body: bytes, operation: str, bucket: str, key: str) -> StorageError:
+def _error(status: int, body: bytes, operation: str, bucket: str, key: str | None) -> StorageError:
     match = _CODE.search(body)
     if match:
         code = match.group(1).decode("utf-8", "replace")
     elif status == 404:
-        code = "NoSuchKey"
+        code = "NoSuchKey" if key else "NoSuchBucket"
     else:
         code = str(status)
     found = _MESSAGE.search(body)
