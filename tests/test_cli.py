@@ -1,0 +1,714 @@
+"""The ``mpr-storage`` command line: in-process ``main([...])`` against the test servers, and
+real subprocesses for ``python -m mpr_storage``, Ctrl-C, ``server`` and ``demo``."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import S3Target
+from mpr_storage._cli import main
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    """The whole stderr is a single ``error: ...`` line, without a traceback."""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def write(path: Path, size: int) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return data
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess: the test's (isolated) one plus ``extra``."""
+    env = dict(os.environ)
+    env.update(extra)
+    env.pop("COLUMNS", None)
+    return env
+
+
+# --- in process, against moto and SeaweedFS ------------------------------------------------
+
+
+def test_put_ls_get_round_trip(
+    s3: S3Target,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = write(tmp_path / "clip.mp4", 300 * KiB + 7)
+    key = s3.key("chunks/clip.mp4")
+    code, out, err = run(capsys, "put", str(tmp_path / "clip.mp4"), s3.bucket, key)
+    assert (code, err) == (0, "")
+    assert f"s3://{s3.bucket}/{key}" in out and "300.0 KiB" in out
+    # s3:// form, a key ending in '/' is a prefix for the file's name.
+    code, out, _ = run(capsys, "put", str(tmp_path / "clip.mp4"), f"s3://{s3.bucket}/{s3.prefix}d/")
+    assert code == 0 and f"{s3.prefix}d/clip.mp4" in out
+
+    code, out, err = run(capsys, "ls", s3.bucket, s3.prefix)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert [line.split()[-1] for line in lines] == [key, s3.key("d/clip.mp4")]
+    assert "300.0 KiB" in lines[0]
+
+    code, out, _ = run(capsys, "ls", "--long", f"s3://{s3.bucket}/{s3.prefix}chunks/")
+    assert code == 0
+    assert str(300 * KiB + 7) in out and hashlib.md5(data).hexdigest() in out
+    assert out.splitlines()[-1] == f"1 object, {300 * KiB + 7} bytes (300.0 KiB)"
+
+    code, out, _ = run(capsys, "get", s3.bucket, key, str(tmp_path / "new" / "out.mp4"))
+    assert code == 0 and "downloaded" in out
+    assert (tmp_path / "new" / "out.mp4").read_bytes() == data
+    (tmp_path / "dir").mkdir()
+    assert main(["get", f"s3://{s3.bucket}/{key}", str(tmp_path / "dir")]) == 0
+    assert (tmp_path / "dir" / "clip.mp4").read_bytes() == data
+    monkeypatch.chdir(tmp_path / "dir")
+    (tmp_path / "dir" / "clip.mp4").unlink()
+    assert main(["get", f"s3://{s3.bucket}/{key}"]) == 0  # DEST defaults to the key's name
+    assert (tmp_path / "dir" / "clip.mp4").read_bytes() == data
+    assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == ["clip.mp4"]  # no temp file
+    capsys.readouterr()
+
+
+def test_ls_json_is_parsable(
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, size in (("a.jpg", 10), ("b/c.jpg", 2000), ("ünï cödé+.png", 0)):
+        write(tmp_path / "src" / name, size)
+    assert main(["-q", "put", str(tmp_path / "src"), s3.bucket, s3.prefix]) == 0
+    code, out, err = run(capsys, "ls", "--json", f"s3://{s3.bucket}/{s3.prefix}")
+    assert (code, err) == (0, "")
+    objects = json.loads(out)
+    assert [(o["key"], o["size"]) for o in objects] == [
+        (s3.key("a.jpg"), 10),
+        (s3.key("b/c.jpg"), 2000),
+        (s3.key("ünï cödé+.png"), 0),
+    ]
+    for o in objects:
+        assert re.fullmatch(r"[0-9a-f]{32}", o["etag"])
+        assert datetime.fromisoformat(o["last_modified"]).tzinfo is not None
+
+    code, out, _ = run(capsys, "ls", "--json")
+    buckets = {b["name"]: b for b in json.loads(out)}
+    assert code == 0 and {s3.bucket, "mpr-media-in", "mpr-media-out"} <= set(buckets)
+    code, out, _ = run(capsys, "ls")
+    assert code == 0 and s3.bucket in out.split()
+    code, out, _ = run(capsys, "ls", "--long", "--json")
+    usage = {b["name"]: b for b in json.loads(out)}[s3.bucket]
+    assert code == 0 and usage["objects"] >= 3 and usage["bytes"] >= 2010
+    code, out, _ = run(capsys, "ls", "--long")
+    assert code == 0 and re.search(rf"\d+ objects +[\d.]+ \w+  {s3.bucket}$", out, re.MULTILINE)
+    code, out, _ = run(capsys, "ls", "--json", s3.bucket, s3.prefix + "nothing-here/")
+    assert (code, json.loads(out)) == (0, [])
+
+
+def test_presign_get_and_put(
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write(tmp_path / "f.bin", 4 * KiB)
+    key = s3.key("p/f.bin")
+    assert main(["-q", "put", str(tmp_path / "f.bin"), s3.bucket, key]) == 0
+    code, out, err = run(capsys, "presign", f"s3://{s3.bucket}/{key}", "--expires", "60")
+    assert (code, err) == (0, "") and len(out.splitlines()) == 1
+    assert "X-Amz-Expires=60" in out
+    with urllib.request.urlopen(out.strip(), timeout=10) as response:
+        assert response.read() == data
+
+    put_key = s3.key("p/uploaded by url.bin")
+    code, out, _ = run(capsys, "presign", "--put", s3.bucket, put_key)
+    assert code == 0
+    request = urllib.request.Request(
+        out.strip(),
+        data=b"via presigned PUT",
+        method="PUT",
+        headers={"Content-Type": "application/octet-stream"},  # not urllib's form default
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    assert main(["-q", "get", s3.bucket, put_key, str(tmp_path / "back.bin")]) == 0
+    assert (tmp_path / "back.bin").read_bytes() == b"via presigned PUT"
+
+
+def test_get_to_stdout(s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "note.txt").write_text("hello from S3\n")
+    key = s3.key("note.txt")
+    assert main(["-q", "put", str(tmp_path / "note.txt"), s3.bucket, key]) == 0
+    assert run(capsys, "get", s3.bucket, key, "-") == (0, "hello from S3\n", "")
+
+
+def test_push_frames_then_prefetch_twice(
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    timeline = s3.prefix.rstrip("/")
+    frames = tmp_path / "frames"
+    for i in range(1, 41):
+        write(frames / f"frame_{i:06d}.jpg", 1000 + i)
+    code, out, err = run(capsys, "push-frames", timeline, str(frames), "--bucket", s3.bucket)
+    assert (code, err) == (0, "")
+    assert f"s3://{s3.bucket}/frames/{timeline}/" in out and "40 objects" in out
+    code, out, _ = run(capsys, "ls", s3.bucket, f"frames/{timeline}/")
+    assert code == 0 and len(out.splitlines()) == 40
+
+    dest = tmp_path / "replay"
+    code, out, err = run(capsys, "prefetch", timeline, str(dest), "--bucket", s3.bucket)
+    assert (code, err) == (0, "") and "40 objects" in out and "skipped" not in out
+    for i in range(1, 41):
+        name = f"frame_{i:06d}.jpg"
+        assert (dest / name).read_bytes() == (frames / name).read_bytes()
+    code, out, _ = run(capsys, "prefetch", timeline, str(dest), "--bucket", s3.bucket)
+    assert code == 0 and "0 objects" in out and "40 skipped" in out
+
+    code, out, _ = run(
+        capsys, "push-frames", timeline, str(frames), "--bucket", s3.bucket, "--skip-existing"
+    )
+    assert code == 0 and "40 skipped" in out
+
+
+def test_put_directory_and_get_prefix(
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree = {"a.txt": 5, "sub/b.bin": 3000, "sub/deeper/c.bin": 1}
+    for name, size in tree.items():
+        write(tmp_path / "tree" / name, size)
+    code, out, _ = run(capsys, "put", str(tmp_path / "tree"), f"s3://{s3.bucket}/{s3.prefix}tree")
+    assert code == 0 and "3 objects" in out
+    code, out, _ = run(capsys, "get", f"s3://{s3.bucket}/{s3.prefix}tree/", str(tmp_path / "copy"))
+    assert code == 0 and "3 objects" in out
+    for name in tree:
+        assert (tmp_path / "copy" / name).read_bytes() == (tmp_path / "tree" / name).read_bytes()
+    code, _, err = run(capsys, "get", f"s3://{s3.bucket}/{s3.prefix}empty/", str(tmp_path / "e"))
+    assert code == 1 and "no objects" in one_error_line(err)
+
+
+def test_rm(s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path / "src" / "x", 1)
+    for name in ("k1", "k2", "k3", "sub/a", "sub/b/c"):
+        assert main(["-q", "put", str(tmp_path / "src" / "x"), s3.bucket, s3.key(name)]) == 0
+
+    def keys() -> list[str]:
+        code, out, _ = run(capsys, "ls", "--json", s3.bucket, s3.prefix)
+        assert code == 0
+        return [o["key"].removeprefix(s3.prefix) for o in json.loads(out)]
+
+    code, out, err = run(capsys, "rm", s3.bucket, s3.key("k1"), s3.key("k2"), s3.key("missing"))
+    assert (code, err) == (0, "") and "deleted 3 objects" in out
+    assert keys() == ["k3", "sub/a", "sub/b/c"]
+    assert main(["-q", "rm", f"s3://{s3.bucket}/{s3.key('k3')}"]) == 0
+    code, out, _ = run(capsys, "rm", "--recursive", f"s3://{s3.bucket}/{s3.prefix}sub/")
+    assert code == 0 and "deleted 2 objects" in out
+    assert keys() == []
+
+
+def test_quiet_prints_nothing(
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "f", 10)
+    assert run(capsys, "--quiet", "put", str(tmp_path / "f"), s3.bucket, s3.key("f")) == (0, "", "")
+    assert run(capsys, "get", "-q", s3.bucket, s3.key("f"), str(tmp_path / "g")) == (0, "", "")
+
+
+def test_progress_bar_on_a_terminal(
+    s3: S3Target,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # rich treats stdout as an interactive terminal with these set.
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    for i in range(30):
+        write(tmp_path / "frames" / f"f{i:03d}.jpg", 2 * KiB)
+    timeline = s3.prefix.rstrip("/")
+    code, out, _ = run(
+        capsys, "push-frames", timeline, str(tmp_path / "frames"), "--bucket", s3.bucket
+    )
+    assert code == 0
+    assert "30/30 objects" in out and "60.0 KiB" in out and "eta" in out
+    assert re.search(r"[\d.]+ [KMG]iB/s", out)  # the rate
+    key = f"frames/{timeline}/f000.jpg"
+    code, out, _ = run(capsys, "get", s3.bucket, key, str(tmp_path / "one.jpg"))
+    assert code == 0 and "1/1 objects" in out and "2.0 KiB" in out
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def test_missing_key_is_one_line_naming_bucket_and_key(
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = s3.key("no such/key.mp4")
+    for argv in (
+        ["get", s3.bucket, key, str(tmp_path / "out.mp4")],
+        ["get", f"s3://{s3.bucket}/{key}", str(tmp_path / "out.mp4")],
+    ):
+        code, out, err = run(capsys, *argv)
+        assert code == 1 and out == ""
+        line = one_error_line(err)
+        assert f"s3://{s3.bucket}/{key}" in line and "no such key" in line
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a temp file
+
+    code, _, err = run(capsys, "--debug", "get", s3.bucket, key, str(tmp_path / "out.mp4"))
+    assert code == 1 and "Traceback" in err and "ObjectNotFoundError" in err
+    assert err.splitlines()[-1].startswith("error: ")
+
+
+def test_missing_bucket_and_missing_cache(
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "ls", "no-such-bucket-mpr-cli")
+    assert code == 1 and "no-such-bucket-mpr-cli" in one_error_line(err)
+    code, _, err = run(
+        capsys, "prefetch", "no-such-timeline", str(tmp_path / "d"), "--bucket", s3.bucket
+    )
+    assert code == 1 and "no frame cache" in one_error_line(err)
+    code, _, err = run(capsys, "put", str(tmp_path / "nope.bin"), s3.bucket, "k")
+    assert code == 1 and "nope.bin" in one_error_line(err)
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(
+        capsys, "push-frames", "tl-empty", str(tmp_path / "empty"), "--bucket", s3.bucket
+    )
+    assert code == 1 and "no files" in one_error_line(err)
+
+
+def test_dead_endpoint_fails_fast(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = closed_port()
+    monkeypatch.setenv("S3_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("S3_CONNECT_TIMEOUT", "1")
+    for argv in (
+        ["ls"],
+        ["ls", "mpr-media-in"],
+        ["get", "mpr-media-in", "chunks/a.mp4", str(tmp_path / "a.mp4")],
+        ["prefetch", "tl-1", str(tmp_path / "frames")],
+    ):
+        started = time.monotonic()
+        code, out, err = run(capsys, *argv)
+        assert code == 1 and out == ""
+        line = one_error_line(err)
+        assert "127.0.0.1" in line or "reach" in line or "connect" in line, line
+        assert time.monotonic() - started < 15
+    assert not (tmp_path / "a.mp4").exists()
+
+
+def test_endpoint_option_overrides_the_environment(
+    s3: S3Target, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("S3_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")
+    code, _, _ = run(capsys, "ls", "--json", s3.bucket, s3.prefix)
+    assert code == 1
+    endpoint = s3.server.endpoint_url
+    code, out, err = run(capsys, "--endpoint-url", endpoint, "ls", "--json", s3.bucket, s3.prefix)
+    assert (code, json.loads(out), err) == (0, [], "")
+    # global options work after the command too
+    code, out, _ = run(capsys, "ls", s3.bucket, s3.prefix, "--json", "--endpoint-url", endpoint)
+    assert (code, json.loads(out)) == (0, [])
+
+
+def test_bad_credentials(
+    seaweed: S3Target,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")
+    write(tmp_path / "f", 10)
+    for argv in (
+        ["ls"],
+        ["ls", seaweed.bucket],
+        ["get", seaweed.bucket, seaweed.key("k"), str(tmp_path / "k")],
+        ["put", str(tmp_path / "f"), seaweed.bucket, seaweed.key("f")],
+    ):
+        code, out, err = run(capsys, *argv)
+        assert code == 1 and out == ""
+        line = one_error_line(err)
+        assert "access denied" in line and "not-the-secret" not in line
+
+
+def test_config_error_names_the_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("S3_MAX_CONCURRENCY", "lots")
+    code, _, err = run(capsys, "ls")
+    assert code == 1 and "S3_MAX_CONCURRENCY" in one_error_line(err)
+    monkeypatch.delenv("S3_MAX_CONCURRENCY")
+    code, _, err = run(capsys, "--endpoint-url", "localhost:9000", "ls")
+    assert code == 1 and "S3_ENDPOINT_URL" in one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["frobnicate"],
+        ["get", "bucket"],
+        ["get", "s3:///key"],
+        ["get", "s3://b/k", "dest", "extra"],
+        ["get", "bucket", "s3://b/k"],
+        ["put", "f", "s3://b/k", "extra"],
+        ["presign", "bucket"],
+        ["presign", "s3://bucket/"],
+        ["presign", "--expires", "0", "b", "k"],
+        ["rm", "bucket"],
+        ["rm", "s3://b/k", "plain-key"],
+        ["rm", "s3://b/"],
+        ["ls", "s3://b/p", "extra"],
+        ["--concurrency", "0", "ls"],
+        ["server", "--port", "70000"],
+        ["demo", "--frames", "0"],
+    ],
+)
+def test_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert "usage: mpr-storage" in err and "error:" in err and "Traceback" not in err
+
+
+COMMANDS = ["ls", "get", "put", "presign", "rm", "prefetch", "push-frames", "server", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_everywhere(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0 and f"usage: mpr-storage {command}" in out and "--quiet" in out
+    assert ("--endpoint-url" in out) == (command not in ("server", "demo"))
+
+
+def test_top_level_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for command in COMMANDS:
+        assert re.search(rf"^\s+{command}\s", out, re.MULTILINE), command
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("mpr-storage ")
+
+
+# --- real subprocesses ---------------------------------------------------------------------
+
+
+def test_python_dash_m_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mpr_storage", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: mpr-storage") and "push-frames" in result.stdout
+
+
+def test_subprocess_error_is_one_line(s3: S3Target, tmp_path: Path) -> None:
+    key = s3.key("missing.mp4")
+    result = subprocess.run(
+        [sys.executable, "-m", "mpr_storage", "get", f"s3://{s3.bucket}/{key}", "out.mp4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=cli_env(),
+        check=False,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    line = one_error_line(result.stderr)
+    assert f"s3://{s3.bucket}/{key}" in line and "no such key" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+class _SlowObject(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with a 64 MiB object, dribbled at ~1 MiB/s."""
+
+    size = 64 * MiB
+    stop = threading.Event()
+
+    def _head(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(self.size))
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("ETag", '"0123456789abcdef0123456789abcdef"')
+        self.send_header("Last-Modified", "Tue, 15 Apr 2025 10:00:00 GMT")
+        self.end_headers()
+
+    def do_HEAD(self) -> None:
+        self._head()
+
+    def do_GET(self) -> None:
+        self._head()
+        chunk = b"\0" * (64 * KiB)
+        try:
+            for _ in range(self.size // len(chunk)):
+                if self.stop.is_set():
+                    return
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            return
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_endpoint() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowObject)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        _SlowObject.stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+        _SlowObject.stop.clear()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_cleanly_without_partial_file(
+    slow_endpoint: str, tmp_path: Path, signum: signal.Signals
+) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    env = cli_env(
+        S3_ENDPOINT_URL=slow_endpoint,
+        AWS_ACCESS_KEY_ID="k",
+        AWS_SECRET_ACCESS_KEY="s",
+        S3_MAX_ATTEMPTS="1",
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "mpr_storage", "get", "b", "chunks/big.mp4", str(dest / "big.mp4")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        try:
+            deadline = time.monotonic() + 30
+            while not any(p.name.endswith(".part") and p.stat().st_size for p in dest.iterdir()):
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the download never started"
+                time.sleep(0.05)
+            proc.send_signal(signum)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 128 + signum, err
+    assert err.strip() == "interrupted" and out == ""
+    assert list(dest.iterdir()) == []  # the temp file was removed, no partial big.mp4
+
+
+# --- server and demo (subprocesses) ----------------------------------------------------------
+
+
+class _Lines:
+    """Reads a process's stdout on a thread, so tests can wait for a line with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        assert proc.stdout is not None
+        self._thread = threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} in {self.lines}") from None
+            if line is None:
+                raise AssertionError(f"output ended without {text!r}: {self.lines}")
+            self.lines.append(line)
+
+    def rest(self) -> list[str]:
+        self._thread.join(30)
+        while not self._queue.empty():
+            line = self._queue.get()
+            if line is not None:
+                self.lines.append(line)
+        return self.lines
+
+
+def _exports(lines: list[str]) -> dict[str, str]:
+    found = {}
+    for line in lines:
+        match = re.fullmatch(r"export (\w+)=(\S+)", line)
+        if match:
+            found[match.group(1)] = match.group(2).strip("'")
+    return found
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_server_command_on_seaweedfs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    with subprocess.Popen(
+        [
+            sys.executable, "-m", "mpr_storage", "server",
+            "--port", "0", "--data-dir", str(data_dir), "--bucket", "extra-bucket",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(S3_BUCKET_OUT="my-artifacts"),
+    ) as proc:  # fmt: skip
+        try:
+            lines = _Lines(proc)
+            lines.wait_for("Press Ctrl-C to stop.")
+            env = _exports(lines.lines)
+            pid = int(re.search(r"pid (\d+)", "\n".join(lines.lines)).group(1))  # type: ignore[union-attr]
+            assert env["S3_BUCKET_IN"] == "mpr-media-in" and env["S3_BUCKET_OUT"] == "my-artifacts"
+            assert env["S3_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+            assert env["S3_PROVIDER"] == "seaweedfs"
+            for name, value in env.items():
+                monkeypatch.setenv(name, value)
+            code, out, _ = run(capsys, "ls", "--json")
+            assert code == 0
+            assert {"mpr-media-in", "my-artifacts", "extra-bucket"} <= {
+                b["name"] for b in json.loads(out)
+            }
+            (tmp_path / "f.txt").write_text("persisted")
+            assert main(["-q", "put", str(tmp_path / "f.txt"), "s3://my-artifacts/f.txt"]) == 0
+            assert (data_dir / "store").is_dir()
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        rest = lines.rest()
+        assert proc.stderr is not None
+        assert proc.stderr.read() == ""
+    assert proc.returncode == 0, rest
+    assert rest[-1] == "stopped."
+    deadline = time.monotonic() + 5
+    while not _process_gone(pid):
+        assert time.monotonic() < deadline, f"weed (pid {pid}) is still running"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_server_falls_back_to_moto(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = (
+        "import sys, mpr_storage._server as s\n"
+        "s.find_weed = lambda: None\n"
+        "from mpr_storage._cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script, "server", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    ) as proc:
+        try:
+            lines = _Lines(proc)
+            lines.wait_for("Press Ctrl-C to stop.", timeout=30)
+            text = "\n".join(lines.lines)
+            assert "SeaweedFS is not installed" in text and "in memory" in text
+            env = _exports(lines.lines)
+            assert env["S3_PROVIDER"] == "generic"
+            for name, value in env.items():
+                monkeypatch.setenv(name, value)
+            code, out, _ = run(capsys, "ls")
+            assert code == 0 and "mpr-media-in" in out and "mpr-media-out" in out
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        lines.rest()
+        assert proc.stderr is not None
+        assert proc.stderr.read() == ""
+    assert proc.returncode == 0
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "mpr_storage", "demo", "--frames", "150"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+        env=cli_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    out = result.stdout
+    assert "summary: demo done in" in out
+    for step in ("upload chunk", "push frames", "replay 1 prefetch", "replay 2 prefetch"):
+        assert step in out
+    assert "150 skipped" in out and "same bytes" in out
+    assert re.search(r"http://127\.0\.0\.1:\d+/mpr-media-in/chunks/\d{4}-\d\d-\d\d/", out)
+    assert "s3://mpr-media-out: 150 objects" in out
+    assert time.monotonic() - started < 60
+    assert list(tmp_path.iterdir()) == []  # nothing left in the working directory
