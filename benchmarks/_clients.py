@@ -1,0 +1,442 @@
+"""One benchmark run of one client, in a fresh process: ``python _clients.py SPEC.json``.
+
+The parent (``bench.py``) writes a JSON spec (client, scenario, endpoint, paths) and reads the
+JSON result this process writes to ``spec["result"]``. Only the measured client's library is
+imported. Timing, CPU and memory are taken here, around the work only:
+
+- ``wall``: ``time.perf_counter()`` around the work (client setup is timed apart as ``setup``);
+- ``cpu``: ``getrusage(RUSAGE_SELF)`` user + sys around the work (all threads of the process:
+  anyio's worker threads, obstore's tokio runtime);
+- ``rss_peak_delta``: the kernel's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``
+  right before the work) minus the RSS at that moment, i.e. over the post-import, post-setup
+  baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import re
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1024 * 1024  # every streaming client reads and writes 1 MiB chunks
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        match = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def _reset_peak_rss() -> bool:
+    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0); False where not permitted."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _source_hash(package: Path) -> str:
+    """A fingerprint of the package's source: the library may be edited between runs."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _rel(key: str, prefix: str) -> str:
+    return key[len(prefix) :] if key.startswith(prefix) else key
+
+
+# --- clients -------------------------------------------------------------------------------
+# Each client: ``setup()``, ``prefetch()`` / ``upload()`` / ``large()`` -> (objects, bytes),
+# ``list_only()`` -> objects (scenario d, timed apart after the main work), ``close()``.
+
+
+class Client:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.bucket: str = spec["bucket"]
+        self.concurrency: int = spec["concurrency"]
+        self.notes: dict[str, Any] = {}
+
+    async def setup(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def prefetch(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    async def upload(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    async def large(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    async def list_only(self) -> int:
+        raise NotImplementedError
+
+
+class MprStorage(Client):
+    """Our library through its public API (settings from the environment the parent set)."""
+
+    async def setup(self) -> None:
+        import mpr_storage
+
+        self.m = mpr_storage
+        self.notes["source"] = _source_hash(Path(mpr_storage.__file__).parent)
+        await mpr_storage.get_s3_client()  # the per-loop client, as a long-lived service has it
+
+    async def prefetch(self) -> tuple[int, int]:
+        report = await self.m.prefetch_frames(
+            self.spec["timeline_id"],
+            self.spec["dest"],
+            bucket=self.bucket,
+            concurrency=self.concurrency,
+        )
+        self.notes.update(skipped=len(report.skipped), failed=len(report.failed))
+        if report.skipped:
+            raise RuntimeError(f"{len(report.skipped)} keys skipped on a fresh destination")
+        return len(report.done), report.bytes
+
+    async def upload(self) -> tuple[int, int]:
+        report = await self.m.upload_many(
+            self.spec["src"], self.bucket, self.spec["prefix"], concurrency=self.concurrency
+        )
+        self.notes.update(skipped=len(report.skipped), failed=len(report.failed))
+        return len(report.done), report.bytes
+
+    async def large(self) -> tuple[int, int]:
+        path = await self.m.download_file(self.bucket, self.spec["key"], self.spec["dest"])
+        return 1, path.stat().st_size
+
+    async def list_only(self) -> int:
+        return len(await self.m.list_objects(self.bucket, self.spec["prefix"]))
+
+
+class Aioboto3(Client):
+    """aioboto3 best practice: one client, pool = concurrency, Semaphore, plain-file writes."""
+
+    async def setup(self) -> None:
+        import aioboto3
+        from aiobotocore.config import AioConfig
+
+        spec = self.spec
+        config = AioConfig(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            max_pool_connections=self.concurrency,
+            # S3-compatible stores: no default CRC checksums (botocore >= 1.36).
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        self._cm = aioboto3.Session().client(
+            "s3",
+            endpoint_url=spec["endpoint"],
+            aws_access_key_id=spec["access_key"],
+            aws_secret_access_key=spec["secret_key"],
+            region_name=spec["region"],
+            config=config,
+        )
+        self.s3 = await self._cm.__aenter__()
+
+    async def close(self) -> None:
+        await self._cm.__aexit__(None, None, None)
+
+    async def _keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            keys.extend(item["Key"] for item in page.get("Contents", ()))
+        return keys
+
+    async def _get_to_file(self, key: str, path: str) -> int:
+        response = await self.s3.get_object(Bucket=self.bucket, Key=key)
+        received = 0
+        body = response["Body"]
+        async with body:  # releases the connection (its __aenter__ returns aiohttp's response)
+            with open(path, "wb") as f:  # noqa: ASYNC230 - plain file writes are the point
+                async for chunk in body.iter_chunks(CHUNK):
+                    f.write(chunk)
+                    received += len(chunk)
+        return received
+
+    async def prefetch(self) -> tuple[int, int]:
+        prefix, dest = self.spec["prefix"], self.spec["dest"]
+        keys = await self._keys(prefix)
+        os.makedirs(dest, exist_ok=True)
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(key: str) -> int:
+            async with semaphore:
+                return await self._get_to_file(key, os.path.join(dest, _rel(key, prefix)))
+
+        sizes = await asyncio.gather(*(one(k) for k in keys))
+        return len(sizes), sum(sizes)
+
+    async def upload(self) -> tuple[int, int]:
+        src, prefix = self.spec["src"], self.spec["prefix"]
+        names = sorted(os.listdir(src))
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(name: str) -> int:
+            async with semaphore:
+                with open(os.path.join(src, name), "rb") as f:  # noqa: ASYNC230
+                    data = f.read()
+                await self.s3.put_object(Bucket=self.bucket, Key=prefix + name, Body=data)
+                return len(data)
+
+        sizes = await asyncio.gather(*(one(n) for n in names))
+        return len(sizes), sum(sizes)
+
+    async def large(self) -> tuple[int, int]:
+        return 1, await self._get_to_file(self.spec["key"], self.spec["dest"])
+
+    async def list_only(self) -> int:
+        return len(await self._keys(self.spec["prefix"]))
+
+
+class Obstore(Client):
+    """obstore (Rust object_store): S3Store, get_async under a Semaphore, list for LIST."""
+
+    async def setup(self) -> None:
+        import obstore
+        from obstore.store import S3Store
+
+        spec = self.spec
+        self.obs = obstore
+        self.store = S3Store(
+            self.bucket,
+            endpoint=spec["endpoint"],
+            access_key_id=spec["access_key"],
+            secret_access_key=spec["secret_key"],
+            region=spec["region"],
+            virtual_hosted_style_request=False,
+            client_options={"allow_http": True, "timeout": "300s"},
+        )
+
+    async def prefetch(self) -> tuple[int, int]:
+        prefix, dest = self.spec["prefix"], self.spec["dest"]
+        paths: list[str] = []
+        # obstore prefixes are path-segment based: "frames/x" lists "frames/x/...".
+        async for chunk in self.obs.list(self.store, prefix.rstrip("/"), chunk_size=1000):
+            paths.extend(meta["path"] for meta in chunk)
+        os.makedirs(dest, exist_ok=True)
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(path: str) -> int:
+            async with semaphore:
+                result = await self.obs.get_async(self.store, path)
+                data = await result.bytes_async()
+                with open(os.path.join(dest, _rel(path, prefix)), "wb") as f:  # noqa: ASYNC230
+                    f.write(data)
+                return len(data)
+
+        sizes = await asyncio.gather(*(one(p) for p in paths))
+        return len(sizes), sum(sizes)
+
+    async def large(self) -> tuple[int, int]:
+        result = await self.obs.get_async(self.store, self.spec["key"])
+        received = 0
+        with open(self.spec["dest"], "wb") as f:  # noqa: ASYNC230
+            async for chunk in result.stream(min_chunk_size=CHUNK):
+                f.write(chunk)
+                received += len(chunk)
+        return 1, received
+
+
+class RawAiohttp(Client):
+    """The floor: GETs of presigned URLs on one aiohttp session. The LIST and the presigning
+    (botocore, sync) happen in ``setup`` and are NOT timed."""
+
+    async def setup(self) -> None:
+        import aiohttp
+        import boto3
+        from botocore.config import Config
+        from yarl import URL
+
+        spec = self.spec
+        s3 = boto3.session.Session().client(
+            "s3",
+            endpoint_url=spec["endpoint"],
+            aws_access_key_id=spec["access_key"],
+            aws_secret_access_key=spec["secret_key"],
+            region_name=spec["region"],
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
+        if spec["kind"] == "large":
+            keys = [spec["key"]]
+        else:
+            keys = []
+            for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=spec["prefix"]
+            ):
+                keys.extend(item["Key"] for item in page.get("Contents", ()))
+        self.urls = [
+            (
+                key,
+                URL(
+                    s3.generate_presigned_url(
+                        "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=3600
+                    ),
+                    encoded=True,
+                ),
+            )
+            for key in keys
+        ]
+        s3.close()
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.concurrency),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
+        )
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def _get_to_file(self, url: Any, path: str, *, stream: bool) -> int:
+        async with self.http.get(url) as response:
+            response.raise_for_status()
+            with open(path, "wb") as f:  # noqa: ASYNC230
+                if not stream:
+                    data = await response.read()
+                    f.write(data)
+                    return len(data)
+                received = 0
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    f.write(chunk)
+                    received += len(chunk)
+                return received
+
+    async def prefetch(self) -> tuple[int, int]:
+        prefix, dest = self.spec["prefix"], self.spec["dest"]
+        os.makedirs(dest, exist_ok=True)
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(key: str, url: Any) -> int:
+            async with semaphore:
+                path = os.path.join(dest, _rel(key, prefix))
+                return await self._get_to_file(url, path, stream=False)
+
+        sizes = await asyncio.gather(*(one(k, u) for k, u in self.urls))
+        return len(sizes), sum(sizes)
+
+    async def large(self) -> tuple[int, int]:
+        (_, url) = self.urls[0]
+        return 1, await self._get_to_file(url, self.spec["dest"], stream=True)
+
+
+CLIENTS: dict[str, type[Client]] = {
+    "mpr_storage": MprStorage,
+    "aioboto3": Aioboto3,
+    "obstore": Obstore,
+    "aiohttp": RawAiohttp,
+}
+
+
+# --- the measured run ----------------------------------------------------------------------
+
+
+async def _measure(spec: dict[str, Any], out: dict[str, Any]) -> None:
+    client = CLIENTS[spec["client"]](spec)
+    t0 = time.perf_counter()
+    await client.setup()
+    out["setup"] = time.perf_counter() - t0
+    work = {"prefetch": client.prefetch, "upload": client.upload, "large": client.large}[
+        spec["kind"]
+    ]
+    profiler = None
+    if spec.get("profile"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+    try:
+        gc.collect()
+        out["rss_reset"] = _reset_peak_rss()
+        rss0 = _status_kib("VmRSS")
+        hwm0 = _status_kib("VmHWM")
+        maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        cpu0 = _cpu()
+        t0 = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        count, nbytes = await work()
+        if profiler is not None:
+            profiler.disable()
+        out["wall"] = time.perf_counter() - t0
+        out["cpu"] = _cpu() - cpu0
+        hwm1 = _status_kib("VmHWM")
+        if out["rss_reset"]:
+            out["rss_peak_delta"] = (hwm1 - rss0) * 1024
+        else:  # ru_maxrss never goes down: only a growth beyond the earlier peak shows
+            maxrss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            out["rss_peak_delta"] = max(0, maxrss1 - maxrss0, hwm1 - hwm0) * 1024
+        out["rss_base"] = rss0 * 1024
+        out["objects"] = count
+        out["bytes"] = nbytes
+        if spec.get("list_only"):
+            t0 = time.perf_counter()
+            out["list_objects"] = await client.list_only()
+            out["list_wall"] = time.perf_counter() - t0
+        out["notes"] = client.notes
+    finally:
+        await client.close()
+    if profiler is not None:
+        _write_profile(profiler, spec["profile"], out)
+
+
+def _write_profile(profiler: Any, path: str, out: dict[str, Any]) -> None:
+    import io
+    import pstats
+
+    lines = [
+        f"wall {out['wall']:.3f} s (under cProfile), CPU {out['cpu']:.3f} s, "
+        f"{out['objects']} objects, {out['bytes']} bytes",
+        "Main thread only: work run in anyio worker threads (file writes) is not attributed.",
+        "",
+    ]
+    for sort, title in (("cumulative", "cumulative time"), ("tottime", "own (tottime)")):
+        buf = io.StringIO()
+        stats = pstats.Stats(profiler, stream=buf)
+        stats.sort_stats(sort).print_stats(30)
+        text = buf.getvalue()
+        start = text.find("   ncalls")
+        lines += [f"=== top 30 by {title} ===", text[start:].rstrip() if start >= 0 else text, ""]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    spec = json.loads(Path(sys.argv[1]).read_text("utf-8"))
+    out: dict[str, Any] = {"client": spec["client"], "pid": os.getpid()}
+    status = 0
+    try:
+        asyncio.run(_measure(spec, out))
+        out["ok"] = True
+    except BaseException as exc:  # report everything, including a KeyboardInterrupt
+        out["ok"] = False
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        out["traceback"] = traceback.format_exc()
+        status = 1
+    Path(spec["result"]).write_text(json.dumps(out), encoding="utf-8")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

