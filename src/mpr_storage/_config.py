@@ -212,23 +212,28 @@ class StorageSettings:
             return self.addressing_style
         return "virtual" if self.endpoint_url is None else self.profile.addressing_style
 
+    def config_options(self) -> dict[str, Any]:
+        """Keyword arguments of botocore's ``Config`` (and aiobotocore's ``AioConfig``) for this
+        store: timeouts, retries, pool size and the provider's quirks."""
+        checksums = self.profile.checksums
+        return {
+            "region_name": self.signing_region,
+            "signature_version": "s3v4",
+            "s3": {"addressing_style": self.url_style},
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "retries": {"max_attempts": self.max_attempts, "mode": "standard"},
+            "max_pool_connections": self.max_concurrency,
+            "request_checksum_calculation": checksums,
+            "response_checksum_validation": checksums,
+            "tcp_keepalive": True,
+        }
+
     def client_config(self) -> Any:
-        """The aiobotocore ``AioConfig`` for this store (timeouts, retries, pool, quirks)."""
+        """The aiobotocore ``AioConfig`` for this store (see :meth:`config_options`)."""
         from aiobotocore.config import AioConfig
 
-        checksums = self.profile.checksums
-        return AioConfig(
-            region_name=self.signing_region,
-            signature_version="s3v4",
-            s3={"addressing_style": self.url_style},
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            retries={"max_attempts": self.max_attempts, "mode": "standard"},
-            max_pool_connections=self.max_concurrency,
-            request_checksum_calculation=checksums,
-            response_checksum_validation=checksums,
-            tcp_keepalive=True,
-        )
+        return AioConfig(**self.config_options())
 
     def client_kwargs(self, *, public: bool = False) -> dict[str, Any]:
         """Keyword arguments for ``session.create_client("s3", ...)``."""

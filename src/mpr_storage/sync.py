@@ -1,0 +1,511 @@
+"""Blocking forms of the :mod:`mpr_storage` functions, for code that can't ``await``.
+
+```python
+from mpr_storage.sync import BUCKET_OUT, download_file, list_objects
+
+for obj in list_objects(BUCKET_OUT, "frames/tl-1/", suffixes=".jpg"):
+    download_file(BUCKET_OUT, obj.key, "/tmp/frames/" + obj.key.rsplit("/", 1)[-1])
+```
+
+Also importable as ``core.storage``. Each function has the name, arguments, return value and
+exceptions of its async twin in :mod:`mpr_storage` (documented there) and runs that twin on one
+private event-loop thread per process, a blocking portal as in ``anyio.from_thread``:
+
+- The thread starts on first use. It is a daemon thread, stopped at interpreter exit once the
+  other threads are done; its loop shuts down properly, so the shared client is closed and
+  nothing is printed.
+- Any number of threads may call at once; they share the loop's client and connection pool.
+- After ``os.fork()`` the child starts its own loop thread on first use; the parent's is left
+  alone.
+- Ctrl-C during a call cancels the operation and waits for its cleanup (temp files removed,
+  multipart uploads aborted) before ``KeyboardInterrupt`` propagates. A second Ctrl-C stops the
+  waiting; the cleanup then still finishes on the loop thread, at the latest at exit.
+- On a thread that runs an event loop they raise :class:`RunningLoopError` rather than block
+  that loop: there, ``await mpr_storage.<name>(...)``.
+
+Settings come from the environment when the loop's client is first needed, as in
+:mod:`mpr_storage`. ``on_progress`` callbacks run on the loop thread: keep them quick, and don't
+call this module from them. ``download_many`` reads ``keys`` on the calling thread before it
+starts (so ``keys`` may be :func:`iter_objects`), and :func:`iter_objects` fetches up to 1000
+objects (one S3 page) per round trip to the loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+
+import mpr_storage as _aio
+from mpr_storage import (
+    BUCKET_IN,
+    BUCKET_OUT,
+    AccessDeniedError,
+    BucketNotFoundError,
+    ConfigError,
+    InvalidKeyError,
+    ObjectInfo,
+    ObjectNotFoundError,
+    ProgressCallback,
+    StorageConnectionError,
+    StorageError,
+    StorageSettings,
+    StorageTimeoutError,
+    ThrottledError,
+    TransferError,
+    TransferReport,
+    frame_cache_prefix,
+)
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
+__all__ = [
+    "BUCKET_IN",
+    "BUCKET_OUT",
+    "AccessDeniedError",
+    "BucketNotFoundError",
+    "ConfigError",
+    "InvalidKeyError",
+    "ObjectInfo",
+    "ObjectNotFoundError",
+    "RunningLoopError",
+    "StorageConnectionError",
+    "StorageError",
+    "StorageSettings",
+    "StorageTimeoutError",
+    "ThrottledError",
+    "TransferError",
+    "TransferReport",
+    "delete_objects",
+    "download_file",
+    "download_many",
+    "download_to_temp",
+    "frame_cache_exists",
+    "frame_cache_prefix",
+    "get_presigned_url",
+    "get_s3_client",
+    "iter_objects",
+    "list_objects",
+    "object_exists",
+    "prefetch_frames",
+    "upload_file",
+    "upload_frames",
+    "upload_many",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+PathLike = str | os.PathLike[str]
+Suffixes = str | Iterable[str] | None
+
+_ITER_BATCH = 1000  # objects per round trip of iter_objects: one S3 listing page
+_STOP_TIMEOUT = 10.0  # seconds the exit waits for the loop's cleanup (it's a daemon thread)
+
+
+class RunningLoopError(RuntimeError):
+    """A blocking function was called on a thread that runs an event loop.
+
+    Blocking there would freeze that loop (and deadlock if it is the one doing the work): await
+    the same function of :mod:`mpr_storage` instead, or call the blocking form from a worker
+    thread (``await asyncio.to_thread(...)``).
+    """
+
+
+def _refuse_in_loop(name: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if name == "iter_objects":
+        usage = f"async for obj in mpr_storage.{name}(...)"
+    else:
+        usage = f"await mpr_storage.{name}(...)"
+    raise RunningLoopError(
+        f"mpr_storage.sync.{name}() blocks, and this thread is running an event loop: "
+        f"use `{usage}` here instead (or run the blocking call in asyncio.to_thread)"
+    )
+
+
+# --- the portal: one event loop on one daemon thread per process -----------------------------
+
+
+class _Call:
+    """One coroutine submitted to the loop thread, and the future its caller waits on."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.coro = coro
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._task: asyncio.Task[Any] | None = None
+
+    def start(self) -> None:  # on the loop thread
+        self._task = asyncio.get_running_loop().create_task(self.coro)
+        self._task.add_done_callback(self._settle)
+
+    def cancel(self) -> None:  # on the loop thread, always after start()
+        if self._task is not None:
+            self._task.cancel()
+
+    def _settle(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            self.future.set_exception(
+                RuntimeError("mpr_storage.sync: the event-loop thread stopped during the call")
+            )
+        elif (exc := task.exception()) is not None:
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(task.result())
+
+    def wait(self) -> None:
+        # The main thread wakes up every 0.1 s so that Ctrl-C is seen even where a blocked
+        # lock can't be interrupted (Windows, _thread.interrupt_main()).
+        timeout = 0.1 if threading.current_thread() is threading.main_thread() else None
+        while not self.future.done():
+            concurrent.futures.wait([self.future], timeout)
+
+
+def _serve(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """The loop thread: ``asyncio.run()`` semantics without ``shutdown_default_executor()``,
+    which starts a thread, refused at exit by Python 3.12.0-1; the executor is joined here."""
+    executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="mpr-storage-io")
+    loop.set_default_executor(executor)
+    try:
+        loop.run_until_complete(stop.wait())
+    finally:
+        try:
+            while tasks := asyncio.all_tasks(loop):
+                for task in tasks:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            # Finalises the per-loop default Storage, which closes its client (mpr_storage).
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            executor.shutdown(wait=True)
+            loop.close()
+
+
+class _Portal:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        # A forked child's copy of the parent's loop (see _after_fork_in_child).
+        self._inherited: list[object] = []
+
+    def call(self, func: Callable[P, Coroutine[Any, Any, T]], /, *a: P.args, **kw: P.kwargs) -> T:
+        """Run ``func(*a, **kw)`` on the loop thread and return its result."""
+        _refuse_in_loop(func.__name__)
+        result: T = self._run(func(*a, **kw))
+        return result
+
+    def iterate(
+        self, func: Callable[P, AsyncIterator[T]], /, *a: P.args, **kw: P.kwargs
+    ) -> Iterator[T]:
+        """Iterate ``func(*a, **kw)`` on the loop thread, a batch per round trip."""
+        _refuse_in_loop(func.__name__)
+        return self._pull(func.__name__, func(*a, **kw))
+
+    def _pull(self, name: str, source: AsyncIterator[T]) -> Iterator[T]:
+        failed: list[Exception] = []
+
+        async def batch() -> list[T]:
+            items: list[T] = []
+            try:
+                while len(items) < _ITER_BATCH:
+                    items.append(await anext(source))
+            except StopAsyncIteration:
+                pass
+            except Exception as exc:
+                if not items:
+                    raise
+                failed.append(exc)  # hand out the items before it, as async iteration would
+            return items
+
+        exhausted = False
+        try:
+            while True:
+                _refuse_in_loop(name)
+                items: list[T] = self._run(batch())
+                if not items:
+                    exhausted = True
+                    return
+                yield from items
+                if failed:
+                    exhausted = True
+                    raise failed[0]
+        finally:
+            aclose = getattr(source, "aclose", None)
+            if not exhausted and aclose is not None:
+                # Left early: close the listing now, not whenever it is collected.
+                with contextlib.suppress(RunningLoopError):
+                    _refuse_in_loop(name)
+                    self._run(aclose())
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        call = _Call(coro)
+        with self._lock:
+            try:
+                loop = self._running_loop()
+                loop.call_soon_threadsafe(call.start)
+            except BaseException:
+                coro.close()
+                raise
+        try:
+            call.wait()
+        except BaseException:
+            # Ctrl-C (or another exception raised in this thread): cancel the operation and
+            # wait until its shielded cleanup is done. A second Ctrl-C ends the wait.
+            if not call.future.done():
+                with contextlib.suppress(RuntimeError):  # the loop is already gone
+                    loop.call_soon_threadsafe(call.cancel)
+                call.wait()
+            raise
+        result: T = call.future.result()
+        return result
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:  # under the lock
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            stop = asyncio.Event()
+            thread = threading.Thread(
+                target=_serve, args=(loop, stop), name="mpr-storage-loop", daemon=True
+            )
+            try:
+                thread.start()
+            except BaseException:
+                loop.close()
+                raise
+            self._loop, self._stop, self._thread = loop, stop, thread
+        return self._loop
+
+    def stop(self, timeout: float | None = _STOP_TIMEOUT) -> None:
+        """Stop the loop thread (its loop closes the default client); the next call starts a
+        new one. Calls still running get a ``RuntimeError``."""
+        with self._lock:
+            loop, stop, thread = self._loop, self._stop, self._thread
+            self._loop = self._stop = self._thread = None
+            if loop is None or stop is None or thread is None:
+                return
+            loop.call_soon_threadsafe(stop.set)
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _after_fork_in_child(self) -> None:
+        # The child has a copy of the parent's loop but not its thread. Never run, close or let
+        # the garbage collector finalise that copy: its selector and self-pipe are shared with
+        # the parent, and unregistering them here would break the parent's loop. Keep it (and
+        # the client it holds) as it is and start a fresh loop on first use.
+        if self._loop is not None:
+            self._inherited.append((self._loop, self._stop, self._thread))
+        self._lock = threading.Lock()
+        self._loop = self._stop = self._thread = None
+
+
+_portal = _Portal()
+atexit.register(_portal.stop)
+
+
+# --- the boto3 client ------------------------------------------------------------------------
+
+_clients: dict[StorageSettings, S3Client] = {}
+_clients_lock = threading.Lock()
+_inherited_clients: list[S3Client] = []
+
+
+def _close_clients() -> None:
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
+
+
+def _after_fork_in_child() -> None:
+    global _clients_lock
+    _portal._after_fork_in_child()
+    # Connections in a pool are shared with the parent: keep the parent's clients untouched.
+    _inherited_clients.extend(_clients.values())
+    _clients.clear()
+    _clients_lock = threading.Lock()
+
+
+atexit.register(_close_clients)
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def get_s3_client() -> S3Client:
+    """Blocking form of :func:`mpr_storage.get_s3_client`: a plain boto3 S3 client.
+
+    Configured from the same :class:`StorageSettings` and provider profile as the async client
+    (endpoint, credentials, addressing style, checksums, timeouts, retries, pool size). It is
+    created once per settings and process and shared by all threads (boto3 clients are
+    thread-safe); a forked child gets its own. Owned by the library: use it, don't close it.
+    """
+    _refuse_in_loop("get_s3_client")
+    settings = StorageSettings.from_env()
+    with _clients_lock:
+        client = _clients.get(settings)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            kwargs = {**settings.client_kwargs(), "config": Config(**settings.config_options())}
+            client = _clients[settings] = boto3.session.Session().client("s3", **kwargs)
+    return client
+
+
+# --- the blocking API --------------------------------------------------------------------------
+
+
+def list_objects(bucket: str, prefix: str = "", *, suffixes: Suffixes = None) -> list[ObjectInfo]:
+    """Blocking form of :func:`mpr_storage.list_objects`."""
+    return _portal.call(_aio.list_objects, bucket, prefix, suffixes=suffixes)
+
+
+def iter_objects(
+    bucket: str, prefix: str = "", *, suffixes: Suffixes = None
+) -> Iterator[ObjectInfo]:
+    """Blocking form of :func:`mpr_storage.iter_objects`."""
+    return _portal.iterate(_aio.iter_objects, bucket, prefix, suffixes=suffixes)
+
+
+def object_exists(bucket: str, key: str) -> bool:
+    """Blocking form of :func:`mpr_storage.object_exists`."""
+    return _portal.call(_aio.object_exists, bucket, key)
+
+
+def delete_objects(bucket: str, keys: Iterable[str]) -> None:
+    """Blocking form of :func:`mpr_storage.delete_objects`."""
+    _portal.call(_aio.delete_objects, bucket, list(keys))
+
+
+def download_file(bucket: str, key: str, dest: PathLike) -> Path:
+    """Blocking form of :func:`mpr_storage.download_file`."""
+    return _portal.call(_aio.download_file, bucket, key, dest)
+
+
+def download_to_temp(bucket: str, key: str, *, suffix: str | None = None) -> Path:
+    """Blocking form of :func:`mpr_storage.download_to_temp`."""
+    return _portal.call(_aio.download_to_temp, bucket, key, suffix=suffix)
+
+
+def upload_file(
+    src: PathLike, bucket: str, key: str, *, content_type: str | None = None
+) -> ObjectInfo:
+    """Blocking form of :func:`mpr_storage.upload_file`."""
+    return _portal.call(_aio.upload_file, src, bucket, key, content_type=content_type)
+
+
+def get_presigned_url(
+    bucket: str, key: str, *, expires_in: int = 3600, method: Literal["GET", "PUT"] = "GET"
+) -> str:
+    """Blocking form of :func:`mpr_storage.get_presigned_url`."""
+    return _portal.call(_aio.get_presigned_url, bucket, key, expires_in=expires_in, method=method)
+
+
+def download_many(
+    bucket: str,
+    keys: Iterable[str | ObjectInfo],
+    dest_dir: PathLike,
+    *,
+    prefix: str = "",
+    concurrency: int | None = None,
+    skip_existing: bool = True,
+    on_progress: ProgressCallback | None = None,
+    raise_on_error: bool = True,
+) -> TransferReport:
+    """Blocking form of :func:`mpr_storage.download_many`."""
+    # ``keys`` is read here: a lazy iterable (iter_objects) must not block the loop thread.
+    return _portal.call(
+        _aio.download_many,
+        bucket,
+        list(keys),
+        dest_dir,
+        prefix=prefix,
+        concurrency=concurrency,
+        skip_existing=skip_existing,
+        on_progress=on_progress,
+        raise_on_error=raise_on_error,
+    )
+
+
+def upload_many(
+    src_dir: PathLike,
+    bucket: str,
+    prefix: str,
+    *,
+    concurrency: int | None = None,
+    skip_existing: bool = False,
+    on_progress: ProgressCallback | None = None,
+    raise_on_error: bool = True,
+) -> TransferReport:
+    """Blocking form of :func:`mpr_storage.upload_many`."""
+    return _portal.call(
+        _aio.upload_many,
+        src_dir,
+        bucket,
+        prefix,
+        concurrency=concurrency,
+        skip_existing=skip_existing,
+        on_progress=on_progress,
+        raise_on_error=raise_on_error,
+    )
+
+
+def frame_cache_exists(timeline_id: object, *, bucket: str | None = None) -> bool:
+    """Blocking form of :func:`mpr_storage.frame_cache_exists`."""
+    return _portal.call(_aio.frame_cache_exists, timeline_id, bucket=bucket)
+
+
+def upload_frames(
+    timeline_id: object,
+    src_dir: PathLike,
+    *,
+    bucket: str | None = None,
+    concurrency: int | None = None,
+    skip_existing: bool = False,
+    on_progress: ProgressCallback | None = None,
+    raise_on_error: bool = True,
+) -> TransferReport:
+    """Blocking form of :func:`mpr_storage.upload_frames`."""
+    return _portal.call(
+        _aio.upload_frames,
+        timeline_id,
+        src_dir,
+        bucket=bucket,
+        concurrency=concurrency,
+        skip_existing=skip_existing,
+        on_progress=on_progress,
+        raise_on_error=raise_on_error,
+    )
+
+
+def prefetch_frames(
+    timeline_id: object,
+    dest_dir: PathLike,
+    *,
+    bucket: str | None = None,
+    concurrency: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    raise_on_error: bool = True,
+) -> TransferReport:
+    """Blocking form of :func:`mpr_storage.prefetch_frames`."""
+    return _portal.call(
+        _aio.prefetch_frames,
+        timeline_id,
+        dest_dir,
+        bucket=bucket,
+        concurrency=concurrency,
+        on_progress=on_progress,
+        raise_on_error=raise_on_error,
+    )
