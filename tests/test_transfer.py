@@ -42,7 +42,7 @@ def leftovers(root: Path) -> list[Path]:
 async def test_upload_many_and_download_many_round_trip(
     storage: Storage, s3: S3Target, tmp_path: Path
 ) -> None:
-    files = make_frames(tmp_path / "src", 150)
+    files = make_frames(tmp_path / "src", 1000)
     progress: list[tuple[int, int, int]] = []
     up = await storage.upload_many(
         tmp_path / "src", s3.bucket, s3.prefix, on_progress=lambda *a: progress.append(a)
