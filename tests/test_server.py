@@ -101,7 +101,8 @@ def test_seaweedfs_round_trip_then_stop(tmp_path: Path) -> None:
             "mpr-local",
             "mpr-local-secret",
         )
-        assert server.log_path == data / "weed.log"
+        assert server.data_dir == data.resolve()
+        assert server.log_path == data.resolve() / "weed.log"
         assert "Start Seaweed" in (data / "weed.log").read_text("utf-8", "replace")
         assert stat.S_IMODE((data / "s3-identities.json").stat().st_mode) == 0o600
         assert server.start() is server  # already running: no-op
@@ -257,6 +258,9 @@ def test_weed_that_exits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert "no disk for you" in str(err.value)
     assert "weed.log" in str(err.value)
     assert_stopped(server)
+    # A given data dir keeps the log for a post-mortem.
+    assert server.log_path is not None
+    assert "no disk for you" in server.log_path.read_text()
 
 
 @posix_only

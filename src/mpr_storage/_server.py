@@ -105,9 +105,9 @@ class LocalS3Server:
         secret_access_key: The secret key the server accepts.
         region: The region clients should sign for.
         startup_timeout: Seconds to wait for the server to answer a signed ``ListBuckets``.
-        stop_timeout: Seconds :meth:`stop` waits after SIGTERM before SIGKILL. SeaweedFS 4.x
-            needs ~15 s to exit on SIGTERM (its filer drains gRPC streams); acknowledged
-            writes are on disk either way.
+        stop_timeout: Seconds :meth:`stop` waits after SIGTERM before SIGKILL. SeaweedFS 4.48
+            takes ~15 s to exit on SIGTERM (its filer waits on open gRPC streams);
+            acknowledged writes are on disk either way.
 
     Attributes:
         access_key_id: The access key the server accepts.
@@ -136,7 +136,11 @@ class LocalS3Server:
         self._kind: ServerKind = (
             ("seaweedfs" if find_weed() else "moto") if kind == "auto" else kind
         )
-        self._given_data_dir = Path(data_dir) if data_dir is not None else None
+        self._given_data_dir = (
+            Path(data_dir).expanduser().resolve()
+            if data_dir is not None and self._kind == "seaweedfs"
+            else None
+        )
         self._port = port
         self.access_key_id = access_key_id
         self.secret_access_key = secret_access_key
@@ -145,8 +149,8 @@ class LocalS3Server:
         self.stop_timeout = stop_timeout
         self._lock = threading.RLock()
         self._endpoint: str | None = None
-        self._data_dir: Path | None = None
         self._temp_dir: Path | None = None
+        self._pidfile: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._ports: dict[str, int] = {}
         self._ready = False
@@ -178,13 +182,17 @@ class LocalS3Server:
 
     @property
     def data_dir(self) -> Path | None:
-        """SeaweedFS's data directory while it runs (``None`` for moto or when stopped)."""
-        return self._data_dir
+        """SeaweedFS's data directory: the given one, or the temporary one while it exists.
+
+        ``None`` for moto, and for SeaweedFS without ``data_dir`` when not running.
+        """
+        return self._given_data_dir or self._temp_dir
 
     @property
     def log_path(self) -> Path | None:
-        """SeaweedFS's log file (stdout and stderr) while it runs, else ``None``."""
-        return self._data_dir / _LOG_NAME if self._data_dir is not None else None
+        """SeaweedFS's log (its stdout and stderr), in :attr:`data_dir`; ``None`` without one."""
+        data = self.data_dir
+        return data / _LOG_NAME if data is not None else None
 
     def env(
         self, *, bucket_in: str = "mpr-media-in", bucket_out: str = "mpr-media-out"
@@ -213,9 +221,11 @@ class LocalS3Server:
         }
 
     def start(self) -> LocalS3Server:
-        """Start the server and wait until it answers a signed ``ListBuckets``.
+        """Start the server and wait until it is ready.
 
-        Calling it on a running server does nothing.
+        Ready means it answers a signed ``ListBuckets``, and for SeaweedFS also that its volume
+        server has registered every volume on disk with the master (until then, reads of
+        existing objects fail). Calling it on a running server does nothing.
 
         Returns:
             ``self``.
@@ -246,25 +256,27 @@ class LocalS3Server:
         SeaweedFS gets SIGTERM, then SIGKILL after ``stop_timeout`` seconds, and is reaped.
         """
         with self._lock:
-            _running.discard(self)
-            ready, self._ready = self._ready, False
             self._endpoint = None
-            moto, self._moto = self._moto, None
-            if moto is not None:
-                moto.stop()
-            process, self._process = self._process, None
-            if process is not None:
-                _terminate(process, self.stop_timeout)
-                if ready:
+            # Each handle is dropped only once it is closed: if Ctrl-C interrupts this, the
+            # atexit hook (or another call) finishes the job.
+            if self._moto is not None:
+                self._moto.stop()
+                self._moto = None
+            if self._process is not None:
+                _terminate(self._process, self.stop_timeout)
+                self._process = None
+                if self._ready:
                     _remove_weed_sockets(self._ports)
-            if self._data_dir is not None:
-                with contextlib.suppress(OSError):
-                    (self._data_dir / _PIDFILE_NAME).unlink()
+            self._ready = False
             self._ports = {}
-            self._data_dir = None
-            temp, self._temp_dir = self._temp_dir, None
-            if temp is not None:
-                shutil.rmtree(temp, ignore_errors=True)
+            if self._pidfile is not None:
+                with contextlib.suppress(OSError):
+                    self._pidfile.unlink()
+                self._pidfile = None
+            if self._temp_dir is not None:
+                shutil.rmtree(self._temp_dir, ignore_errors=True)
+                self._temp_dir = None
+            _running.discard(self)
 
     def create_buckets(self, *names: str) -> None:
         """Create buckets; ones that already exist are fine.
@@ -366,10 +378,9 @@ class LocalS3Server:
             data = Path(tempfile.mkdtemp(prefix="mpr-seaweedfs-"))
             self._temp_dir = data
         else:
-            data = self._given_data_dir.expanduser().resolve()
+            data = self._given_data_dir
             data.mkdir(parents=True, exist_ok=True)
             _check_previous_weed(data)
-        self._data_dir = data
         (data / _STORE_NAME).mkdir(exist_ok=True)
         identities = {
             "identities": [
@@ -410,7 +421,8 @@ class LocalS3Server:
                 )
             except OSError as exc:
                 raise RuntimeError(f"cannot run SeaweedFS ({command[0]}): {exc}") from exc
-        (data / _PIDFILE_NAME).write_text(
+        self._pidfile = data / _PIDFILE_NAME
+        self._pidfile.write_text(
             json.dumps({"pid": self._process.pid, "owner": os.getpid()}), encoding="utf-8"
         )
         return log_start
@@ -543,7 +555,8 @@ def _weed_command(
         "-s3",
         f"-s3.config={data / _IDENTITIES_NAME}",
         "-volume.max=0",
-        # Volumes are preallocated per bucket (collection): bigger ones exhaust the disk.
+        # Each bucket is a collection with volumes of its own, and -volume.max=0 allows
+        # free disk / volume size of them: with the 30 GB default, ~11 buckets fill it.
         "-master.volumeSizeLimitMB=64",
     ]
 
@@ -684,7 +697,7 @@ def _signal_group(process: subprocess.Popen[bytes], *, graceful: bool) -> None:
 
 
 def _remove_weed_sockets(ports: dict[str, int]) -> None:
-    """Remove the Unix sockets weed creates in /tmp (it leaves some behind)."""
+    """Remove the Unix sockets weed creates in /tmp (hard-coded; some outlive the process)."""
     if sys.platform == "win32" or not ports:
         return
     names = [f"seaweedfs-s3-{ports['s3.port']}.sock", f"seaweedfs-filer-{ports['filer.port']}.sock"]
@@ -745,11 +758,10 @@ def _quieten_moto(server: ThreadedMotoServer) -> None:
     http.server adds its own ``Server`` header next to moto's, and aiohttp rejects a response
     with two when asyncio debug or Python's dev mode is on.
     """
-    wsgi = server._server
-    base = wsgi.RequestHandlerClass if wsgi is not None else None
-    if not isinstance(base, type):
+    wsgi = getattr(server, "_server", None)  # a private attribute: skip if it ever goes
+    base = getattr(wsgi, "RequestHandlerClass", None)
+    if wsgi is None or not isinstance(base, type):
         return
-    assert wsgi is not None
     wsgi.RequestHandlerClass = type(
         "QuietMotoRequestHandler",
         (base,),
