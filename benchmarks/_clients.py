@@ -45,9 +45,10 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def _usage() -> tuple[float, float, int, int]:
+    """User CPU, system CPU, voluntary and involuntary context switches of this process."""
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime, u.ru_stime, u.ru_nvcsw, u.ru_nivcsw
 
 
 def _source_hash(package: Path) -> str:
@@ -373,7 +374,7 @@ async def _measure(spec: dict[str, Any], out: dict[str, Any]) -> None:
         rss0 = _status_kib("VmRSS")
         hwm0 = _status_kib("VmHWM")
         maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        cpu0 = _cpu()
+        usage0 = _usage()
         t0 = time.perf_counter()
         if profiler is not None:
             profiler.enable()
@@ -381,7 +382,9 @@ async def _measure(spec: dict[str, Any], out: dict[str, Any]) -> None:
         if profiler is not None:
             profiler.disable()
         out["wall"] = time.perf_counter() - t0
-        out["cpu"] = _cpu() - cpu0
+        usage1 = _usage()
+        user, system, voluntary, involuntary = (b - a for a, b in zip(usage0, usage1, strict=True))
+        out.update(cpu=user + system, cpu_sys=system, ctx_vol=voluntary, ctx_invol=involuntary)
         hwm1 = _status_kib("VmHWM")
         if out["rss_reset"]:
             out["rss_peak_delta"] = (hwm1 - rss0) * 1024

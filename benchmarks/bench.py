@@ -603,7 +603,7 @@ def scenario_table(s: Scenario, results: list[Run]) -> list[str]:
     thr = "MiB/s" if s.kind == "large" else "objects/s"
     per = "CPU/MiB" if s.kind == "large" else "CPU/object"
     header = ["client", "ok runs", "median wall", thr, "client CPU", per]
-    header += ["peak RSS Δ", "RSS base", "server CPU"]
+    header += ["of which sys", "ctx switches", "peak RSS Δ", "RSS base", "server CPU"]
     if s.list_only:
         header.append("list-only wall")
     header += [f"× {ref}" for ref in refs]
@@ -630,6 +630,8 @@ def scenario_table(s: Scenario, results: list[Run]) -> list[str]:
             tput,
             _fmt(cpu, ".2f", " s"),
             _fmt(cpu * 1000 / units if cpu is not None and units else None, ".2f", " ms"),
+            _fmt(_median([r.data["cpu_sys"] for r in good]), ".2f", " s"),
+            _fmt(_median([r.data["ctx_vol"] + r.data["ctx_invol"] for r in good]), ",.0f"),
             _fmt(rss / MiB if rss is not None else None, ".1f", " MiB"),
             _fmt(base / MiB if base is not None else None, ".0f", " MiB"),
             _fmt(_median([r.server_cpu for r in good]), ".2f", " s"),
@@ -729,7 +731,9 @@ def report(
         "",
         "Columns: *wall* is measured inside the child around the work only (client objects "
         "created beforehand, untimed; connection pools start cold); *client CPU* is "
-        "`getrusage(RUSAGE_SELF)` user+sys of the child around the work (all its threads); "
+        "`getrusage(RUSAGE_SELF)` user+sys of the child around the work (all its threads; "
+        "*of which sys* is the kernel part, *ctx switches* the voluntary + involuntary context "
+        "switches of all its threads: thread hand-offs show there); "
         "*peak RSS Δ* is the child's peak RSS during the work over its RSS after imports and "
         "client setup (*RSS base*; the max over runs); *server CPU* is the SeaweedFS process's "
         "CPU during the whole child process; *× ref* is the median of per-run ratios "
@@ -815,7 +819,7 @@ def _run_cell(r: Run) -> str:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 run (smoke test)")
     parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated, from a,b,c,d")
@@ -831,7 +835,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=None, help="where to write RESULTS.md")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--timeout", type=float, default=600.0, help="per child process (s)")
-    parser.add_argument("--tmpdir", default=None, help="work dir parent (default: system temp)")
+    parser.add_argument(
+        "--tmpdir",
+        default=None,
+        help="work dir parent (default: system temp); /dev/shm takes the file system's "
+        "per-file cost (and its run-to-run drift) out of the client numbers",
+    )
     args = parser.parse_args(argv)
     if args.runs is None:
         args.runs = 1 if args.quick or args.profile else 3
@@ -948,7 +957,8 @@ def _print_run(r: Run) -> None:
         d = r.data
         extra = f", list-only {d['list_wall']:.3f} s" if "list_wall" in d else ""
         print(
-            f"   ({r.scenario}) {r.client:<12} wall {d['wall']:7.3f} s  cpu {d['cpu']:6.2f} s  "
+            f"   ({r.scenario}) {r.client:<12} wall {d['wall']:7.3f} s  cpu {d['cpu']:6.2f} s "
+            f"(sys {d['cpu_sys']:5.2f})  ctxsw {d['ctx_vol'] + d['ctx_invol']:6d}  "
             f"rssΔ {d['rss_peak_delta'] / MiB:6.1f} MiB  server cpu {r.server_cpu:5.2f} s  "
             f"setup {d['setup']:.2f} s{extra}  other {r.other_share:.0%}  [verified]"
         )
