@@ -38,7 +38,7 @@ import concurrent.futures
 import contextlib
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
@@ -172,26 +172,6 @@ class _Call:
             concurrent.futures.wait([self.future], timeout)
 
 
-def _serve(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """The loop thread: ``asyncio.run()`` semantics without ``shutdown_default_executor()``,
-    which starts a thread, refused at exit by Python 3.12.0-1; the executor is joined here."""
-    executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="mpr-storage-io")
-    loop.set_default_executor(executor)
-    try:
-        loop.run_until_complete(stop.wait())
-    finally:
-        try:
-            while tasks := asyncio.all_tasks(loop):
-                for task in tasks:
-                    task.cancel()
-                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            # Finalises the per-loop default Storage, which closes its client (mpr_storage).
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            executor.shutdown(wait=True)
-            loop.close()
-
-
 class _Portal:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -209,12 +189,12 @@ class _Portal:
 
     def iterate(
         self, func: Callable[P, AsyncIterator[T]], /, *a: P.args, **kw: P.kwargs
-    ) -> Iterator[T]:
+    ) -> Generator[T, None, None]:
         """Iterate ``func(*a, **kw)`` on the loop thread, a batch per round trip."""
         _refuse_in_loop(func.__name__)
         return self._pull(func.__name__, func(*a, **kw))
 
-    def _pull(self, name: str, source: AsyncIterator[T]) -> Iterator[T]:
+    def _pull(self, name: str, source: AsyncIterator[T]) -> Generator[T, None, None]:
         failed: list[Exception] = []
 
         async def batch() -> list[T]:
@@ -230,25 +210,23 @@ class _Portal:
                 failed.append(exc)  # hand out the items before it, as async iteration would
             return items
 
-        exhausted = False
         try:
             while True:
                 _refuse_in_loop(name)
                 items: list[T] = self._run(batch())
                 if not items:
-                    exhausted = True
                     return
                 yield from items
                 if failed:
-                    exhausted = True
                     raise failed[0]
-        finally:
+        except GeneratorExit:
+            # Left early (close() or garbage collection): close the listing on its loop now.
             aclose = getattr(source, "aclose", None)
-            if not exhausted and aclose is not None:
-                # Left early: close the listing now, not whenever it is collected.
+            if aclose is not None:
                 with contextlib.suppress(RunningLoopError):
                     _refuse_in_loop(name)
                     self._run(aclose())
+            raise
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         call = _Call(coro)
@@ -277,7 +255,7 @@ class _Portal:
             loop = asyncio.new_event_loop()
             stop = asyncio.Event()
             thread = threading.Thread(
-                target=_serve, args=(loop, stop), name="mpr-storage-loop", daemon=True
+                target=self._serve, args=(loop, stop), name="mpr-storage-loop", daemon=True
             )
             try:
                 thread.start()
@@ -287,6 +265,28 @@ class _Portal:
             self._loop, self._stop, self._thread = loop, stop, thread
         return self._loop
 
+    def _serve(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        """The loop thread: ``asyncio.run()`` semantics without ``shutdown_default_executor()``,
+        which starts a thread, refused at exit by Python 3.12.0-1; the executor is joined here."""
+        executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="mpr-storage-io")
+        loop.set_default_executor(executor)
+        try:
+            loop.run_until_complete(stop.wait())
+        finally:
+            with self._lock:  # ended by a SystemExit raised on it, not stop(): replace it
+                if self._loop is loop:
+                    self._loop = self._stop = self._thread = None
+            try:
+                while tasks := asyncio.all_tasks(loop):
+                    for task in tasks:
+                        task.cancel()
+                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                # Finalises the per-loop default Storage, which closes its client.
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                executor.shutdown(wait=True)
+                loop.close()
+
     def stop(self, timeout: float | None = _STOP_TIMEOUT) -> None:
         """Stop the loop thread (its loop closes the default client); the next call starts a
         new one. Calls still running get a ``RuntimeError``."""
@@ -295,7 +295,8 @@ class _Portal:
             self._loop = self._stop = self._thread = None
             if loop is None or stop is None or thread is None:
                 return
-            loop.call_soon_threadsafe(stop.set)
+            with contextlib.suppress(RuntimeError):  # its thread died and closed it
+                loop.call_soon_threadsafe(stop.set)
         if thread is not threading.current_thread():
             thread.join(timeout)
 
@@ -344,12 +345,13 @@ if hasattr(os, "register_at_fork"):  # not on Windows
 
 
 def get_s3_client() -> S3Client:
-    """Blocking form of :func:`mpr_storage.get_s3_client`: a plain boto3 S3 client.
+    """Blocking form of :func:`mpr_storage.get_s3_client`.
 
-    Configured from the same :class:`StorageSettings` and provider profile as the async client
-    (endpoint, credentials, addressing style, checksums, timeouts, retries, pool size). It is
-    created once per settings and process and shared by all threads (boto3 clients are
-    thread-safe); a forked child gets its own. Owned by the library: use it, don't close it.
+    A plain boto3 S3 client, configured from the same :class:`StorageSettings` and provider
+    profile as the async client (endpoint, credentials, addressing style, checksums, timeouts,
+    retries, pool size). It is created once per settings and process and shared by all threads
+    (boto3 clients are thread-safe); a forked child gets its own. Owned by the library: use it,
+    don't close it.
     """
     _refuse_in_loop("get_s3_client")
     settings = StorageSettings.from_env()
@@ -374,7 +376,7 @@ def list_objects(bucket: str, prefix: str = "", *, suffixes: Suffixes = None) ->
 
 def iter_objects(
     bucket: str, prefix: str = "", *, suffixes: Suffixes = None
-) -> Iterator[ObjectInfo]:
+) -> Generator[ObjectInfo, None, None]:
     """Blocking form of :func:`mpr_storage.iter_objects`."""
     return _portal.iterate(_aio.iter_objects, bucket, prefix, suffixes=suffixes)
 
