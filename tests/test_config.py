@@ -157,7 +157,7 @@ def test_botocore_config_per_provider(
     assert cfg.region_name == region == s.signing_region
     assert cfg.max_pool_connections == 16
     assert cfg.connect_timeout == 3
-    assert cfg.retries == {"max_attempts": 4, "mode": "standard"}
+    assert cfg.retries == {"total_max_attempts": 4, "mode": "standard"}
 
 
 def test_settings_are_frozen() -> None:

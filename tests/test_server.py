@@ -313,3 +313,29 @@ def test_find_weed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert find_weed() == str(on_path / "weed")
     (on_path / "weed").unlink()
     assert find_weed() is None
+
+
+def test_forked_child_exits_without_touching_the_parents_server() -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os\n"
+        "from mpr_storage._server import LocalS3Server\n"
+        "s = LocalS3Server(kind='moto').start()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    raise SystemExit(0)  # normal exit: atexit runs in the child\n"
+        "assert os.waitpid(pid, 0)[1] == 0\n"
+        "s.stop()\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ},
+    )
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr

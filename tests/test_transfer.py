@@ -233,3 +233,15 @@ async def test_bad_arguments(storage: Storage, s3: S3Target, tmp_path: Path) -> 
         await storage.download_many(s3.bucket, [], tmp_path, concurrency=0)
     with pytest.raises(NotADirectoryError):
         await storage.upload_many(tmp_path / "missing", s3.bucket, s3.prefix)
+
+
+async def test_a_failing_progress_callback_surfaces_its_own_error(
+    storage: Storage, s3: S3Target, tmp_path: Path
+) -> None:
+    make_frames(tmp_path / "src", 3)
+
+    def broken(done: int, total: int, nbytes: int) -> None:
+        raise KeyError("from the callback")
+
+    with pytest.raises(KeyError, match="from the callback"):
+        await storage.upload_many(tmp_path / "src", s3.bucket, s3.prefix, on_progress=broken)

@@ -222,7 +222,8 @@ class StorageSettings:
             "s3": {"addressing_style": self.url_style},
             "connect_timeout": self.connect_timeout,
             "read_timeout": self.read_timeout,
-            "retries": {"max_attempts": self.max_attempts, "mode": "standard"},
+            # botocore counts retries in "max_attempts"; "total_max_attempts" includes the first try
+            "retries": {"total_max_attempts": self.max_attempts, "mode": "standard"},
             "max_pool_connections": self.max_concurrency,
             "request_checksum_calculation": checksums,
             "response_checksum_validation": checksums,

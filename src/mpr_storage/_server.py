@@ -57,6 +57,7 @@ _OFF_SWITCHES = ("debug", "sftp", "webdav", "iam", "mq.broker", "mq.agent", "mas
 _BIND_ATTEMPTS = 3  # another process can grab a port between our check and weed's bind
 
 _running: set[LocalS3Server] = set()
+_OWNER_PID = os.getpid()  # a forked child must not stop (or wait on) its parent's servers
 _ports_lock = threading.Lock()
 _recent_ports: dict[int, float] = {}
 # Not the global `random`: test plugins seed it identically in parallel workers.
@@ -784,6 +785,8 @@ def _log_request(
 @atexit.register
 def _stop_all() -> None:
     """Stop the servers a crashed test session or script did not stop."""
+    if os.getpid() != _OWNER_PID:
+        return
     for server in list(_running):
         with contextlib.suppress(Exception):
             server.stop()

@@ -183,9 +183,11 @@ class _Engine(Generic[T]):
                     for _ in range(self.concurrency):
                         tg.start_soon(worker, receive.clone())
         except BaseExceptionGroup as group:
-            # Workers giving up on the endpoint raise our error: surface it, not a group.
-            if all(isinstance(e, StorageError) for e in group.exceptions):
-                raise group.exceptions[0] from None
+            # A worker giving up on the endpoint, or a failing on_progress callback: surface
+            # the error itself, not a group (several workers may give up at once).
+            errors = group.exceptions
+            if len(errors) == 1 or all(isinstance(e, StorageError) for e in errors):
+                raise errors[0] from None
             raise
         finally:
             self.report.seconds = time.monotonic() - self._started
