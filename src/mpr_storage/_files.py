@@ -18,17 +18,24 @@ def temp_path_for(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".part")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Blocking: write ``data`` to ``path`` atomically (temp file + rename)."""
+def write_atomic(path: Path, data: bytes) -> int:
+    """Blocking: write ``data`` to ``path`` atomically (temp file + rename); returns the
+    file's mtime in nanoseconds."""
     fd, tmp = temp_path_for(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            mtime_ns = os.fstat(fd).st_mtime_ns
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    return mtime_ns
 
 
 @contextlib.asynccontextmanager

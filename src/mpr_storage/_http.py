@@ -1,14 +1,18 @@
-"""The bulk hot path: object GET/PUT signed with botocore's SigV4 signer, sent with aiohttp.
+"""The bulk hot path: object GET/PUT/LIST signed with SigV4 and sent with aiohttp.
 
 botocore's per-request pipeline (endpoint rules, event hooks, request objects, response
-parsing) costs ~1 ms of CPU per request; signing is a small part of it. For the many small
-requests of a frame-cache transfer we keep botocore's credentials, configuration and signer,
-and send the requests on one aiohttp session whose pool is sized to the concurrency.
+parsing) costs ~1 ms of CPU per request, and its signer alone ~50 us. For the many small
+requests of a frame-cache transfer we keep botocore's credentials and configuration, sign in
+its canonical form with a cached signing key, and send the requests on one aiohttp session
+whose pool is sized to the concurrency.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,15 +20,13 @@ from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
 
 import aiohttp
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from yarl import URL
 
 from ._client import BaseStorage
 from ._errors import StorageError, error_for_code, map_errors
 
-__all__ = ["UNSIGNED_PAYLOAD", "FastS3"]
+__all__ = ["UNSIGNED_PAYLOAD", "FastS3", "SigV4"]
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
@@ -33,10 +35,67 @@ _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
-class _Signer(S3SigV4Auth):  # type: ignore[misc]  # botocore ships no types
-    # The payload hash is computed by the caller (in a worker thread for uploads), not here.
-    def payload(self, request: AWSRequest) -> str:
-        return str(request.context["payload_hash"])
+class SigV4:
+    """S3 SigV4 header signing in botocore's canonical form (``S3SigV4Auth``: path signed as
+    sent, headers trimmed and sorted), without its per-request objects: the timestamp is built
+    once a second and the signing key once a day. tests/test_http.py checks every signature
+    against botocore's signer."""
+
+    def __init__(self, credentials: ReadOnlyCredentials, region: str) -> None:
+        self._access_key = credentials.access_key
+        self._secret = credentials.secret_key
+        self._token = credentials.token
+        self._region = region
+        self._second = -1
+        self._amz_date = ""
+        self._day = ""
+        self._key = b""
+
+    def _clock(self) -> tuple[str, str]:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+            day = self._amz_date[:8]
+            if day != self._day:
+                key = hmac.digest(f"AWS4{self._secret}".encode(), day.encode(), "sha256")
+                for part in (self._region, "s3", "aws4_request"):
+                    key = hmac.digest(key, part.encode(), "sha256")
+                self._day, self._key = day, key
+        return self._amz_date, self._day
+
+    def headers(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        query: str,
+        payload_hash: str,
+        extra: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        """The request's headers: ``extra``, ``Host``, ``X-Amz-*`` and ``Authorization``.
+
+        ``path`` and ``query`` as sent: percent-encoded, query parameters sorted."""
+        amz_date, day = self._clock()
+        signed = {"host": host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}
+        if self._token:
+            signed["x-amz-security-token"] = self._token
+        if extra:
+            for name, value in extra.items():
+                signed[name.lower()] = " ".join(value.split())
+        names = sorted(signed)
+        canonical = "\n".join(
+            [method, path, query, *[f"{n}:{signed[n]}" for n in names], "", ";".join(names)]
+        )
+        scope = f"{day}/{self._region}/s3/aws4_request"
+        digest = hashlib.sha256(f"{canonical}\n{payload_hash}".encode()).hexdigest()
+        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}"
+        signature = hmac.digest(self._key, to_sign.encode(), "sha256").hex()
+        signed["authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self._access_key}/{scope}, "
+            f"SignedHeaders={';'.join(names)}, Signature={signature}"
+        )
+        return signed
 
 
 class FastS3:
@@ -54,10 +113,10 @@ class FastS3:
         parts = urlsplit(endpoint_url)
         self._http = http
         self._scheme = parts.scheme
-        self._netloc = parts.netloc
+        self._host = _signed_host(parts.scheme, parts.hostname or "", parts.port)
         self._base = parts.path.rstrip("/")
         self._virtual = virtual_host
-        self._signer = _Signer(credentials, "s3", region)
+        self._signer = SigV4(credentials, region)
 
     @classmethod
     async def open(cls, storage: BaseStorage) -> FastS3 | None:
@@ -76,24 +135,29 @@ class FastS3:
             virtual_host=settings.url_style == "virtual",
         )
 
-    def bucket_url(self, bucket: str) -> str:
-        """The bucket's URL (virtual-host style where configured and the name allows it)."""
+    def _bucket(self, bucket: str) -> tuple[str, str]:
+        """``(host, path prefix)`` of the bucket: virtual-host style where configured and the
+        name allows it."""
         if self._virtual and _DNS_BUCKET.match(bucket):
-            return f"{self._scheme}://{bucket}.{self._netloc}{self._base}/"
-        return f"{self._scheme}://{self._netloc}{self._base}/{bucket}/"
+            return f"{bucket}.{self._host}", f"{self._base}/"
+        return self._host, f"{self._base}/{bucket}/"
 
-    def url(self, bucket: str, key: str) -> str:
-        """An object's URL, percent-encoded exactly as it is signed."""
-        return self.bucket_url(bucket) + quote(key, safe="/~")
-
-    def sign(
-        self, method: str, url: str, payload_hash: str, headers: dict[str, str] | None = None
-    ) -> dict[str, str]:
-        """The headers (``Authorization``, ``X-Amz-*`` and ``headers``) for one request."""
-        request = AWSRequest(method=method, url=url, headers=headers or {})
-        request.context["payload_hash"] = payload_hash
-        self._signer.add_auth(request)
-        return dict(request.headers.items())
+    def _request(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        query: str,
+        payload_hash: str,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[URL, dict[str, str]]:
+        """The URL and signed headers of one request; ``key`` is percent-encoded exactly as
+        it is signed, and ``query`` must be canonical (encoded, sorted)."""
+        host, base = self._bucket(bucket)
+        path = base + quote(key, safe="/~")
+        url = f"{self._scheme}://{host}{path}" + (f"?{query}" if query else "")
+        signed = self._signer.headers(method, host, path, query, payload_hash, headers)
+        return URL(url, encoded=True), signed
 
     async def list(self, bucket: str, prefix: str) -> AsyncIterator[tuple[str, int, str, str]]:
         """ListObjectsV2, every page: ``(key, size, etag, last_modified)`` in key order."""
@@ -103,10 +167,9 @@ class FastS3:
             if token is not None:
                 params["continuation-token"] = token
             query = "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
-            url = f"{self.bucket_url(bucket)}?{query}"
-            headers = self.sign("GET", url, UNSIGNED_PAYLOAD)
+            url, headers = self._request("GET", bucket, "", query, UNSIGNED_PAYLOAD)
             with map_errors("list_objects", bucket, prefix or None):
-                async with self._http.get(URL(url, encoded=True), headers=headers) as response:
+                async with self._http.get(url, headers=headers) as response:
                     body = await response.read()
                 if response.status != 200:
                     raise _error(response.status, body, "list_objects", bucket, None)
@@ -125,10 +188,9 @@ class FastS3:
     @asynccontextmanager
     async def get(self, bucket: str, key: str, *, operation: str) -> AsyncIterator[Any]:
         """GET ``key``; yields the aiohttp response (status 200) for the caller to read."""
-        url = self.url(bucket, key)
-        headers = self.sign("GET", url, UNSIGNED_PAYLOAD)
+        url, headers = self._request("GET", bucket, key, "", UNSIGNED_PAYLOAD)
         with map_errors(operation, bucket, key):
-            async with self._http.get(URL(url, encoded=True), headers=headers) as response:
+            async with self._http.get(url, headers=headers) as response:
                 if response.status != 200:
                     raise _error(response.status, await response.read(), operation, bucket, key)
                 yield response
@@ -145,19 +207,22 @@ class FastS3:
         operation: str,
     ) -> str:
         """PUT ``data`` to ``key`` (integrity-checked with Content-MD5); returns the ETag."""
-        url = self.url(bucket, key)
-        headers = self.sign(
-            "PUT",
-            url,
-            sha256_hex,
-            {"Content-Type": content_type, "Content-MD5": md5_b64},
-        )
+        extra = {"Content-Type": content_type, "Content-MD5": md5_b64}
+        url, headers = self._request("PUT", bucket, key, "", sha256_hex, extra)
         with map_errors(operation, bucket, key):
-            async with self._http.put(URL(url, encoded=True), data=data, headers=headers) as r:
+            async with self._http.put(url, data=data, headers=headers) as r:
                 body = await r.read()
                 if r.status != 200:
                     raise _error(r.status, body, operation, bucket, key)
                 return r.headers.get("ETag", "").strip('"')
+
+
+def _signed_host(scheme: str, hostname: str, port: int | None) -> str:
+    """The Host header as botocore signs it: lowercase, IPv6 in brackets, no default port."""
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    if port is not None and port != {"http": 80, "https": 443}.get(scheme):
+        host = f"{host}:{port}"
+    return host
 
 
 def _error(status: int, body: bytes, operation: str, bucket: str, key: str | None) -> StorageError:
