@@ -5,6 +5,7 @@ Transfers must end byte-exact or fail cleanly, in bounded time, leaving no parti
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -76,15 +77,34 @@ async def test_cut_bodies_are_fetched_again_never_renamed_into_place(
     assert leftovers(tmp_path / "dst") == []
 
 
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
 async def test_cut_body_of_a_single_download_is_retried(
-    proxy: FaultProxy, s3: S3Target, tmp_path: Path
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path, fast_path: bool
 ) -> None:
     files = await seeded(s3, tmp_path, count=1)
     proxy.cut(2, after_bytes=5_000)
-    async with via(proxy, s3, max_attempts=3) as st:
+    async with via(proxy, s3, fast_path=fast_path, max_attempts=3) as st:
         key = f"frames/{s3.prefix.strip('/')}/frame_000000.jpg"
         out = await st.download_file(s3.bucket, key, tmp_path / "one.jpg")
     assert out.read_bytes() == files["frame_000000.jpg"]
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
+async def test_large_single_download_survives_throttling_and_a_cut_stream(
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    data = os.urandom(9 * 1024 * 1024 + 17)  # streamed in chunks, not read whole
+    key = f"{s3.prefix}big.bin"
+    (tmp_path / "big.bin").write_bytes(data)
+    async with Storage(s3.settings()) as st:
+        await st.upload_file(tmp_path / "big.bin", s3.bucket, key)
+    proxy.fail(1, status=503, code="SlowDown")
+    proxy.cut(1, after_bytes=3 * 1024 * 1024)
+    async with via(proxy, s3, fast_path=fast_path, max_attempts=4) as st:
+        out = await st.download_file(s3.bucket, key, tmp_path / "nested" / "copy.bin")
+    assert out.read_bytes() == data
+    assert leftovers(tmp_path / "nested") == []
+    assert proxy.count("GET", objects_only=True) == 3
 
 
 async def test_resets_and_stalls_recover(proxy: FaultProxy, s3: S3Target, tmp_path: Path) -> None:
@@ -137,11 +157,14 @@ async def test_persistent_throttling_ends_in_bounded_time(
     assert leftovers(tmp_path / "dst") == []
 
 
-async def test_persistent_stall_times_out(proxy: FaultProxy, s3: S3Target, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
+async def test_persistent_stall_times_out(
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
     await seeded(s3, tmp_path, count=1)
     proxy.stall(100, seconds=60)
     started = time.monotonic()
-    async with via(proxy, s3, read_timeout=1, max_attempts=2) as st:
+    async with via(proxy, s3, fast_path=fast_path, read_timeout=1, max_attempts=2) as st:
         key = f"frames/{s3.prefix.strip('/')}/frame_000000.jpg"
         with pytest.raises(StorageTimeoutError) as info:
             await st.download_file(s3.bucket, key, tmp_path / "one.jpg")

@@ -3,19 +3,45 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import itertools
 import os
-import tempfile
-from collections.abc import AsyncIterator
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 import anyio
 
-__all__ = ["atomic_writer", "temp_path_for", "write_atomic"]
+__all__ = ["AtomicFile", "LocalIO", "atomic_writer", "temp_path_for", "write_atomic"]
+
+T = TypeVar("T")
+
+
+_SALT = secrets.token_hex(3)
+_serial = itertools.count()
+_FLAGS = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
 
 
 def temp_path_for(path: Path) -> tuple[int, str]:
-    """Create a hidden, uniquely named temp file in ``path``'s directory: ``(fd, name)``."""
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".part")
+    """Create a hidden, uniquely named temp file in ``path``'s directory: ``(fd, name)``.
+
+    Its mode is 0o666 minus the umask, what a plain ``open()`` of ``path`` would give (not
+    mkstemp's 0o600), and the name is a counter, not mkstemp's random draw per file.
+    """
+    for _ in range(100):
+        name = os.path.join(
+            path.parent, f".{path.name[:100]}.{os.getpid():x}{_SALT}{next(_serial):x}.part"
+        )
+        try:
+            return os.open(name, _FLAGS, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temp file name", str(path))
 
 
 def write_atomic(path: Path, data: bytes) -> int:
@@ -38,18 +64,58 @@ def write_atomic(path: Path, data: bytes) -> int:
     return mtime_ns
 
 
-@contextlib.asynccontextmanager
-async def atomic_writer(path: Path) -> AsyncIterator[anyio.AsyncFile[bytes]]:
-    """Yield an async file; on a clean exit it replaces ``path``, otherwise it disappears.
+class LocalIO:
+    """Runs blocking file calls on the event loop's thread while they are fast, else in threads.
 
-    Writes run in a worker thread; open, close, rename and unlink are synchronous, so
-    cancellation cannot interrupt the cleanup: a cancelled or failed transfer never leaves a
-    partial file or a temp file behind.
+    A page-cache read or write of a frame takes microseconds, and a thread hop costs more
+    (context switches, a cross-core copy, a malloc arena per worker thread), which is why
+    plain-file clients write on the loop. Calls on more than ``INLINE_MAX`` bytes always go
+    to a worker thread; after one call slower than ``slow`` seconds (a stalling disk, a
+    network file system), this instance sends every later call there too, so the loop is held
+    up at most once, and briefly. One instance per transfer.
+    """
+
+    INLINE_MAX = 1024 * 1024
+
+    def __init__(self, *, slow: float = 0.01) -> None:
+        self.slow = slow
+        self.threaded = False
+
+    async def run(self, fn: Callable[[], T], nbytes: int) -> T:
+        """``fn()``, on the loop or in a worker thread; ``nbytes``: how much it reads or writes."""
+        if self.threaded or nbytes > self.INLINE_MAX:
+            return await anyio.to_thread.run_sync(fn)
+        started = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            if time.perf_counter() - started > self.slow:
+                self.threaded = True
+
+
+class AtomicFile:
+    """The file :func:`atomic_writer` yields: ``await f.write(data)``."""
+
+    def __init__(self, fp: BinaryIO, io: LocalIO) -> None:
+        self._fp = fp
+        self._io = io
+
+    async def write(self, data: bytes) -> None:
+        await self._io.run(partial(self._fp.write, data), len(data))
+
+
+@contextlib.asynccontextmanager
+async def atomic_writer(path: Path, io: LocalIO | None = None) -> AsyncIterator[AtomicFile]:
+    """Yield a file to write; on a clean exit it replaces ``path``, otherwise it disappears.
+
+    Writes go through ``io`` (a new :class:`LocalIO` by default); open, close, rename and
+    unlink are synchronous, so cancellation cannot interrupt the cleanup: a cancelled or
+    failed transfer never leaves a partial file or a temp file behind.
     """
     fd, tmp = temp_path_for(path)
     try:
         with os.fdopen(fd, "wb") as fp:
-            yield anyio.wrap_file(fp)
+            yield AtomicFile(fp, io or LocalIO())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path, PurePosixPath
 from stat import S_ISDIR
 from typing import Any
@@ -18,7 +19,7 @@ import anyio
 
 from ._client import BaseStorage
 from ._errors import StorageConnectionError, StorageError, map_errors
-from ._files import atomic_writer
+from ._files import LocalIO, atomic_writer, write_atomic
 from ._http import FastS3
 from ._keys import check_bucket, check_key
 from ._retry import is_retryable, retry
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 1024 * 1024
+SMALL_OBJECT = 4 * 1024 * 1024  # bodies up to this are read whole and written in one go
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 _PART_CONCURRENCY = 4
 
@@ -165,8 +167,18 @@ async def download_file(
     path = Path(dest)
     if await anyio.Path(path).is_dir():
         raise IsADirectoryError(f"download_file s3://{bucket}/{key}: {path} is a directory")
+    settings = storage.settings
+    fast = await FastS3.open(storage) if settings.fast_path else None
+    if fast is not None:
+        io = LocalIO()
+        await retry(
+            lambda: get_to_file(
+                fast, bucket, key, path, io=io, operation="download_file", mkdir=True
+            ),
+            attempts=settings.max_attempts,
+        )
+        return path
     client = await storage.client()
-
     streaming = False  # botocore retries the request itself; we retry a broken body
 
     async def attempt() -> None:
@@ -183,21 +195,57 @@ async def download_file(
                 async for chunk in body.iter_chunks(CHUNK_SIZE):
                     received += len(chunk)
                     await f.write(chunk)
-                if received != expected:
-                    # Never rename a truncated body into place.
-                    raise StorageConnectionError(
-                        f"body truncated at {received} of {expected} bytes",
-                        operation="download_file",
-                        bucket=bucket,
-                        key=key,
-                    )
+                check_length(received, expected, "download_file", bucket, key)
 
     await retry(
         attempt,
-        attempts=storage.settings.max_attempts,
+        attempts=settings.max_attempts,
         when=lambda exc: streaming and is_retryable(exc),
     )
     return path
+
+
+async def get_to_file(
+    fast: FastS3,
+    bucket: str,
+    key: str,
+    path: Path,
+    *,
+    io: LocalIO,
+    operation: str,
+    mkdir: bool = False,
+) -> tuple[int, str, int]:
+    """GET ``key`` into ``path`` atomically on the fast path: ``(bytes, etag, mtime_ns)``.
+    With ``mkdir``, missing parent directories are created once the object is found."""
+    async with fast.get(bucket, key, operation=operation) as response:
+        if mkdir:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        length = response.content_length
+        etag = response.headers.get("ETag", "").strip('"')
+        if length is not None and length <= SMALL_OBJECT:
+            data = await response.read()
+            check_length(len(data), length, operation, bucket, key)
+            return len(data), etag, await io.run(partial(write_atomic, path, data), len(data))
+        received = 0
+        async with atomic_writer(path, io) as f:
+            async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+                received += len(chunk)
+                await f.write(chunk)
+            if length is not None:
+                check_length(received, length, operation, bucket, key)  # before the rename
+    return received, etag, (await anyio.Path(path).stat()).st_mtime_ns
+
+
+def check_length(received: int, expected: int, operation: str, bucket: str, key: str) -> None:
+    """Never rename a truncated body into place: a short read is a (retryable) broken
+    connection."""
+    if received != expected:
+        raise StorageConnectionError(
+            f"body truncated at {received} of {expected} bytes",
+            operation=operation,
+            bucket=bucket,
+            key=key,
+        )
 
 
 async def download_to_temp(

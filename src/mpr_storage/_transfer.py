@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -23,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from . import _objects
 from ._client import BaseStorage
 from ._errors import StorageConnectionError, StorageError, ThrottledError, TransferError
-from ._files import atomic_writer, write_atomic
+from ._files import LocalIO, write_atomic
 from ._http import FastS3
 from ._keys import KeyMapper, check_bucket, check_key
 from ._objects import ObjectInfo, guess_content_type
@@ -43,7 +44,6 @@ ProgressCallback = Callable[[int, int, int], object]
 
 KeySource = Iterable[str | ObjectInfo] | AsyncIterable[str | ObjectInfo]
 
-SMALL_OBJECT = 4 * 1024 * 1024  # bodies up to this are read whole, written in one thread hop
 _CHUNK = 1024 * 1024
 _PLAN_BATCH = 256
 _PROGRESS_INTERVAL = 0.1
@@ -360,40 +360,6 @@ def _up_to_date(
     return True
 
 
-def _store_small(path: Path, data: bytes) -> int:
-    write_atomic(path, data)
-    return os.stat(path).st_mtime_ns
-
-
-async def _get_to_file(fast: FastS3, bucket: str, key: str, path: Path) -> tuple[int, str, int]:
-    """GET ``key`` into ``path`` atomically; returns ``(bytes, etag, mtime_ns)``."""
-    async with fast.get(bucket, key, operation="download_many") as response:
-        length = response.content_length
-        etag = response.headers.get("ETag", "").strip('"')
-        if length is not None and length <= SMALL_OBJECT:
-            data = await response.read()
-            _check_length(len(data), length, bucket, key)
-            return len(data), etag, await anyio.to_thread.run_sync(_store_small, path, data)
-        received = 0
-        async with atomic_writer(path) as f:
-            async for chunk in response.content.iter_chunked(_CHUNK):
-                received += len(chunk)
-                await f.write(chunk)
-            if length is not None:
-                _check_length(received, length, bucket, key)  # before the rename
-    return received, etag, (await anyio.Path(path).stat()).st_mtime_ns
-
-
-def _check_length(received: int, expected: int, bucket: str, key: str) -> None:
-    if received != expected:
-        raise StorageConnectionError(
-            f"body truncated at {received} of {expected} bytes",
-            operation="download_many",
-            bucket=bucket,
-            key=key,
-        )
-
-
 async def download_many(
     storage: BaseStorage,
     bucket: str,
@@ -415,6 +381,7 @@ async def download_many(
     mapper = KeyMapper(dest_dir, prefix, operation="download_many", bucket=bucket)
     manifest = await anyio.to_thread.run_sync(_Manifest.load, mapper.root)
     fast = await FastS3.open(storage) if settings.fast_path else None
+    io = LocalIO()
     engine: _Engine[tuple[Path, ObjectInfo | None]] = _Engine(
         operation="download_many",
         bucket=bucket,
@@ -440,7 +407,9 @@ async def download_many(
     async def work(key: str, plan: tuple[Path, ObjectInfo | None]) -> int:
         path, info = plan
         if fast is not None:
-            nbytes, etag, mtime_ns = await _get_to_file(fast, bucket, key, path)
+            nbytes, etag, mtime_ns = await _objects.get_to_file(
+                fast, bucket, key, path, io=io, operation="download_many"
+            )
         else:
             await _objects.download_file(storage, bucket, key, path)
             st = await anyio.Path(path).stat()
@@ -509,6 +478,7 @@ async def upload_many(
     if skip_existing:
         remote = {o.key: o async for o in _objects.iter_objects(storage, bucket, prefix)}
     fast = await FastS3.open(storage) if settings.fast_path else None
+    io = LocalIO()
     engine: _Engine[tuple[Path, int]] = _Engine(
         operation="upload_many",
         bucket=bucket,
@@ -545,7 +515,7 @@ async def upload_many(
                 return None
             await _objects.upload_file(storage, path, bucket, key)
             return size
-        read = await anyio.to_thread.run_sync(_read_for_put, path, expected)
+        read = await io.run(partial(_read_for_put, path, expected), size)
         if read is None:
             return None
         data, md5_b64, sha256_hex = read

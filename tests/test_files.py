@@ -1,0 +1,88 @@
+"""Atomic local files: complete or absent, with the permissions a plain open() would give."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from mpr_storage import _files
+from mpr_storage._files import LocalIO, atomic_writer, temp_path_for, write_atomic
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_write_atomic_replaces_and_reports_mtime(tmp_path: Path) -> None:
+    target = tmp_path / "frame.jpg"
+    target.write_bytes(b"old")
+    mtime_ns = write_atomic(target, b"new" * 100_000)
+    assert target.read_bytes() == b"new" * 100_000
+    assert target.stat().st_mtime_ns == mtime_ns
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frame.jpg"]
+
+
+def test_temp_names_skip_taken_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "x.png"
+    monkeypatch.setattr(_files, "_serial", itertools.count(7))
+    fd, first = temp_path_for(target)
+    os.close(fd)
+    monkeypatch.setattr(_files, "_serial", itertools.count(7))  # the next name is taken
+    fd, second = temp_path_for(target)
+    os.close(fd)
+    assert first != second
+    assert all(Path(n).name.startswith(".x.png.") and n.endswith(".part") for n in (first, second))
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(fd: int, data: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_files.os, "write", broken)
+    with pytest.raises(OSError, match="No space"):
+        write_atomic(tmp_path / "f.jpg", b"data")
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_atomic_writer_discards_on_error_and_cancel(tmp_path: Path) -> None:
+    target = tmp_path / "big.bin"
+    with pytest.raises(RuntimeError):
+        async with atomic_writer(target) as f:
+            await f.write(b"partial")
+            raise RuntimeError("stream broke")
+    with anyio.CancelScope() as scope:
+        async with atomic_writer(target) as f:
+            await f.write(b"partial")
+            scope.cancel()
+            await anyio.sleep(1)
+    assert list(tmp_path.iterdir()) == []
+    async with atomic_writer(target) as f:
+        await f.write(b"whole")
+    assert target.read_bytes() == b"whole"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()
+
+
+async def test_local_io_stays_on_the_loop_until_a_call_is_slow() -> None:
+    loop_thread = threading.get_ident()
+    io = LocalIO(slow=0.05)
+    assert await io.run(threading.get_ident, 64 * 1024) == loop_thread
+    assert await io.run(threading.get_ident, LocalIO.INLINE_MAX + 1) != loop_thread  # big: thread
+    assert await io.run(threading.get_ident, 0) == loop_thread
+
+    def slow() -> int:
+        time.sleep(0.1)  # a stalling disk
+        return threading.get_ident()
+
+    assert await io.run(slow, 10) == loop_thread  # measured, once
+    assert io.threaded
+    assert await io.run(threading.get_ident, 10) != loop_thread  # from now on in a thread
