@@ -8,7 +8,7 @@ import itertools
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -44,24 +44,30 @@ def temp_path_for(path: Path) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no free temp file name", str(path))
 
 
-def write_atomic(path: Path, data: bytes) -> int:
-    """Blocking: write ``data`` to ``path`` atomically (temp file + rename); returns the
-    file's mtime in nanoseconds."""
-    fd, tmp = temp_path_for(path)
+@contextlib.contextmanager
+def _renamed_into_place(tmp: str, path: Path) -> Iterator[None]:
+    """On a clean exit rename ``tmp`` over ``path``; on any error or cancellation remove it."""
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            mtime_ns = os.fstat(fd).st_mtime_ns
-        finally:
-            os.close(fd)
+        yield
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return mtime_ns
+
+
+def write_atomic(path: Path, data: bytes) -> int:
+    """Blocking: write ``data`` to ``path`` atomically (temp file + rename); returns the
+    file's mtime in nanoseconds."""
+    fd, tmp = temp_path_for(path)
+    with _renamed_into_place(tmp, path):
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            return os.fstat(fd).st_mtime_ns
+        finally:
+            os.close(fd)
 
 
 class LocalIO:
@@ -113,11 +119,5 @@ async def atomic_writer(path: Path, io: LocalIO | None = None) -> AsyncIterator[
     failed transfer never leaves a partial file or a temp file behind.
     """
     fd, tmp = temp_path_for(path)
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            yield AtomicFile(fp, io or LocalIO())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with _renamed_into_place(tmp, path), os.fdopen(fd, "wb") as fp:
+        yield AtomicFile(fp, io or LocalIO())

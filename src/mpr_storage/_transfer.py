@@ -44,7 +44,6 @@ ProgressCallback = Callable[[int, int, int], object]
 
 KeySource = Iterable[str | ObjectInfo] | AsyncIterable[str | ObjectInfo]
 
-_CHUNK = 1024 * 1024
 _PLAN_BATCH = 256
 _PROGRESS_INTERVAL = 0.1
 _GIVE_UP_AFTER = 3  # keys in a row failing at the endpoint level (unreachable / throttled)
@@ -302,7 +301,7 @@ class _Manifest:
 def _md5_file(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
+        while chunk := f.read(_objects.CHUNK_SIZE):
             digest.update(chunk)
     return digest.hexdigest()
 
