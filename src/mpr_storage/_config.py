@@ -129,6 +129,15 @@ class StorageSettings:
     multipart."""
     multipart_chunksize: int = _env_field("S3_MULTIPART_CHUNKSIZE", 8 * 1024 * 1024)
     """**Environment variable**: ``S3_MULTIPART_CHUNKSIZE``. Part size (S3's minimum is 5 MiB)."""
+    retry_budget: float = _env_field("S3_RETRY_BUDGET", 60.0)
+    """**Environment variable**: ``S3_RETRY_BUDGET``. Seconds one request may spend in retries
+    (backoff and ``Retry-After`` waits included) before its last error is raised."""
+    anonymous: bool = _env_field("S3_ANONYMOUS", False)
+    """**Environment variable**: ``S3_ANONYMOUS``. When no credentials are found, send unsigned
+    requests (public buckets) instead of raising :class:`ConfigError`."""
+    ca_bundle: str | None = _env_field("AWS_CA_BUNDLE")
+    """**Environment variable**: ``AWS_CA_BUNDLE``. CA certificates (PEM file) to verify TLS
+    endpoints with, as botocore uses it; defaults to the system's."""
     fast_path: bool = _env_field("S3_FAST_PATH", True)
     """**Environment variable**: ``S3_FAST_PATH``. Bulk transfers sign requests with botocore
     and send them with aiohttp directly (``1``); ``0`` sends every request through botocore."""
@@ -140,7 +149,7 @@ class StorageSettings:
                 object.__setattr__(self, name, None)
             elif value is not None:
                 _check_url(value, _env_name(name))
-        for name in ("access_key_id", "secret_access_key", "session_token", "region"):
+        for name in ("access_key_id", "secret_access_key", "session_token", "region", "ca_bundle"):
             if getattr(self, name) == "":
                 object.__setattr__(self, name, None)
         if self.provider is not None and self.provider not in PROVIDERS:
@@ -163,6 +172,7 @@ class StorageSettings:
         _check_positive(self.connect_timeout, "S3_CONNECT_TIMEOUT")
         _check_positive(self.read_timeout, "S3_READ_TIMEOUT")
         _check_positive(self.max_attempts, "S3_MAX_ATTEMPTS")
+        _check_positive(self.retry_budget, "S3_RETRY_BUDGET")
         if self.multipart_chunksize < 5 * 1024 * 1024:
             raise ConfigError("S3_MULTIPART_CHUNKSIZE must be at least 5 MiB (S3's part minimum)")
         _check_positive(self.multipart_threshold, "S3_MULTIPART_THRESHOLD")
@@ -245,6 +255,8 @@ class StorageSettings:
         }
         if endpoint:
             kwargs["endpoint_url"] = endpoint
+        if self.ca_bundle:
+            kwargs["verify"] = self.ca_bundle
         if self.access_key_id and self.secret_access_key:
             kwargs["aws_access_key_id"] = self.access_key_id
             kwargs["aws_secret_access_key"] = self.secret_access_key
