@@ -12,7 +12,9 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
-from mpr_storage._http import UNSIGNED_PAYLOAD, FastS3, SigV4
+from mpr_storage import StorageSettings
+from mpr_storage._http import FastTransport
+from mpr_storage._sigv4 import UNSIGNED_PAYLOAD, SigV4
 
 KEYS = [
     "frames/job-1/tl/frame_000001.jpg",
@@ -49,8 +51,22 @@ def _botocore_authorization(
     return {k.lower(): v for k, v in request.headers.items()}
 
 
-def _fast(endpoint: str, creds: ReadOnlyCredentials, region: str, virtual: bool) -> FastS3:
-    return FastS3(None, endpoint, region, creds, virtual_host=virtual)  # type: ignore[arg-type]
+class _Fast:
+    """The fast transport's request builder with a fixed signer (no network)."""
+
+    def __init__(self, endpoint: str, creds: ReadOnlyCredentials, region: str, virtual: bool):
+        settings = StorageSettings(
+            endpoint_url=endpoint, region=region, addressing_style="virtual" if virtual else "path"
+        )
+        self._transport = FastTransport(settings, endpoint, None, None)
+        self._signer = SigV4(creds, region)
+
+    def _request(self, *args: Any) -> Any:
+        return self._transport._request(*args, signer=self._signer)
+
+
+def _fast(endpoint: str, creds: ReadOnlyCredentials, region: str, virtual: bool) -> _Fast:
+    return _Fast(endpoint, creds, region, virtual)
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -108,7 +124,7 @@ def test_signing_key_follows_the_date(monkeypatch: pytest.MonkeyPatch) -> None:
     signer = SigV4(creds, "us-east-1")
     seen: dict[str, Any] = {}
     for when in (1_700_000_000.2, 1_700_000_000.9, 1_700_086_400.5):  # same second, next day
-        monkeypatch.setattr("mpr_storage._http.time.time", lambda when=when: when)
+        monkeypatch.setattr("mpr_storage._sigv4.time.time", lambda when=when: when)
         headers = signer.headers("GET", "h", "/b/k", "", UNSIGNED_PAYLOAD)
         url = "http://h/b/k"
         expected = _botocore_authorization(

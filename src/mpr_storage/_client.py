@@ -1,4 +1,5 @@
-"""Client lifecycle: the aiobotocore S3 clients a storage owns, opened lazily, closed once."""
+"""Client lifecycle: the transport and the aiobotocore clients a storage owns, opened lazily,
+closed once."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from botocore.credentials import ReadOnlyCredentials
 
+from ._botocore import BotocoreTransport
 from ._config import StorageSettings
+from ._http import FastTransport
+from ._transport import Transport, aws_endpoint
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -44,7 +47,7 @@ class BaseStorage:
         self._session: Any = None
         self._client: S3Client | None = None
         self._public_client: S3Client | None = None
-        self._http: aiohttp.ClientSession | None = None
+        self._transport: Transport | None = None
 
     @property
     def settings(self) -> StorageSettings:
@@ -59,7 +62,7 @@ class BaseStorage:
         return self._state is _State.CLOSED
 
     async def __aenter__(self) -> Any:
-        await self.client()
+        await self.transport()
         return self
 
     async def __aexit__(
@@ -70,14 +73,27 @@ class BaseStorage:
     ) -> None:
         await self.aclose()
 
+    async def transport(self) -> Transport:
+        """The transport every call goes through (fast or botocore, chosen once by
+        ``S3_FAST_PATH``), opened on first use."""
+        if self._transport is not None and self._state is _State.OPENED:
+            self._check_loop()
+            return self._transport
+        async with self._get_lock():
+            self._check_open()
+            if self._transport is None:
+                self._transport = await self._open_transport()
+                self._state = _State.OPENED
+            return self._transport
+
     async def client(self) -> S3Client:
-        """The S3 client, created on first use. Do not close it: :meth:`aclose` does."""
+        """The aiobotocore S3 client for callers (``get_s3_client``), with botocore's own
+        retries; created on first use. Do not close it: :meth:`aclose` does."""
         if self._client is not None and self._state is _State.OPENED:
             self._check_loop()
             return self._client
         async with self._get_lock():
-            if self._state is _State.CLOSED:
-                raise RuntimeError("this Storage is closed; create a new one")
+            self._check_open()
             if self._client is None:
                 self._client = await self._create_client(public=False)
                 self._state = _State.OPENED
@@ -90,47 +106,12 @@ class BaseStorage:
             settings.public_endpoint_url == settings.endpoint_url
         ):
             return await self.client()
-        await self.client()  # open (and check the loop) first
         async with self._get_lock():
+            self._check_open()
             if self._public_client is None:
                 self._public_client = await self._create_client(public=True)
+                self._state = _State.OPENED
             return self._public_client
-
-    async def credentials(self) -> ReadOnlyCredentials | None:
-        """The credentials requests are signed with (``None`` for anonymous access)."""
-        settings = self.settings
-        if settings.access_key_id and settings.secret_access_key:
-            return ReadOnlyCredentials(
-                settings.access_key_id, settings.secret_access_key, settings.session_token
-            )
-        await self.client()  # creates the session
-        found = await self._session.get_credentials()  # botocore's default chain
-        if found is None:
-            return None
-        frozen: ReadOnlyCredentials = await found.get_frozen_credentials()
-        return frozen
-
-    async def http_session(self) -> aiohttp.ClientSession:
-        """The aiohttp session of the bulk fast path (pool sized to ``max_concurrency``)."""
-        await self.client()  # open (and check the loop) first
-        if self._http is None:
-            settings = self.settings
-            connector = aiohttp.TCPConnector(
-                limit=settings.max_concurrency, limit_per_host=0, keepalive_timeout=30
-            )
-            timeout = aiohttp.ClientTimeout(
-                sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
-            )
-            self._http = await self._stack.enter_async_context(
-                aiohttp.ClientSession(
-                    connector=connector,
-                    timeout=timeout,
-                    auto_decompress=False,
-                    cookie_jar=aiohttp.DummyCookieJar(),
-                    skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
-                )
-            )
-        return self._http
 
     async def aclose(self) -> None:
         """Close the clients and their connection pools. Idempotent."""
@@ -138,19 +119,91 @@ class BaseStorage:
             return
         self._state = _State.CLOSED
         self._client = self._public_client = None
-        self._http = None
+        self._transport = None
         await self._stack.aclose()
 
-    async def _create_client(self, *, public: bool) -> S3Client:
+    def _check_open(self) -> None:
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this Storage is closed; create a new one")
+
+    def _boto_session(self) -> Any:
         import aioboto3
 
-        self._check_loop()
         if self._session is None:
             self._session = aioboto3.Session()
+        return self._session
+
+    async def _create_client(self, *, public: bool, **config: Any) -> S3Client:
+        self._check_loop()
+        kwargs = self.settings.client_kwargs(public=public)
+        if config:
+            kwargs["config"] = self.settings.client_config(**config)
         client: S3Client = await self._stack.enter_async_context(
-            self._session.client("s3", **self.settings.client_kwargs(public=public))
+            self._boto_session().client("s3", **kwargs)
         )
         return client
+
+    async def _credentials(self) -> Any:
+        """botocore's credentials: the configured keys, else its default chain (refreshable
+        ones included); ``None`` when nothing is found."""
+        from aiobotocore.credentials import AioCredentials
+
+        settings = self.settings
+        if settings.access_key_id and settings.secret_access_key:
+            return AioCredentials(
+                settings.access_key_id, settings.secret_access_key, settings.session_token
+            )
+        return await self._boto_session().get_credentials()
+
+    async def _open_transport(self) -> Transport:
+        settings = self.settings
+        credentials = await self._credentials()
+        endpoint = settings.endpoint_url or aws_endpoint(settings.signing_region)
+        if not settings.fast_path:
+            config: dict[str, Any] = {"retries": {"total_max_attempts": 1, "mode": "standard"}}
+            if credentials is None and settings.anonymous:
+                from botocore import UNSIGNED
+
+                config["signature_version"] = UNSIGNED
+            client = await self._create_client(public=False, **config)
+            return BotocoreTransport(settings, endpoint, credentials, client)
+        http = await self._stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=settings.max_concurrency,
+                    limit_per_host=0,
+                    keepalive_timeout=30,
+                    ssl=self._ssl_context(endpoint),
+                ),
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+                ),
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+            )
+        )
+        return FastTransport(settings, endpoint, credentials, http)
+
+    def _ssl_context(self, endpoint: str) -> Any:
+        """TLS verification as botocore applies it: ``AWS_CA_BUNDLE`` (or the config file's
+        ``ca_bundle``), else ``REQUESTS_CA_BUNDLE``, else botocore's default CA file."""
+        if not endpoint.startswith("https:"):
+            return True
+        import os
+
+        from botocore.httpsession import create_urllib3_context, get_cert_path
+
+        verify = (
+            self.settings.ca_bundle
+            or self._boto_session()._session.get_config_variable("ca_bundle")
+            or os.environ.get("REQUESTS_CA_BUNDLE", True)
+        )
+        context = create_urllib3_context()
+        ca_file = get_cert_path(verify)
+        if ca_file:
+            context.load_verify_locations(ca_file, None, None)
+        return context
 
     def _get_lock(self) -> asyncio.Lock:
         self._check_loop()

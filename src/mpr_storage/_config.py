@@ -240,11 +240,12 @@ class StorageSettings:
             "tcp_keepalive": True,
         }
 
-    def client_config(self) -> Any:
-        """The aiobotocore ``AioConfig`` for this store (see :meth:`config_options`)."""
+    def client_config(self, **overrides: Any) -> Any:
+        """The aiobotocore ``AioConfig`` for this store (see :meth:`config_options`), with
+        ``overrides`` of those options."""
         from aiobotocore.config import AioConfig
 
-        return AioConfig(**self.config_options())
+        return AioConfig(**{**self.config_options(), **overrides})
 
     def client_kwargs(self, *, public: bool = False) -> dict[str, Any]:
         """Keyword arguments for ``session.create_client("s3", ...)``."""

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
+import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     from ._transfer import TransferReport
@@ -37,6 +39,7 @@ __all__ = [
     "TransferError",
     "error_for_code",
     "map_errors",
+    "retry_after_seconds",
 ]
 
 
@@ -48,6 +51,8 @@ class StorageError(Exception):
         bucket: the bucket involved, if any.
         key: the object key involved, if any.
         code: the S3 error code (``"NoSuchKey"``, ``"SlowDown"`` ...) or HTTP status, if any.
+        status: the HTTP status of the answer, if there was one.
+        retry_after: seconds the server asked to wait (``Retry-After``), if it did.
     """
 
     def __init__(
@@ -58,11 +63,15 @@ class StorageError(Exception):
         bucket: str | None = None,
         key: str | None = None,
         code: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.operation = operation
         self.bucket = bucket
         self.key = key
         self.code = code
+        self.status = status
+        self.retry_after = retry_after
         super().__init__(_describe(message, operation, bucket, key))
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -134,23 +143,54 @@ _DENIED = {
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
     "ExpiredToken",
+    "ExpiredTokenException",
     "InvalidToken",
     "TokenRefreshRequired",
-    "AuthorizationHeaderMalformed",
+    "RequestExpired",
+    "RequestTimeTooSkewed",
     "403",
     "Forbidden",
 }
-_THROTTLED = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequests",
-    "TooManyRequestsException",
-    "ServiceUnavailable",
-    "503",
-    "429",
-}
+#: Answers that mean "these credentials (or this clock) are stale": refresh and retry once.
+REFRESH_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "RequestExpired",
+        "RequestTimeTooSkewed",
+    }
+)
+#: A request signed for the wrong region (botocore's S3RegionRedirectorv2 follows these).
+REGION_CODES = frozenset(
+    {"AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException"}
+)
+# botocore's throttling codes (retries/standard.py) and MinIO's overload answers.
+THROTTLING_CODES = frozenset(
+    {
+        "SlowDown",
+        "SlowDownRead",
+        "SlowDownWrite",
+        "XMinioServerNotInitialized",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "RequestThrottled",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "EC2ThrottledException",
+        "ServiceUnavailable",
+        "503",
+        "429",
+    }
+)
+_THROTTLED = THROTTLING_CODES
 _BAD_KEY = {"KeyTooLongError", "InvalidObjectName", "InvalidKey"}
 
 
@@ -161,10 +201,17 @@ def error_for_code(
     operation: str,
     bucket: str | None = None,
     key: str | None = None,
+    status: int | None = None,
+    retry_after: float | None = None,
 ) -> StorageError:
     """Build our error for an S3 error code (or HTTP status as a string)."""
     cls: type[StorageError] = StorageError
-    if code in _NOT_FOUND:
+    if code in REGION_CODES or code == "301":
+        message = (
+            f"the bucket is in another region than the one requests are signed for ({code}); "
+            "set AWS_REGION to the bucket's region"
+        )
+    elif code in _NOT_FOUND:
         cls, message = ObjectNotFoundError, "no such key"
         if key is None:
             cls, message = BucketNotFoundError, _no_bucket_hint(bucket)
@@ -173,17 +220,21 @@ def error_for_code(
     elif code in _DENIED:
         cls = AccessDeniedError
         message = f"access denied ({code}): check the credentials and the bucket policy"
-    elif code in _THROTTLED:
+    elif code in _THROTTLED or status in (429, 503):
         cls = ThrottledError
         message = f"still throttled after retries ({code})"
     elif code in _BAD_KEY:
         cls = InvalidKeyError
+    elif status is not None and status >= 500:
+        message = f"server error (HTTP {status}) after retries: {message}"
     return cls(
         f"{message} [{code}]" if code not in message else message,
         operation=operation,
         bucket=bucket,
         key=key,
         code=code,
+        status=status,
+        retry_after=retry_after,
     )
 
 
@@ -194,63 +245,104 @@ def _no_bucket_hint(bucket: str | None) -> str:
     )
 
 
+class _Where(TypedDict):
+    operation: str
+    bucket: str | None
+    key: str | None
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header's wait in seconds (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
 @contextlib.contextmanager
-def map_errors(operation: str, bucket: str | None = None, key: str | None = None) -> Iterator[None]:
+def map_errors(
+    operation: str,
+    bucket: str | None = None,
+    key: str | None = None,
+    *,
+    endpoint: str | None = None,
+) -> Iterator[None]:
     """Translate botocore, aiohttp and socket errors raised inside the block into ours.
 
-    This is the single translation boundary: decisions are made on structured error codes,
-    never on exception text, and the original is always chained (``raise ... from exc``).
+    This is the single translation boundary for both transports: decisions are made on
+    structured error codes and types, never on exception text, the same failure reads the same
+    whichever path raised it (``endpoint`` names the endpoint in connection errors), and the
+    original is always chained (``raise ... from exc``).
     """
-    from aiohttp import ClientError as AiohttpClientError
+    import aiohttp
     from botocore import exceptions as bx
 
+    where = _Where(operation=operation, bucket=bucket, key=key)
+    target = endpoint or "the endpoint"
     try:
         yield
     except StorageError:
         raise
     except bx.ClientError as exc:
         err = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        meta = exc.response.get("ResponseMetadata", {})
+        status = meta.get("HTTPStatusCode")
         code = str(err.get("Code") or status or "Unknown")
         message = str(err.get("Message") or code)
-        raise error_for_code(code, message, operation=operation, bucket=bucket, key=key) from exc
-    except (bx.NoCredentialsError, bx.PartialCredentialsError) as exc:
-        raise ConfigError(
-            "no usable credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-            "(or configure a profile / instance role)",
-            operation=operation,
-            bucket=bucket,
-            key=key,
+        retry_after = retry_after_seconds((meta.get("HTTPHeaders") or {}).get("retry-after"))
+        raise error_for_code(
+            code, message, **where, status=status, retry_after=retry_after
         ) from exc
+    except (bx.NoCredentialsError, bx.PartialCredentialsError) as exc:
+        raise ConfigError(NO_CREDENTIALS, **where) from exc
     except bx.ParamValidationError as exc:
         raise InvalidKeyError(
-            f"invalid request parameters: {exc.kwargs.get('report', '')}".strip(),
-            operation=operation,
-            bucket=bucket,
-            key=key,
+            f"invalid request parameters: {exc.kwargs.get('report', '')}".strip(), **where
         ) from exc
-    except (bx.ConnectTimeoutError, bx.ReadTimeoutError, asyncio.TimeoutError, TimeoutError) as exc:
-        raise StorageTimeoutError(
-            "timed out talking to the endpoint", operation=operation, bucket=bucket, key=key
-        ) from exc
-    except (bx.EndpointConnectionError, bx.ConnectionClosedError) as exc:
+    except (bx.SSLError, aiohttp.ClientSSLError) as exc:
         raise StorageConnectionError(
-            f"cannot reach the endpoint {exc.kwargs.get('endpoint_url', '')}".rstrip(),
-            operation=operation,
-            bucket=bucket,
-            key=key,
+            f"TLS to {target} failed (certificate not trusted?): set AWS_CA_BUNDLE to the CA "
+            "file that signed the server's certificate",
+            **where,
+            code="TLSError",
+        ) from exc
+    except (bx.ProxyConnectionError, aiohttp.ClientProxyConnectionError) as exc:
+        raise StorageConnectionError(
+            f"cannot reach the proxy for {target} (HTTP_PROXY/HTTPS_PROXY)", **where
         ) from exc
     except (
+        bx.ConnectTimeoutError,
+        bx.ReadTimeoutError,
+        aiohttp.ServerTimeoutError,
+        asyncio.TimeoutError,
+        TimeoutError,
+    ) as exc:
+        raise StorageTimeoutError(f"timed out talking to {target}", **where) from exc
+    except (bx.EndpointConnectionError, aiohttp.ClientConnectorError) as exc:
+        raise StorageConnectionError(f"cannot reach the endpoint {target}", **where) from exc
+    except (
+        bx.ConnectionClosedError,
         bx.HTTPClientError,
         bx.ResponseStreamingError,
         bx.IncompleteReadError,
-        AiohttpClientError,
+        aiohttp.ClientError,
         ConnectionError,
     ) as exc:
         raise StorageConnectionError(
-            f"connection failed: {type(exc).__name__}", operation=operation, bucket=bucket, key=key
+            f"connection to {target} broke ({type(exc).__name__})", **where
         ) from exc
     except bx.BotoCoreError as exc:
-        raise StorageError(
-            f"{type(exc).__name__}: {exc}", operation=operation, bucket=bucket, key=key
-        ) from exc
+        raise StorageError(f"{type(exc).__name__}: {exc}", **where) from exc
+
+
+NO_CREDENTIALS = (
+    "no usable credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+    "(or configure a profile / instance role), or S3_ANONYMOUS=1 for a public bucket"
+)

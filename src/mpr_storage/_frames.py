@@ -6,7 +6,7 @@ import os
 
 from . import _transfer
 from ._client import BaseStorage
-from ._errors import InvalidKeyError, ObjectNotFoundError, map_errors
+from ._errors import InvalidKeyError, ObjectNotFoundError
 from ._objects import iter_objects
 from ._transfer import ProgressCallback, TransferReport
 
@@ -33,10 +33,11 @@ async def frame_cache_exists(
 ) -> bool:
     bucket = bucket or storage.settings.bucket_out
     prefix = frame_cache_prefix(timeline_id)
-    client = await storage.client()
-    with map_errors("frame_cache_exists", bucket, prefix):
-        page = await client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
-    return bool(page.get("KeyCount") or page.get("Contents"))
+    transport = await storage.transport()
+    page = await transport.list_page(
+        bucket, prefix, None, max_keys=1, operation="frame_cache_exists"
+    )
+    return bool(page.objects)
 
 
 async def upload_frames(

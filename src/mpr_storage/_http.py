@@ -1,146 +1,131 @@
-"""The bulk hot path: object GET/PUT/LIST signed with SigV4 and sent with aiohttp.
+"""The fast transport: S3 requests signed with SigV4 and sent on one aiohttp session.
 
 botocore's per-request pipeline (endpoint rules, event hooks, request objects, response
-parsing) costs ~1 ms of CPU per request, and its signer alone ~50 us. For the many small
-requests of a frame-cache transfer we keep botocore's credentials and configuration, sign in
-its canonical form with a cached signing key, and send the requests on one aiohttp session
-whose pool is sized to the concurrency.
+parsing) costs ~1 ms of CPU per request, and its signer alone ~50 us. Here a request is signed
+in botocore's canonical form with a cached signing key and sent on one aiohttp session whose
+pool is sized to the concurrency; what botocore does for its users is done here too: its
+credential chain (re-read whenever it says they need refreshing), its proxy and CA settings,
+region redirects remembered per bucket, namespace-agnostic parsing, and the retry loop both
+transports share.
 """
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import hashlib
-import hmac
+import io
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Mapping
+from functools import partial
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote_plus, urlsplit
-from xml.etree import ElementTree
+from urllib.parse import quote, urlsplit
 
 import aiohttp
-from botocore.credentials import ReadOnlyCredentials
+from botocore.httpsession import ProxyConfiguration
+from botocore.utils import get_environ_proxies
 from yarl import URL
 
-from ._client import BaseStorage
-from ._errors import StorageError, error_for_code, map_errors
+from ._config import StorageSettings
+from ._errors import (
+    NO_CREDENTIALS,
+    REGION_CODES,
+    ConfigError,
+    error_for_code,
+    map_errors,
+    retry_after_seconds,
+)
+from ._files import LocalIO
+from ._models import ObjectInfo
+from ._sigv4 import UNSIGNED_PAYLOAD, SigV4
+from ._transport import (
+    CHUNK_SIZE,
+    SMALL_BODY,
+    ByteProgress,
+    Fetched,
+    Throttle,
+    Transport,
+    aws_endpoint,
+    file_digests,
+    write_body,
+)
+from ._xml import (
+    ListPage,
+    error_fields,
+    find_etag,
+    parse_buckets,
+    parse_delete_errors,
+    parse_list,
+    parse_upload_id,
+)
 
-__all__ = ["UNSIGNED_PAYLOAD", "FastS3", "SigV4"]
+__all__ = ["FastTransport"]
 
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
-_MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_META = "x-amz-meta-"
 
 
-class SigV4:
-    """S3 SigV4 header signing in botocore's canonical form (``S3SigV4Auth``: path signed as
-    sent, headers trimmed and sorted), without its per-request objects: the timestamp is built
-    once a second and the signing key once a day. tests/test_http.py checks every signature
-    against botocore's signer."""
-
-    def __init__(self, credentials: ReadOnlyCredentials, region: str) -> None:
-        self._access_key = credentials.access_key
-        self._secret = credentials.secret_key
-        self._token = credentials.token
-        self._region = region
-        self._second = -1
-        self._amz_date = ""
-        self._day = ""
-        self._key = b""
-
-    def _clock(self) -> tuple[str, str]:
-        second = int(time.time())
-        if second != self._second:
-            self._second = second
-            self._amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
-            day = self._amz_date[:8]
-            if day != self._day:
-                key = hmac.digest(f"AWS4{self._secret}".encode(), day.encode(), "sha256")
-                for part in (self._region, "s3", "aws4_request"):
-                    key = hmac.digest(key, part.encode(), "sha256")
-                self._day, self._key = day, key
-        return self._amz_date, self._day
-
-    def headers(
-        self,
-        method: str,
-        host: str,
-        path: str,
-        query: str,
-        payload_hash: str,
-        extra: dict[str, str] | None = None,
-    ) -> dict[str, str]:
-        """The request's headers: ``extra``, ``Host``, ``X-Amz-*`` and ``Authorization``.
-
-        ``path`` and ``query`` as sent: percent-encoded, query parameters sorted."""
-        amz_date, day = self._clock()
-        signed = {"host": host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}
-        if self._token:
-            signed["x-amz-security-token"] = self._token
-        if extra:
-            for name, value in extra.items():
-                signed[name.lower()] = " ".join(value.split())
-        names = sorted(signed)
-        canonical = "\n".join(
-            [method, path, query, *[f"{n}:{signed[n]}" for n in names], "", ";".join(names)]
-        )
-        scope = f"{day}/{self._region}/s3/aws4_request"
-        digest = hashlib.sha256(f"{canonical}\n{payload_hash}".encode()).hexdigest()
-        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}"
-        signature = hmac.digest(self._key, to_sign.encode(), "sha256").hex()
-        signed["authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={self._access_key}/{scope}, "
-            f"SignedHeaders={';'.join(names)}, Signature={signature}"
-        )
-        return signed
+class _Redirected(Exception):
+    """The bucket answered from another region (remembered): send the request again."""
 
 
-class FastS3:
-    """Signs and sends single-object requests for one storage; create with :meth:`open`."""
+class FastTransport(Transport):
+    """Signs and sends S3 requests for one store on one aiohttp session."""
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        settings: StorageSettings,
         endpoint_url: str,
-        region: str,
-        credentials: ReadOnlyCredentials,
-        *,
-        virtual_host: bool,
+        credentials: Any,
+        http: aiohttp.ClientSession | None,
     ) -> None:
+        super().__init__(settings, endpoint_url, credentials)
         parts = urlsplit(endpoint_url)
         self._http = http
         self._scheme = parts.scheme
         self._host = _signed_host(parts.scheme, parts.hostname or "", parts.port)
         self._base = parts.path.rstrip("/")
-        self._virtual = virtual_host
-        self._signer = SigV4(credentials, region)
+        self._virtual = settings.url_style == "virtual"
+        self._aws = settings.endpoint_url is None
+        self._region = settings.signing_region
+        self._regions: dict[str, str] = {}  # bucket -> its region, learnt from redirects
+        self._signers: dict[str, SigV4] = {}  # region -> signer of the current credentials
+        self._clock_offset = 0.0
+        self._proxies: dict[str, tuple[str | None, Mapping[str, str]]] = {}
 
-    @classmethod
-    async def open(cls, storage: BaseStorage) -> FastS3 | None:
-        """The fast path for ``storage``, or ``None`` where it can't be used (anonymous
-        access: requests must then go through botocore)."""
-        client = await storage.client()
-        creds = await storage.credentials()
-        if creds is None:
-            return None
-        settings = storage.settings
-        return cls(
-            await storage.http_session(),
-            client.meta.endpoint_url,
-            settings.signing_region,
-            creds,
-            virtual_host=settings.url_style == "virtual",
-        )
+    # --- requests -------------------------------------------------------------------------
 
-    def _bucket(self, bucket: str) -> tuple[str, str]:
+    async def _signer(self, region: str, where: tuple[str, str | None, str | None]) -> SigV4 | None:
+        if self._credentials is None:
+            if self.settings.anonymous:
+                return None  # a public bucket: unsigned requests
+            raise ConfigError(NO_CREDENTIALS, operation=where[0], bucket=where[1], key=where[2])
+        # Cheap for static credentials; refreshable ones are re-read when botocore says so.
+        frozen = await self._credentials.get_frozen_credentials()
+        signer = self._signers.get(region)
+        if (
+            signer is None
+            or signer.credentials != frozen
+            or signer.clock_offset != self._clock_offset
+        ):
+            signer = self._signers[region] = SigV4(frozen, region, clock_offset=self._clock_offset)
+        return signer
+
+    def _locate(self, bucket: str) -> tuple[str, str]:
         """``(host, path prefix)`` of the bucket: virtual-host style where configured and the
-        name allows it."""
+        name allows it; on AWS, the regional endpoint of a bucket that redirected us."""
+        host = self._host
+        region = self._regions.get(bucket)
+        if self._aws and region is not None:
+            host = urlsplit(aws_endpoint(region)).netloc
+        if not bucket:
+            return host, f"{self._base}/"
         if self._virtual and _DNS_BUCKET.match(bucket):
-            return f"{bucket}.{self._host}", f"{self._base}/"
-        return self._host, f"{self._base}/{bucket}/"
+            return f"{bucket}.{host}", f"{self._base}/"
+        return host, f"{self._base}/{bucket}/"
 
     def _request(
         self,
@@ -149,72 +134,411 @@ class FastS3:
         key: str,
         query: str,
         payload_hash: str,
-        headers: dict[str, str] | None = None,
+        extra: dict[str, str] | None = None,
+        *,
+        signer: SigV4 | None,
     ) -> tuple[URL, dict[str, str]]:
         """The URL and signed headers of one request; ``key`` is percent-encoded exactly as
         it is signed, and ``query`` must be canonical (encoded, sorted)."""
-        host, base = self._bucket(bucket)
+        host, base = self._locate(bucket)
         path = base + quote(key, safe="/~")
         url = f"{self._scheme}://{host}{path}" + (f"?{query}" if query else "")
-        signed = self._signer.headers(method, host, path, query, payload_hash, headers)
-        return URL(url, encoded=True), signed
+        if signer is None:
+            return URL(url, encoded=True), dict(extra or {})
+        return URL(url, encoded=True), signer.headers(
+            method, host, path, query, payload_hash, extra
+        )
 
-    async def list(self, bucket: str, prefix: str) -> AsyncIterator[tuple[str, int, str, str]]:
-        """ListObjectsV2, every page: ``(key, size, etag, last_modified)`` in key order."""
-        token: str | None = None
-        while True:
-            params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
-            if token is not None:
-                params["continuation-token"] = token
-            query = "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
-            url, headers = self._request("GET", bucket, "", query, UNSIGNED_PAYLOAD)
-            with map_errors("list_objects", bucket, prefix or None):
-                async with self._http.get(url, headers=headers) as response:
-                    body = await response.read()
-                if response.status != 200:
-                    raise _error(response.status, body, "list_objects", bucket, None)
-            root = ElementTree.fromstring(body)
-            for item in root.iterfind(f"{_NS}Contents"):
-                yield (
-                    unquote_plus(item.findtext(f"{_NS}Key", "")),  # as botocore decodes it
-                    int(item.findtext(f"{_NS}Size", "0")),
-                    item.findtext(f"{_NS}ETag", "").strip('"'),
-                    item.findtext(f"{_NS}LastModified", ""),
-                )
-            token = root.findtext(f"{_NS}NextContinuationToken")
-            if root.findtext(f"{_NS}IsTruncated") != "true" or not token:
+    def _proxy(self, url: URL) -> tuple[str | None, Mapping[str, str]]:
+        """botocore's proxy for this host (``HTTP(S)_PROXY``/``NO_PROXY``), looked up once."""
+        origin = f"{url.scheme}://{url.raw_authority}"
+        found = self._proxies.get(origin)
+        if found is None:
+            config = ProxyConfiguration(proxies=get_environ_proxies(origin))
+            proxy = config.proxy_url_for(origin)
+            found = self._proxies[origin] = (
+                proxy,
+                config.proxy_headers_for(origin) if proxy else {},
+            )
+        return found
+
+    @contextlib.asynccontextmanager
+    async def _send(
+        self,
+        method: str,
+        bucket: str,
+        key: str = "",
+        *,
+        operation: str,
+        query: str = "",
+        extra: dict[str, str] | None = None,
+        data: Any = None,
+        payload_hash: str = UNSIGNED_PAYLOAD,
+        ok: tuple[int, ...] = (200,),
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send one request (once more, at once, after a region redirect) and yield the
+        response if its status is in ``ok``; other answers raise our error for them."""
+        assert self._http is not None
+        where = (operation, bucket or None, key or None)
+        for _ in range(2):
+            region = self._regions.get(bucket, self._region)
+            signer = await self._signer(region, where)
+            url, headers = self._request(
+                method, bucket, key, query, payload_hash, extra, signer=signer
+            )
+            proxy, proxy_headers = self._proxy(url)
+            try:
+                with map_errors(*where, endpoint=self.endpoint_url):
+                    async with self._http.request(
+                        method,
+                        url,
+                        headers=headers,
+                        data=_body(data),
+                        # as botocore does for bodies over 1 MiB: a refusal (a redirect, a
+                        # bad signature) comes before the body is sent
+                        expect100=_large(data),
+                        proxy=proxy,
+                        proxy_headers=proxy_headers or None,
+                    ) as response:
+                        if response.status not in ok:
+                            body = await response.read()
+                            raise self._error(response, body, region, where)
+                        yield response
                 return
+            except _Redirected:
+                continue
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    @asynccontextmanager
-    async def get(self, bucket: str, key: str, *, operation: str) -> AsyncIterator[Any]:
-        """GET ``key``; yields the aiohttp response (status 200) for the caller to read."""
-        url, headers = self._request("GET", bucket, key, "", UNSIGNED_PAYLOAD)
-        with map_errors(operation, bucket, key):
-            async with self._http.get(url, headers=headers) as response:
-                if response.status != 200:
-                    raise _error(response.status, await response.read(), operation, bucket, key)
-                yield response
+    def _error(
+        self,
+        response: aiohttp.ClientResponse,
+        body: bytes,
+        region: str,
+        where: tuple[str, str | None, str | None],
+    ) -> Exception:
+        status = response.status
+        code, message, body_region = error_fields(body) if body else (None, None, None)
+        operation, bucket, key = where
+        if code is None:
+            code = {404: "NoSuchKey" if key else "NoSuchBucket", 301: "PermanentRedirect"}.get(
+                status, str(status)
+            )
+        if code in REGION_CODES or status in (301, 400) and bucket is not None:
+            found = response.headers.get("x-amz-bucket-region") or body_region
+            if bucket is not None and found and found != region:
+                self._regions[bucket] = found  # remembered, as botocore's redirector does
+                return _Redirected()
+        if code == "RequestTimeTooSkewed":
+            served = response.headers.get("Date")
+            with contextlib.suppress(TypeError, ValueError):
+                if served:
+                    when = email.utils.parsedate_to_datetime(served).timestamp()
+                    self._clock_offset = when - time.time()
+        return error_for_code(
+            code,
+            message or f"HTTP {status}",
+            operation=operation,
+            bucket=bucket,
+            key=key,
+            status=status,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        )
 
-    async def put(
+    # --- the interface ----------------------------------------------------------------------
+
+    async def list_page(
+        self,
+        bucket: str,
+        prefix: str,
+        token: str | None,
+        *,
+        max_keys: int | None = None,
+        operation: str = "list_objects",
+    ) -> ListPage:
+        params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
+        if token is not None:
+            params["continuation-token"] = token
+        if max_keys is not None:
+            params["max-keys"] = str(max_keys)
+
+        async def attempt() -> ListPage:
+            async with self._send("GET", bucket, operation=operation, query=_query(params)) as r:
+                body = await r.read()
+            return parse_list(body, operation=operation, bucket=bucket)
+
+        return await self.retry(attempt, None)
+
+    async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:
+        async def attempt() -> ObjectInfo:
+            async with self._send("HEAD", bucket, key, operation=operation) as r:
+                headers = r.headers
+                modified = headers.get("Last-Modified")
+                return ObjectInfo(
+                    key,
+                    int(headers.get("Content-Length", "0")),
+                    headers.get("ETag", "").strip('"'),
+                    email.utils.parsedate_to_datetime(modified) if modified else None,
+                    headers.get("Content-Type"),
+                    {
+                        name[len(_META) :]: value
+                        for name, value in headers.items()
+                        if name.lower().startswith(_META)
+                    },
+                )
+
+        return await self.retry(attempt, None)
+
+    async def get_to_file(
         self,
         bucket: str,
         key: str,
-        data: bytes,
+        path: Path,
+        *,
+        io: LocalIO,
+        operation: str,
+        mkdir: bool = False,
+        if_none_match: str | None = None,
+        on_bytes: ByteProgress | None = None,
+        on_throttle: Throttle | None = None,
+    ) -> Fetched | None:
+        extra = {"If-None-Match": f'"{if_none_match}"'} if if_none_match else None
+
+        async def attempt() -> Fetched | None:
+            async with self._send(
+                "GET", bucket, key, operation=operation, extra=extra, ok=(200, 304)
+            ) as r:
+                if r.status == 304:
+                    return None
+                size, mtime_ns = await write_body(
+                    path,
+                    r.content_length,
+                    r.read,
+                    partial(r.content.iter_chunked, CHUNK_SIZE),
+                    io=io,
+                    where=(operation, bucket, key),
+                    mkdir=mkdir,
+                    on_bytes=on_bytes,
+                )
+                return Fetched(size, r.headers.get("ETag", "").strip('"'), mtime_ns)
+
+        return await self.retry(attempt, on_throttle)
+
+    async def put_file(
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        size: int,
         *,
         content_type: str,
-        md5_b64: str,
-        sha256_hex: str,
+        io: LocalIO,
+        operation: str,
+        on_bytes: ByteProgress | None = None,
+        on_throttle: Throttle | None = None,
+    ) -> str:
+        whole = size <= SMALL_BODY
+        data, md5_b64, sha256 = await io.run(partial(file_digests, path, whole=whole), size)
+        extra = {"Content-Type": content_type, "Content-MD5": md5_b64}
+        if not whole:
+            extra["Content-Length"] = str(size)
+
+        async def stream() -> AsyncIterator[bytes]:
+            with open(path, "rb") as f:  # noqa: ASYNC230 - reads go through LocalIO
+                while chunk := await io.run(partial(f.read, CHUNK_SIZE), CHUNK_SIZE):
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
+                    yield chunk
+
+        async def attempt() -> str:
+            body = data if whole else stream
+            async with self._send(
+                "PUT",
+                bucket,
+                key,
+                operation=operation,
+                extra=extra,
+                data=body,
+                payload_hash=sha256,
+            ) as r:
+                await r.read()
+                if whole and on_bytes is not None:
+                    on_bytes(size)
+                return r.headers.get("ETag", "").strip('"')
+
+        return await self.retry(attempt, on_throttle)
+
+    async def create_multipart(
+        self, bucket: str, key: str, *, content_type: str, operation: str
+    ) -> str:
+        async def attempt() -> str:
+            async with self._send(
+                "POST",
+                bucket,
+                key,
+                operation=operation,
+                query="uploads=",
+                extra={"Content-Type": content_type},
+                payload_hash=_EMPTY_SHA256,
+            ) as r:
+                body = await r.read()
+            return parse_upload_id(body, operation=operation, bucket=bucket)
+
+        return await self.retry(attempt, None)
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
+    ) -> str:
+        query = _query({"partNumber": str(number), "uploadId": upload_id})
+        digests = await LocalIO().run(partial(_digests, data), len(data))
+        extra = {"Content-MD5": digests[0]}
+
+        async def attempt() -> str:
+            async with self._send(
+                "PUT",
+                bucket,
+                key,
+                operation=operation,
+                query=query,
+                extra=extra,
+                data=data,
+                payload_hash=digests[1],
+            ) as r:
+                await r.read()
+                return r.headers.get("ETag", "")
+
+        return await self.retry(attempt, None)
+
+    async def complete_multipart(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
         operation: str,
     ) -> str:
-        """PUT ``data`` to ``key`` (integrity-checked with Content-MD5); returns the ETag."""
-        extra = {"Content-Type": content_type, "Content-MD5": md5_b64}
-        url, headers = self._request("PUT", bucket, key, "", sha256_hex, extra)
-        with map_errors(operation, bucket, key):
-            async with self._http.put(url, data=data, headers=headers) as r:
+        xml = "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{_escape(etag)}</ETag></Part>"
+            for n, etag in parts
+        )
+        body = f"<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>".encode()
+        md5_b64, sha256 = _digests(body)
+
+        async def attempt() -> str:
+            async with self._send(
+                "POST",
+                bucket,
+                key,
+                operation=operation,
+                query=_query({"uploadId": upload_id}),
+                extra={"Content-MD5": md5_b64},
+                data=body,
+                payload_hash=sha256,
+            ) as r:
+                answer = await r.read()
+                code, message, _ = error_fields(answer)
+                if code is not None and b"CompleteMultipartUploadResult" not in answer:
+                    # S3 may answer 200 and report the failure in the body.
+                    raise error_for_code(
+                        code,
+                        message or code,
+                        operation=operation,
+                        bucket=bucket,
+                        key=key,
+                        status=500 if code == "InternalError" else None,
+                    )
+            return find_etag(answer)
+
+        return await self.retry(attempt, None)
+
+    async def abort_multipart(
+        self, bucket: str, key: str, upload_id: str, *, operation: str
+    ) -> None:
+        async def attempt() -> None:
+            async with self._send(
+                "DELETE",
+                bucket,
+                key,
+                operation=operation,
+                query=_query({"uploadId": upload_id}),
+                ok=(200, 204, 404),
+            ) as r:
+                await r.read()
+
+        await self.retry(attempt, None)
+
+    async def delete_batch(
+        self, bucket: str, keys: list[str], *, operation: str
+    ) -> list[tuple[str, str, str]]:
+        objects = "".join(f"<Object><Key>{_escape(k)}</Key></Object>" for k in keys)
+        body = f"<Delete><Quiet>true</Quiet>{objects}</Delete>".encode()
+        md5_b64, sha256 = _digests(body)
+
+        async def attempt() -> list[tuple[str, str, str]]:
+            async with self._send(
+                "POST",
+                bucket,
+                operation=operation,
+                query="delete=",
+                extra={"Content-MD5": md5_b64, "Content-Type": "application/xml"},
+                data=body,
+                payload_hash=sha256,
+            ) as r:
+                answer = await r.read()
+            return parse_delete_errors(answer, operation=operation, bucket=bucket)
+
+        return await self.retry(attempt, None)
+
+    async def delete_one(self, bucket: str, key: str, *, operation: str) -> None:
+        async def attempt() -> None:
+            async with self._send(
+                "DELETE", bucket, key, operation=operation, ok=(200, 204, 404)
+            ) as r:
                 body = await r.read()
-                if r.status != 200:
-                    raise _error(r.status, body, operation, bucket, key)
-                return r.headers.get("ETag", "").strip('"')
+                if r.status == 404 and error_fields(body)[0] == "NoSuchBucket":
+                    raise error_for_code(
+                        "NoSuchBucket", "no such bucket", operation=operation, bucket=bucket
+                    )
+
+        await self.retry(attempt, None)
+
+    async def list_buckets(self, *, operation: str = "list_buckets") -> list[str]:
+        async def attempt() -> list[str]:
+            async with self._send("GET", "", operation=operation) as r:
+                body = await r.read()
+            return parse_buckets(body, operation=operation)
+
+        return await self.retry(attempt, None)
+
+
+def _body(data: Any) -> Any:
+    """What aiohttp sends for ``data``: a fresh stream from a factory, large bytes as a
+    stream (aiohttp refuses to write more than 1 MiB of raw bytes at once)."""
+    if callable(data):
+        return data()
+    if isinstance(data, bytes) and len(data) > SMALL_BODY:
+        return io.BytesIO(data)
+    return data
+
+
+def _large(data: Any) -> bool:
+    return callable(data) or (isinstance(data, bytes) and len(data) > SMALL_BODY)
+
+
+def _query(params: Mapping[str, str]) -> str:
+    """A canonical query string: sorted, every value percent-encoded as SigV4 wants."""
+    return "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+
+
+def _digests(data: bytes) -> tuple[str, str]:
+    import base64
+
+    md5 = hashlib.md5(data, usedforsecurity=False).digest()
+    return base64.b64encode(md5).decode("ascii"), hashlib.sha256(data).hexdigest()
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _signed_host(scheme: str, hostname: str, port: int | None) -> str:
@@ -223,16 +547,3 @@ def _signed_host(scheme: str, hostname: str, port: int | None) -> str:
     if port is not None and port != {"http": 80, "https": 443}.get(scheme):
         host = f"{host}:{port}"
     return host
-
-
-def _error(status: int, body: bytes, operation: str, bucket: str, key: str | None) -> StorageError:
-    match = _CODE.search(body)
-    if match:
-        code = match.group(1).decode("utf-8", "replace")
-    elif status == 404:
-        code = "NoSuchKey" if key else "NoSuchBucket"
-    else:
-        code = str(status)
-    found = _MESSAGE.search(body)
-    message = found.group(1).decode("utf-8", "replace") if found else f"HTTP {status}"
-    return error_for_code(code, message, operation=operation, bucket=bucket, key=key)

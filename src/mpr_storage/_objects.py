@@ -7,22 +7,17 @@ import mimetypes
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
-from datetime import datetime
-from functools import partial
 from pathlib import Path, PurePosixPath
 from stat import S_ISDIR
-from typing import Any
 
 import aiofiles
 import anyio
 
 from ._client import BaseStorage
-from ._errors import StorageConnectionError, StorageError, map_errors
-from ._files import LocalIO, atomic_writer, write_atomic
-from ._http import FastS3
+from ._errors import StorageError
+from ._files import LocalIO
 from ._keys import check_bucket, check_key
-from ._retry import is_retryable, retry
+from ._models import ObjectInfo
 
 __all__ = [
     "ObjectInfo",
@@ -30,30 +25,15 @@ __all__ = [
     "download_file",
     "download_to_temp",
     "iter_objects",
+    "list_buckets",
     "list_objects",
     "object_exists",
+    "stat_object",
     "upload_file",
 ]
 
-CHUNK_SIZE = 1024 * 1024
-SMALL_OBJECT = 4 * 1024 * 1024  # bodies up to this are read whole and written in one go
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 _PART_CONCURRENCY = 4
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    """One object as a listing (or an upload) describes it."""
-
-    key: str
-    size: int
-    etag: str
-    """The ETag without its quotes (an MD5 hex digest for single-part uploads)."""
-    last_modified: datetime | None = None
-
-
-def _etag(value: object) -> str:
-    return str(value or "").strip('"')
 
 
 def _suffix_filter(suffixes: str | Iterable[str] | None) -> tuple[str, ...] | None:
@@ -72,31 +52,16 @@ async def iter_objects(
 ) -> AsyncIterator[ObjectInfo]:
     check_bucket(bucket, operation="list_objects")
     wanted = _suffix_filter(suffixes)
-    fast = await FastS3.open(storage) if storage.settings.fast_path else None
-    if fast is not None:
-        # The signed aiohttp listing: no botocore response parsing, no dateutil per key.
-        async for key, size, etag, modified in fast.list(bucket, prefix):
-            if wanted is None or key.lower().endswith(wanted):
-                yield ObjectInfo(key, size, etag, _parse_time(modified))
-        return
-    client = await storage.client()
-    paginator = client.get_paginator("list_objects_v2")
-    with map_errors("list_objects", bucket, prefix or None):
-        async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", ()):
-                key = item["Key"]
-                if wanted is None or key.lower().endswith(wanted):
-                    yield ObjectInfo(
-                        key, int(item["Size"]), _etag(item.get("ETag")), item.get("LastModified")
-                    )
-
-
-def _parse_time(text: str) -> datetime | None:
-    # S3 writes 2025-04-15T10:20:30.000Z; Python 3.10's fromisoformat needs an explicit offset.
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    transport = await storage.transport()
+    token: str | None = None
+    while True:  # page by page: a failed page is retried from its own continuation token
+        page = await transport.list_page(bucket, prefix, token)
+        for obj in page.objects:
+            if wanted is None or obj.key.lower().endswith(wanted):
+                yield obj
+        token = page.next_token
+        if token is None:
+            return
 
 
 async def list_objects(
@@ -112,13 +77,24 @@ async def list_objects(
 async def object_exists(storage: BaseStorage, bucket: str, key: str) -> bool:
     check_bucket(bucket, operation="object_exists")
     check_key(key, operation="object_exists", bucket=bucket)
-    client = await storage.client()
+    transport = await storage.transport()
     try:
-        with map_errors("object_exists", bucket, key):
-            await client.head_object(Bucket=bucket, Key=key)
+        await transport.head(bucket, key, operation="object_exists")
     except FileNotFoundError:
         return False
     return True
+
+
+async def stat_object(storage: BaseStorage, bucket: str, key: str) -> ObjectInfo:
+    check_bucket(bucket, operation="stat_object")
+    check_key(key, operation="stat_object", bucket=bucket)
+    transport = await storage.transport()
+    return await transport.head(bucket, key, operation="stat_object")
+
+
+async def list_buckets(storage: BaseStorage) -> list[str]:
+    transport = await storage.transport()
+    return sorted(await transport.list_buckets())
 
 
 async def delete_objects(storage: BaseStorage, bucket: str, keys: Iterable[str]) -> None:
@@ -126,14 +102,13 @@ async def delete_objects(storage: BaseStorage, bucket: str, keys: Iterable[str])
     batch = [check_key(k, operation="delete_objects", bucket=bucket) for k in keys]
     if not batch:
         return
-    client = await storage.client()
+    transport = await storage.transport()
     if not storage.settings.profile.batch_delete:
         limiter = anyio.CapacityLimiter(storage.settings.max_concurrency)
 
         async def delete_one(key: str) -> None:
             async with limiter:
-                with map_errors("delete_objects", bucket, key):
-                    await client.delete_object(Bucket=bucket, Key=key)
+                await transport.delete_one(bucket, key, operation="delete_objects")
 
         async with anyio.create_task_group() as tg:
             for key in batch:
@@ -141,21 +116,15 @@ async def delete_objects(storage: BaseStorage, bucket: str, keys: Iterable[str])
         return
     for start in range(0, len(batch), _DELETE_BATCH):
         chunk = batch[start : start + _DELETE_BATCH]
-        with map_errors("delete_objects", bucket, chunk[0] if len(chunk) == 1 else None):
-            response = await client.delete_objects(
-                Bucket=bucket,
-                Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True},
-            )
-        errors = response.get("Errors") or []
+        errors = await transport.delete_batch(bucket, chunk, operation="delete_objects")
         if errors:
-            first: Any = errors[0]
+            key, code, message = errors[0]
             raise StorageError(
-                f"{len(errors)} of {len(chunk)} keys were not deleted; first: "
-                f"{first.get('Code')}: {first.get('Message')}",
+                f"{len(errors)} of {len(chunk)} keys were not deleted; first: {code}: {message}",
                 operation="delete_objects",
                 bucket=bucket,
-                key=first.get("Key"),
-                code=first.get("Code"),
+                key=key,
+                code=code,
             )
 
 
@@ -167,85 +136,11 @@ async def download_file(
     path = Path(dest)
     if await anyio.Path(path).is_dir():
         raise IsADirectoryError(f"download_file s3://{bucket}/{key}: {path} is a directory")
-    settings = storage.settings
-    fast = await FastS3.open(storage) if settings.fast_path else None
-    if fast is not None:
-        io = LocalIO()
-        await retry(
-            lambda: get_to_file(
-                fast, bucket, key, path, io=io, operation="download_file", mkdir=True
-            ),
-            attempts=settings.max_attempts,
-        )
-        return path
-    client = await storage.client()
-    streaming = False  # botocore retries the request itself; we retry a broken body
-
-    async def attempt() -> None:
-        nonlocal streaming
-        streaming = False
-        with map_errors("download_file", bucket, key):
-            response = await client.get_object(Bucket=bucket, Key=key)
-            streaming = True
-            expected = int(response["ContentLength"])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            received = 0
-            body = response["Body"]
-            async with body, atomic_writer(path) as f:
-                async for chunk in body.iter_chunks(CHUNK_SIZE):
-                    received += len(chunk)
-                    await f.write(chunk)
-                check_length(received, expected, "download_file", bucket, key)
-
-    await retry(
-        attempt,
-        attempts=settings.max_attempts,
-        when=lambda exc: streaming and is_retryable(exc),
+    transport = await storage.transport()
+    await transport.get_to_file(
+        bucket, key, path, io=LocalIO(), operation="download_file", mkdir=True
     )
     return path
-
-
-async def get_to_file(
-    fast: FastS3,
-    bucket: str,
-    key: str,
-    path: Path,
-    *,
-    io: LocalIO,
-    operation: str,
-    mkdir: bool = False,
-) -> tuple[int, str, int]:
-    """GET ``key`` into ``path`` atomically on the fast path: ``(bytes, etag, mtime_ns)``.
-    With ``mkdir``, missing parent directories are created once the object is found."""
-    async with fast.get(bucket, key, operation=operation) as response:
-        if mkdir:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        length = response.content_length
-        etag = response.headers.get("ETag", "").strip('"')
-        if length is not None and length <= SMALL_OBJECT:
-            data = await response.read()
-            check_length(len(data), length, operation, bucket, key)
-            return len(data), etag, await io.run(partial(write_atomic, path, data), len(data))
-        received = 0
-        async with atomic_writer(path, io) as f:
-            async for chunk in response.content.iter_chunked(CHUNK_SIZE):
-                received += len(chunk)
-                await f.write(chunk)
-            if length is not None:
-                check_length(received, length, operation, bucket, key)  # before the rename
-    return received, etag, (await anyio.Path(path).stat()).st_mtime_ns
-
-
-def check_length(received: int, expected: int, operation: str, bucket: str, key: str) -> None:
-    """Never rename a truncated body into place: a short read is a (retryable) broken
-    connection."""
-    if received != expected:
-        raise StorageConnectionError(
-            f"body truncated at {received} of {expected} bytes",
-            operation=operation,
-            bucket=bucket,
-            key=key,
-        )
 
 
 async def download_to_temp(
@@ -285,15 +180,19 @@ async def upload_file(
     if S_ISDIR(stat.st_mode):
         raise IsADirectoryError(f"upload_file s3://{bucket}/{key}: {path} is a directory")
     content_type = content_type or guess_content_type(key)
-    client = await storage.client()
+    transport = await storage.transport()
     settings = storage.settings
     if size < settings.multipart_threshold:
-        data = await anyio.Path(path).read_bytes()
-        with map_errors("upload_file", bucket, key):
-            response = await client.put_object(
-                Bucket=bucket, Key=key, Body=data, ContentType=content_type
-            )
-        return ObjectInfo(key, len(data), _etag(response.get("ETag")))
+        etag = await transport.put_file(
+            bucket,
+            key,
+            path,
+            size,
+            content_type=content_type,
+            io=LocalIO(),
+            operation="upload_file",
+        )
+        return ObjectInfo(key, size, etag)
     etag = await _upload_multipart(storage, path, bucket, key, content_type)
     return ObjectInfo(key, size, etag)
 
@@ -302,22 +201,20 @@ async def _upload_multipart(
     storage: BaseStorage, path: Path, bucket: str, key: str, content_type: str
 ) -> str:
     """Upload ``path`` in parts; any failure or cancellation aborts the upload (shielded)."""
-    client = await storage.client()
+    transport = await storage.transport()
     part_size = storage.settings.multipart_chunksize
-    with map_errors("upload_file", bucket, key):
-        upload_id = (
-            await client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)
-        )["UploadId"]
+    op = "upload_file"
+    upload_id = await transport.create_multipart(
+        bucket, key, content_type=content_type, operation=op
+    )
     parts: dict[int, str] = {}
     limiter = anyio.CapacityLimiter(_PART_CONCURRENCY)
 
     async def send(number: int, data: bytes) -> None:
         try:
-            with map_errors("upload_file", bucket, key):
-                response = await client.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
-                )
-            parts[number] = str(response["ETag"])
+            parts[number] = await transport.upload_part(
+                bucket, key, upload_id, number, data, operation=op
+            )
         finally:
             limiter.release_on_behalf_of(number)
 
@@ -337,17 +234,10 @@ async def _upload_multipart(
         finally:
             with anyio.CancelScope(shield=True):
                 await f.close()
-        with map_errors("upload_file", bucket, key):
-            response = await client.complete_multipart_upload(
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={
-                    "Parts": [{"PartNumber": n, "ETag": parts[n]} for n in sorted(parts)]
-                },
-            )
+        return await transport.complete_multipart(
+            bucket, key, upload_id, sorted(parts.items()), operation=op
+        )
     except BaseException:
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            await transport.abort_multipart(bucket, key, upload_id, operation=op)
         raise
-    return _etag(response.get("ETag"))

@@ -1,56 +1,110 @@
-"""Jittered exponential backoff for failures botocore's retries don't cover (streamed bodies)."""
+"""The one retry loop: botocore's standard-mode classification, full-jitter backoff, a budget."""
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
 
-from ._errors import StorageConnectionError, StorageError, ThrottledError
+from ._errors import REFRESH_CODES, THROTTLING_CODES, StorageConnectionError, StorageError
 
-__all__ = ["RETRYABLE", "backoff_delay", "is_retryable", "retry"]
+__all__ = ["RetryPolicy", "backoff_delay", "is_retryable", "is_throttle", "retrying"]
 
 T = TypeVar("T")
 
-RETRYABLE: tuple[type[StorageError], ...] = (StorageConnectionError, ThrottledError)
-_RETRYABLE_CODES = {
-    "InternalError",
-    "ServiceUnavailable",
-    "SlowDown",
-    "RequestTimeout",
-    "500",
-    "502",
-    "503",
-    "504",
-}
+BACKOFF_BASE = 1.0  # seconds; botocore's standard mode: random(0, 1) * min(2 ** n, 20)
+BACKOFF_CAP = 20.0
+_RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 429})
+# botocore's transient codes (retries/standard.py), plus S3's answers that come with a 5xx.
+_TRANSIENT_CODES = frozenset(
+    {
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalError",
+        "ServiceUnavailable",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+_NEVER = frozenset({"TLSError"})  # an untrusted certificate does not heal by retrying
+
+
+def is_throttle(exc: StorageError) -> bool:
+    """Whether the server asked us to slow down: a throttling code, 429 or 503."""
+    return exc.code in THROTTLING_CODES or exc.status in (429, 503)
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether ``exc`` is transient: a connection problem, throttling or a 5xx."""
-    return isinstance(exc, RETRYABLE) or (
-        isinstance(exc, StorageError) and exc.code in _RETRYABLE_CODES
+    """Whether ``exc`` is transient, classified as botocore's standard mode does: HTTP status
+    first (500/502/503/504), then throttling and transient codes, then connection errors
+    (resets, timeouts, bodies cut short)."""
+    if not isinstance(exc, StorageError) or exc.code in _NEVER:
+        return False
+    return (
+        exc.status in _RETRYABLE_STATUS
+        or exc.code in _TRANSIENT_CODES
+        or is_throttle(exc)
+        or isinstance(exc, StorageConnectionError)
     )
 
 
-def backoff_delay(attempt: int, *, base: float = 0.1, cap: float = 5.0) -> float:
-    """Full-jitter exponential backoff for the ``attempt``-th retry (1-based)."""
+def backoff_delay(attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
+    """Full-jitter exponential backoff before the ``attempt``-th retry (1-based)."""
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
-async def retry(
-    fn: Callable[[], Awaitable[T]],
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long a request keeps trying: ``attempts`` in all, within ``budget`` seconds."""
+
+    attempts: int
+    budget: float
+    base: float = BACKOFF_BASE
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
     *,
-    attempts: int,
-    when: Callable[[StorageError], bool] = is_retryable,
+    refresh: Callable[[StorageError], Awaitable[bool]] | None = None,
+    on_throttle: Callable[[], object] | None = None,
 ) -> T:
-    """Await ``fn()`` up to ``attempts`` times while it fails with an error ``when`` accepts."""
-    for attempt in range(1, attempts + 1):
+    """Await ``call()`` until it succeeds, retrying what :func:`is_retryable` accepts.
+
+    Waits a full-jitter backoff between attempts, or the server's ``Retry-After`` when longer,
+    and gives up (raising the last error) after ``policy.attempts`` attempts or once the next
+    wait would overrun ``policy.budget`` seconds. An answer saying the credentials (or the
+    clock) are stale gets one ``refresh(error)`` and an immediate retry when ``refresh`` says
+    something changed. ``on_throttle()`` is told of every throttling answer (bulk transfers
+    lower their concurrency on it).
+    """
+    deadline = time.monotonic() + policy.budget
+    refreshed = False
+    attempt = 0
+    while True:
+        attempt += 1
         try:
-            return await fn()
+            return await call()
         except StorageError as exc:
-            if attempt == attempts or not when(exc):
+            if exc.code in REFRESH_CODES and not refreshed and refresh is not None:
+                refreshed = True
+                if await refresh(exc):
+                    attempt -= 1  # a stale credential is not the server's failure
+                    continue
+            if not is_retryable(exc) or attempt >= policy.attempts:
                 raise
-        await anyio.sleep(backoff_delay(attempt))
-    raise AssertionError("unreachable")  # pragma: no cover
+            if on_throttle is not None and is_throttle(exc):
+                on_throttle()
+            delay = backoff_delay(attempt, base=policy.base)
+            if exc.retry_after is not None:
+                delay = max(delay, exc.retry_after)
+            if time.monotonic() + delay > deadline:
+                raise
+        await anyio.sleep(delay)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import inspect
@@ -25,10 +24,9 @@ from . import _objects
 from ._client import BaseStorage
 from ._errors import StorageConnectionError, StorageError, ThrottledError, TransferError
 from ._files import LocalIO, write_atomic
-from ._http import FastS3
 from ._keys import KeyMapper, check_bucket, check_key
 from ._objects import ObjectInfo, guess_content_type
-from ._retry import backoff_delay, is_retryable
+from ._transport import CHUNK_SIZE
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -123,13 +121,17 @@ class _AdaptiveLimit:
                 self.limiter.total_tokens = total + 1
 
 
+class _GaveUp(Exception):
+    """Stops the workers once keys keep failing at the endpoint (``_Engine.gave_up`` says)."""
+
+
 class _Engine(Generic[T]):
-    """Runs ``work`` on the items ``produce`` sends, ``concurrency`` at a time, with retries.
+    """Runs ``work`` on the items ``produce`` sends, ``concurrency`` at a time.
 
     Items flow through a bounded stream to a fixed set of workers, so memory stays flat however
     many keys there are. A failing key is recorded and the others go on; when keys keep failing
     at the endpoint level (unreachable, throttled) with no success in between, the call gives up
-    with that error instead of grinding through every key.
+    instead of grinding through every key, and its report says so (``TransferError``).
     """
 
     def __init__(
@@ -138,13 +140,12 @@ class _Engine(Generic[T]):
         operation: str,
         bucket: str,
         concurrency: int,
-        attempts: int,
         on_progress: ProgressCallback | None,
     ) -> None:
         self.operation = operation
         self.bucket = bucket
         self.concurrency = concurrency
-        self.attempts = attempts
+        self.gave_up: StorageError | None = None
         self.report = TransferReport()
         self.progress = _Progress(on_progress, self.report)
         self.limit = _AdaptiveLimit(concurrency)
@@ -182,12 +183,14 @@ class _Engine(Generic[T]):
                     for _ in range(self.concurrency):
                         tg.start_soon(worker, receive.clone())
         except BaseExceptionGroup as group:
-            # A worker giving up on the endpoint, or a failing on_progress callback: surface
-            # the error itself, not a group (several workers may give up at once).
-            errors = group.exceptions
-            if len(errors) == 1 or all(isinstance(e, StorageError) for e in errors):
-                raise errors[0] from None
-            raise
+            # A worker giving up on the endpoint (the report tells, see finish()), or a failing
+            # on_progress callback or listing: surface the error itself, not a group.
+            rest = group.split(_GaveUp)[1]
+            if rest is not None:
+                errors = rest.exceptions
+                if len(errors) == 1 or all(isinstance(e, StorageError) for e in errors):
+                    raise errors[0] from None
+                raise rest from None
         finally:
             self.report.seconds = time.monotonic() - self._started
         with anyio.CancelScope(shield=True):
@@ -196,47 +199,51 @@ class _Engine(Generic[T]):
     async def _one(
         self, key: str, item: T, work: Callable[[str, T], Awaitable[int | None]]
     ) -> None:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                async with self.limit.limiter:
-                    nbytes = await work(key, item)
-            except StorageError as exc:
-                if isinstance(exc, ThrottledError) or exc.code in ("SlowDown", "503"):
-                    self.limit.throttled()
-                if attempt < self.attempts and is_retryable(exc):
-                    await anyio.sleep(backoff_delay(attempt))
-                    continue
-                await self._failed(key, exc)
-                return
-            except OSError as exc:  # local file trouble: this key fails, the others go on
-                err = StorageError(
-                    f"local file error: {exc}",
-                    operation=self.operation,
-                    bucket=self.bucket,
-                    key=key,
-                )
-                err.__cause__ = exc
-                await self._failed(key, err)
-                return
-            self._endpoint_failures = 0
-            self.limit.succeeded()
-            if nbytes is None:  # the destination already had it
-                self.report.skipped.append(key)
-            else:
-                self.report.done.append(key)
-                self.report.bytes += nbytes
-            await self.progress.update()
+        # Retries happen inside the transport (one loop for every call); it reports throttling
+        # through ``self.limit.throttled``, so a bulk call lowers its concurrency.
+        try:
+            async with self.limit.limiter:
+                nbytes = await work(key, item)
+        except StorageError as exc:
+            await self._failed(key, exc)
             return
+        except OSError as exc:  # local file trouble: this key fails, the others go on
+            err = StorageError(
+                f"local file error: {exc}",
+                operation=self.operation,
+                bucket=self.bucket,
+                key=key,
+            )
+            err.__cause__ = exc
+            await self._failed(key, err)
+            return
+        self._endpoint_failures = 0
+        self.limit.succeeded()
+        if nbytes is None:  # the destination already had it
+            self.report.skipped.append(key)
+        else:
+            self.report.done.append(key)
+            self.report.bytes += nbytes
+        await self.progress.update()
 
     async def _failed(self, key: str, exc: StorageError) -> None:
+        await self.fail(key, exc)
         if isinstance(exc, (StorageConnectionError, ThrottledError)):
             self._endpoint_failures += 1
-            if self._endpoint_failures >= _GIVE_UP_AFTER:
-                raise exc
-        await self.fail(key, exc)
+            if self._endpoint_failures >= _GIVE_UP_AFTER and self.gave_up is None:
+                self.gave_up = exc
+                raise _GaveUp
 
     def finish(self, raise_on_error: bool) -> TransferReport:
         report = self.report
+        if self.gave_up is not None and raise_on_error:
+            raise TransferError(
+                f"gave up after {_GIVE_UP_AFTER} keys in a row failed at the endpoint "
+                f"({len(report.done)} done, {len(report.failed)} failed): {self.gave_up}",
+                report=report,
+                operation=self.operation,
+                bucket=self.bucket,
+            ) from self.gave_up
         if report.failed and raise_on_error:
             first_key, first = next(iter(report.failed.items()))
             raise TransferError(
@@ -301,7 +308,7 @@ class _Manifest:
 def _md5_file(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
-        while chunk := f.read(_objects.CHUNK_SIZE):
+        while chunk := f.read(CHUNK_SIZE):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -379,13 +386,12 @@ async def download_many(
     await anyio.Path(dest_dir).mkdir(parents=True, exist_ok=True)
     mapper = KeyMapper(dest_dir, prefix, operation="download_many", bucket=bucket)
     manifest = await anyio.to_thread.run_sync(_Manifest.load, mapper.root)
-    fast = await FastS3.open(storage) if settings.fast_path else None
+    transport = await storage.transport()
     io = LocalIO()
     engine: _Engine[tuple[Path, ObjectInfo | None]] = _Engine(
         operation="download_many",
         bucket=bucket,
         concurrency=concurrency,
-        attempts=settings.max_attempts if fast else 1,  # botocore retries on its own path
         on_progress=on_progress,
     )
 
@@ -405,16 +411,12 @@ async def download_many(
 
     async def work(key: str, plan: tuple[Path, ObjectInfo | None]) -> int:
         path, info = plan
-        if fast is not None:
-            nbytes, etag, mtime_ns = await _objects.get_to_file(
-                fast, bucket, key, path, io=io, operation="download_many"
-            )
-        else:
-            await _objects.download_file(storage, bucket, key, path)
-            st = await anyio.Path(path).stat()
-            nbytes, etag, mtime_ns = st.st_size, info.etag if info else "", st.st_mtime_ns
-        manifest.record(key.removeprefix(prefix), nbytes, etag, mtime_ns)
-        return nbytes
+        fetched = await transport.get_to_file(
+            bucket, key, path, io=io, operation="download_many", on_throttle=engine.limit.throttled
+        )
+        assert fetched is not None  # no If-None-Match was sent
+        manifest.record(key.removeprefix(prefix), fetched.size, fetched.etag, fetched.mtime_ns)
+        return fetched.size
 
     try:
         await engine.run(produce, work)
@@ -442,17 +444,6 @@ def _list_files(root: Path) -> list[tuple[str, Path, int]]:
     return found
 
 
-def _read_for_put(path: Path, expected_etag: str | None) -> tuple[bytes, str, str] | None:
-    """Blocking: the file's bytes with their base64 MD5 and hex SHA-256; ``None`` if its MD5
-    equals ``expected_etag`` (the object is already there)."""
-    data = path.read_bytes()
-    md5 = hashlib.md5(data, usedforsecurity=False)
-    if expected_etag is not None and md5.hexdigest() == expected_etag:
-        return None
-    b64 = base64.b64encode(md5.digest()).decode("ascii")
-    return data, b64, hashlib.sha256(data).hexdigest()
-
-
 async def upload_many(
     storage: BaseStorage,
     src_dir: str | os.PathLike[str],
@@ -476,13 +467,12 @@ async def upload_many(
     remote: dict[str, ObjectInfo] = {}
     if skip_existing:
         remote = {o.key: o async for o in _objects.iter_objects(storage, bucket, prefix)}
-    fast = await FastS3.open(storage) if settings.fast_path else None
+    transport = await storage.transport()
     io = LocalIO()
     engine: _Engine[tuple[Path, int]] = _Engine(
         operation="upload_many",
         bucket=bucket,
         concurrency=concurrency,
-        attempts=settings.max_attempts if fast else 1,
         on_progress=on_progress,
     )
     engine.progress.total = len(files)
@@ -508,26 +498,23 @@ async def upload_many(
     async def work(key: str, item: tuple[Path, int]) -> int | None:
         path, size = item
         existing = remote.get(key)
-        expected = existing.etag if existing is not None and existing.size == size else None
-        if fast is None or size >= settings.multipart_threshold:
-            if expected is not None and expected == await anyio.to_thread.run_sync(_md5_file, path):
+        if existing is not None and existing.size == size:
+            if existing.etag == await io.run(partial(_md5_file, path), size):
                 return None
+        if size >= settings.multipart_threshold:
             await _objects.upload_file(storage, path, bucket, key)
             return size
-        read = await io.run(partial(_read_for_put, path, expected), size)
-        if read is None:
-            return None
-        data, md5_b64, sha256_hex = read
-        await fast.put(
+        await transport.put_file(
             bucket,
             key,
-            data,
+            path,
+            size,
             content_type=guess_content_type(key),
-            md5_b64=md5_b64,
-            sha256_hex=sha256_hex,
+            io=io,
             operation="upload_many",
+            on_throttle=engine.limit.throttled,
         )
-        return len(data)
+        return size
 
     await engine.run(produce, work)
     return engine.finish(raise_on_error)

@@ -1,0 +1,282 @@
+"""The botocore transport (``S3_FAST_PATH=0``): every request through one aiobotocore client.
+
+The client's own retries are off (one attempt per call): the retry loop both transports share
+retries instead, so that a failure is classified, waited on and reported the same way on both
+paths. botocore still does the rest: credentials, proxies, CA bundle, region redirects.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ._config import StorageSettings
+from ._errors import StorageError, map_errors
+from ._files import LocalIO
+from ._models import ObjectInfo
+from ._transport import (
+    CHUNK_SIZE,
+    SMALL_BODY,
+    ByteProgress,
+    Fetched,
+    Throttle,
+    Transport,
+    file_digests,
+    write_body,
+)
+from ._xml import ListPage
+
+__all__ = ["BotocoreTransport"]
+
+T = TypeVar("T")
+
+
+def _etag(value: object) -> str:
+    return str(value or "").strip('"')
+
+
+class BotocoreTransport(Transport):
+    """S3 requests through an aiobotocore client created with ``total_max_attempts=1``."""
+
+    def __init__(
+        self, settings: StorageSettings, endpoint_url: str, credentials: Any, client: Any
+    ) -> None:
+        super().__init__(settings, endpoint_url, credentials)
+        self._client = client
+
+    async def _call(
+        self,
+        where: tuple[str, str | None, str | None],
+        call: Callable[[], Awaitable[T]],
+        on_throttle: Throttle | None = None,
+    ) -> T:
+        async def attempt() -> T:
+            with map_errors(*where, endpoint=self.endpoint_url):
+                return await call()
+
+        return await self.retry(attempt, on_throttle)
+
+    async def list_page(
+        self,
+        bucket: str,
+        prefix: str,
+        token: str | None,
+        *,
+        max_keys: int | None = None,
+        operation: str = "list_objects",
+    ) -> ListPage:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if token is not None:
+            kwargs["ContinuationToken"] = token
+        if max_keys is not None:
+            kwargs["MaxKeys"] = max_keys
+        page = await self._call(
+            (operation, bucket, prefix or None),
+            partial(self._client.list_objects_v2, **kwargs),
+        )
+        objects = [
+            ObjectInfo(
+                item["Key"], int(item["Size"]), _etag(item.get("ETag")), item.get("LastModified")
+            )
+            for item in page.get("Contents", ())
+        ]
+        next_token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+        return ListPage(objects, next_token or None)
+
+    async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:
+        found = await self._call(
+            (operation, bucket, key), partial(self._client.head_object, Bucket=bucket, Key=key)
+        )
+        return ObjectInfo(
+            key,
+            int(found.get("ContentLength", 0)),
+            _etag(found.get("ETag")),
+            found.get("LastModified"),
+            found.get("ContentType"),
+            dict(found.get("Metadata") or {}),
+        )
+
+    async def get_to_file(
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        *,
+        io: LocalIO,
+        operation: str,
+        mkdir: bool = False,
+        if_none_match: str | None = None,
+        on_bytes: ByteProgress | None = None,
+        on_throttle: Throttle | None = None,
+    ) -> Fetched | None:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if if_none_match:
+            kwargs["IfNoneMatch"] = f'"{if_none_match}"'
+
+        async def fetch() -> Fetched | None:
+            try:
+                response = await self._client.get_object(**kwargs)
+            except Exception as exc:  # botocore answers 304 with a ClientError
+                if _status(exc) == 304:
+                    return None
+                raise
+            body = response["Body"]
+            async with body:
+                size, mtime_ns = await write_body(
+                    path,
+                    int(response["ContentLength"]),
+                    body.read,
+                    partial(body.iter_chunks, CHUNK_SIZE),
+                    io=io,
+                    where=(operation, bucket, key),
+                    mkdir=mkdir,
+                    on_bytes=on_bytes,
+                )
+            return Fetched(size, _etag(response.get("ETag")), mtime_ns)
+
+        return await self._call((operation, bucket, key), fetch, on_throttle)
+
+    async def put_file(
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        size: int,
+        *,
+        content_type: str,
+        io: LocalIO,
+        operation: str,
+        on_bytes: ByteProgress | None = None,
+        on_throttle: Throttle | None = None,
+    ) -> str:
+        whole = size <= SMALL_BODY
+        data, md5_b64, _ = await io.run(partial(file_digests, path, whole=whole), size)
+
+        async def put() -> str:
+            if whole:
+                response = await self._client.put_object(
+                    Bucket=bucket, Key=key, Body=data, ContentType=content_type, ContentMD5=md5_b64
+                )
+            else:
+                with open(path, "rb") as f:  # noqa: ASYNC230 - botocore reads it in chunks
+                    response = await self._client.put_object(
+                        Bucket=bucket,
+                        Key=key,
+                        Body=f,
+                        ContentType=content_type,
+                        ContentMD5=md5_b64,
+                        ContentLength=size,
+                    )
+            if on_bytes is not None:
+                on_bytes(size)
+            return _etag(response.get("ETag"))
+
+        return await self._call((operation, bucket, key), put, on_throttle)
+
+    async def create_multipart(
+        self, bucket: str, key: str, *, content_type: str, operation: str
+    ) -> str:
+        response = await self._call(
+            (operation, bucket, key),
+            partial(
+                self._client.create_multipart_upload,
+                Bucket=bucket,
+                Key=key,
+                ContentType=content_type,
+            ),
+        )
+        return str(response["UploadId"])
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
+    ) -> str:
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        response = await self._call(
+            (operation, bucket, key),
+            partial(
+                self._client.upload_part,
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+                ContentMD5=md5,
+            ),
+        )
+        return str(response["ETag"])
+
+    async def complete_multipart(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        operation: str,
+    ) -> str:
+        response = await self._call(
+            (operation, bucket, key),
+            partial(
+                self._client.complete_multipart_upload,
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]},
+            ),
+        )
+        return _etag(response.get("ETag"))
+
+    async def abort_multipart(
+        self, bucket: str, key: str, upload_id: str, *, operation: str
+    ) -> None:
+        try:
+            await self._call(
+                (operation, bucket, key),
+                partial(
+                    self._client.abort_multipart_upload, Bucket=bucket, Key=key, UploadId=upload_id
+                ),
+            )
+        except StorageError as exc:
+            if exc.code not in ("NoSuchUpload", "404"):
+                raise
+
+    async def delete_batch(
+        self, bucket: str, keys: list[str], *, operation: str
+    ) -> list[tuple[str, str, str]]:
+        response = await self._call(
+            (operation, bucket, keys[0] if len(keys) == 1 else None),
+            partial(
+                self._client.delete_objects,
+                Bucket=bucket,
+                Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
+            ),
+        )
+        return [
+            (str(e.get("Key", "")), str(e.get("Code", "")), str(e.get("Message", "")))
+            for e in response.get("Errors") or ()
+        ]
+
+    async def delete_one(self, bucket: str, key: str, *, operation: str) -> None:
+        try:
+            await self._call(
+                (operation, bucket, key),
+                partial(self._client.delete_object, Bucket=bucket, Key=key),
+            )
+        except FileNotFoundError:  # GCS answers 404 for a missing key; S3 deletes nothing
+            pass
+
+    async def list_buckets(self, *, operation: str = "list_buckets") -> list[str]:
+        response = await self._call((operation, None, None), self._client.list_buckets)
+        return [str(b["Name"]) for b in response.get("Buckets", ())]
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return int(status) if status is not None else None
+    return None

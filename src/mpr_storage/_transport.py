@@ -1,0 +1,270 @@
+"""The transport: list/get/put/head/delete for one store, behind one interface, two ways.
+
+:class:`Transport` is what every single-object call, listing and bulk transfer goes through.
+It is opened once per :class:`~mpr_storage.Storage` and owns credentials, TLS, proxies,
+regions, retries (one loop, :mod:`._retry`) and response parsing. Two implementations:
+
+- :class:`~._http.FastTransport` (``S3_FAST_PATH=1``, the default) signs requests in botocore's
+  SigV4 form and sends them on one aiohttp session;
+- :class:`~._botocore.BotocoreTransport` (``S3_FAST_PATH=0``) sends them through an aiobotocore
+  client whose own retries are off, so that both paths retry, fail and read alike.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+
+from ._config import StorageSettings
+from ._errors import StorageConnectionError, StorageError
+from ._files import LocalIO, atomic_writer, write_atomic
+from ._models import ObjectInfo
+from ._retry import RetryPolicy, retrying
+from ._xml import ListPage
+
+__all__ = [
+    "CHUNK_SIZE",
+    "SMALL_BODY",
+    "ByteProgress",
+    "Fetched",
+    "Throttle",
+    "Transport",
+    "aws_endpoint",
+    "check_length",
+    "file_digests",
+    "write_body",
+]
+
+T = TypeVar("T")
+
+CHUNK_SIZE = 1024 * 1024
+SMALL_BODY = 1024 * 1024  # bodies up to this are read whole and written in one call
+
+ByteProgress = Callable[[int], object]
+"""``on_bytes(n)``: ``n`` more bytes moved."""
+Throttle = Callable[[], object]
+"""``on_throttle()``: the server asked to slow down."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What a GET wrote: its size, the object's ETag, and the file's mtime after the write."""
+
+    size: int
+    etag: str
+    mtime_ns: int
+
+
+def aws_endpoint(region: str) -> str:
+    """AWS S3's regional endpoint (the global one for us-east-1), as botocore resolves it."""
+    return (
+        "https://s3.amazonaws.com"
+        if region == "us-east-1"
+        else f"https://s3.{region}.amazonaws.com"
+    )
+
+
+def check_length(received: int, expected: int, operation: str, bucket: str, key: str) -> None:
+    """Never rename a truncated body into place: a short read is a (retryable) broken
+    connection."""
+    if received != expected:
+        raise StorageConnectionError(
+            f"body truncated at {received} of {expected} bytes",
+            operation=operation,
+            bucket=bucket,
+            key=key,
+        )
+
+
+async def write_body(
+    path: Path,
+    length: int | None,
+    read_all: Callable[[], Awaitable[bytes]],
+    chunks: Callable[[], AsyncIterator[bytes]],
+    *,
+    io: LocalIO,
+    where: tuple[str, str, str],
+    mkdir: bool,
+    on_bytes: ByteProgress | None,
+) -> tuple[int, int]:
+    """Write a response body to ``path`` atomically: ``(bytes, mtime_ns)``. Bodies up to
+    :data:`SMALL_BODY` are read whole, larger ones streamed in :data:`CHUNK_SIZE` chunks; a
+    body shorter than ``length`` is never renamed into place."""
+    operation, bucket, key = where
+    if mkdir:
+        await io.run(partial(os.makedirs, path.parent, exist_ok=True), 0)
+    if length is not None and length <= SMALL_BODY:
+        data = await read_all()
+        check_length(len(data), length, operation, bucket, key)
+        mtime_ns = await io.run(partial(write_atomic, path, data), len(data))
+        if on_bytes is not None:
+            on_bytes(len(data))
+        return len(data), mtime_ns
+    received = 0
+    async with atomic_writer(path, io) as f:
+        async for chunk in chunks():
+            received += len(chunk)
+            await f.write(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+        if length is not None:
+            check_length(received, length, operation, bucket, key)  # before the rename
+    return received, (await anyio.Path(path).stat()).st_mtime_ns
+
+
+def file_digests(path: Path, *, whole: bool) -> tuple[bytes | None, str, str]:
+    """Blocking: ``(data if whole else None, base64 MD5, hex SHA-256)`` of a file, read in
+    chunks (one pass)."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        if whole:
+            data = f.read()
+            md5.update(data)
+            sha.update(data)
+        else:
+            data = None
+            while chunk := f.read(CHUNK_SIZE):
+                md5.update(chunk)
+                sha.update(chunk)
+    return data, base64.b64encode(md5.digest()).decode("ascii"), sha.hexdigest()
+
+
+class Transport(abc.ABC):
+    """Requests to one store. Each method is one logical request: retried as botocore's
+    standard mode would (see :func:`._retry.retrying`), its errors translated to
+    :class:`~mpr_storage.StorageError` subclasses naming operation, bucket and key."""
+
+    def __init__(self, settings: StorageSettings, endpoint_url: str, credentials: Any) -> None:
+        self.settings = settings
+        self.endpoint_url = endpoint_url
+        self.policy = RetryPolicy(settings.max_attempts, settings.retry_budget)
+        self._credentials = credentials  # botocore's (refreshable) credentials, or None
+        self._refresh_lock = anyio.Lock()
+        self._refreshed_at = 0.0
+
+    async def retry(self, call: Callable[[], Awaitable[T]], on_throttle: Throttle | None) -> T:
+        """``call()`` under the retry policy, with one credential refresh on stale-token
+        answers."""
+        return await retrying(call, self.policy, refresh=self.refresh, on_throttle=on_throttle)
+
+    async def refresh(self, error: StorageError) -> bool:
+        """Refresh the credentials now, after an ``ExpiredToken``-class answer, and say to try
+        the request once more. botocore refreshes ahead of the expiry it was told; a server
+        that disagrees (a revoked token, a skewed clock) gets fresh credentials at once."""
+        force = getattr(self._credentials, "_protected_refresh", None)
+        if force is None:
+            return True  # static credentials: nothing to re-read, one more try all the same
+        async with self._refresh_lock:
+            now = time.monotonic()
+            if now - self._refreshed_at > 1.0:  # many requests fail at once: refresh once
+                with contextlib.suppress(Exception):  # botocore logs it; the retry tells
+                    await force(is_mandatory=True)
+                self._refreshed_at = time.monotonic()
+        return True
+
+    @abc.abstractmethod
+    async def list_page(
+        self,
+        bucket: str,
+        prefix: str,
+        token: str | None,
+        *,
+        max_keys: int | None = None,
+        operation: str = "list_objects",
+    ) -> ListPage:
+        """One ``ListObjectsV2`` page (retried on its own: a listing resumes where it was)."""
+
+    @abc.abstractmethod
+    async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:
+        """HEAD: size, ETag, last modified, content type and user metadata."""
+
+    @abc.abstractmethod
+    async def get_to_file(
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        *,
+        io: LocalIO,
+        operation: str,
+        mkdir: bool = False,
+        if_none_match: str | None = None,
+        on_bytes: ByteProgress | None = None,
+        on_throttle: Throttle | None = None,
+    ) -> Fetched | None:
+        """GET ``key`` into ``path`` atomically (temp file + rename); ``None`` when
+        ``if_none_match`` (an ETag) still matches (304, no body). ``mkdir`` creates the
+        parent directories once the object is found."""
+
+    @abc.abstractmethod
+    async def put_file(
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        size: int,
+        *,
+        content_type: str,
+        io: LocalIO,
+        operation: str,
+        on_bytes: ByteProgress | None = None,
+        on_throttle: Throttle | None = None,
+    ) -> str:
+        """PUT the file (``size`` bytes, streamed; Content-MD5 checked by the server);
+        returns the ETag."""
+
+    @abc.abstractmethod
+    async def create_multipart(
+        self, bucket: str, key: str, *, content_type: str, operation: str
+    ) -> str:
+        """Start a multipart upload; returns its upload id."""
+
+    @abc.abstractmethod
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
+    ) -> str:
+        """Upload one part; returns its ETag (quoted, as the completion wants it)."""
+
+    @abc.abstractmethod
+    async def complete_multipart(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        operation: str,
+    ) -> str:
+        """Complete a multipart upload from ``(number, etag)`` parts; returns the ETag."""
+
+    @abc.abstractmethod
+    async def abort_multipart(
+        self, bucket: str, key: str, upload_id: str, *, operation: str
+    ) -> None:
+        """Abort a multipart upload (its parts are freed)."""
+
+    @abc.abstractmethod
+    async def delete_batch(
+        self, bucket: str, keys: list[str], *, operation: str
+    ) -> list[tuple[str, str, str]]:
+        """``DeleteObjects`` (quiet) of up to 1000 keys: ``(key, code, message)`` of failures."""
+
+    @abc.abstractmethod
+    async def delete_one(self, bucket: str, key: str, *, operation: str) -> None:
+        """DELETE one key (a missing key is not an error)."""
+
+    @abc.abstractmethod
+    async def list_buckets(self, *, operation: str = "list_buckets") -> list[str]:
+        """The names of the buckets the credentials can see."""
