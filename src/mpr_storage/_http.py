@@ -175,11 +175,12 @@ class FastTransport(Transport):
         data: Any = None,
         payload_hash: str = UNSIGNED_PAYLOAD,
         ok: tuple[int, ...] = (200,),
+        label: str | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send one request (once more, at once, after a region redirect) and yield the
         response if its status is in ``ok``; other answers raise our error for them."""
         assert self._http is not None
-        where = (operation, bucket or None, key or None)
+        where = (operation, bucket or None, label or key or None)  # label: a listing's prefix
         for _ in range(2):
             region = self._regions.get(bucket, self._region)
             signer = await self._signer(region, where)
@@ -262,7 +263,9 @@ class FastTransport(Transport):
             params["max-keys"] = str(max_keys)
 
         async def attempt() -> ListPage:
-            async with self._send("GET", bucket, operation=operation, query=_query(params)) as r:
+            async with self._send(
+                "GET", bucket, operation=operation, query=_query(params), label=prefix
+            ) as r:
                 body = await r.read()
             return parse_list(body, operation=operation, bucket=bucket)
 
