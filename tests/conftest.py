@@ -17,6 +17,9 @@ from s3proxy import FaultProxy
 
 BUCKET = "mpr-test"
 SERVER_KINDS = ("moto", "seaweedfs")
+# The parity run: `S3_FAST_PATH=0 pytest` runs the whole suite through the botocore transport
+# (tests that choose a path themselves keep their choice). Read before isolated_env clears it.
+FAST_PATH = os.environ.get("S3_FAST_PATH", "")
 _counter = itertools.count()
 
 
@@ -30,6 +33,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    if FAST_PATH:
+        monkeypatch.setenv("S3_FAST_PATH", FAST_PATH)
 
 
 def _start(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3Server]:
@@ -70,7 +75,11 @@ class S3Target:
         return self.server.kind
 
     def settings(self, **overrides: Any) -> StorageSettings:
-        return StorageSettings.from_env(self.server.env(), **overrides)
+        return StorageSettings.from_env(self.env(), **overrides)
+
+    def env(self) -> dict[str, str]:
+        """The server's environment, with the parity run's ``S3_FAST_PATH``."""
+        return {**self.server.env(), **({"S3_FAST_PATH": FAST_PATH} if FAST_PATH else {})}
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -80,7 +89,7 @@ def _target(
     server: LocalS3Server, request: pytest.FixtureRequest, mp: pytest.MonkeyPatch
 ) -> S3Target:
     for name, value in server.env().items():
-        mp.setenv(name, value)
+        mp.setenv(name, value)  # isolated_env has set the parity run's S3_FAST_PATH
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:40]
     return S3Target(server, BUCKET, f"t{next(_counter)}-{name}/")
 
