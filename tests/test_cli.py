@@ -228,12 +228,16 @@ def test_rm(s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         assert code == 0
         return [o["key"].removeprefix(s3.prefix) for o in json.loads(out)]
 
-    code, out, err = run(capsys, "rm", s3.bucket, s3.key("k1"), s3.key("k2"), s3.key("missing"))
-    assert (code, err) == (0, "") and "deleted 3 objects" in out
+    argv = ["rm", s3.bucket, s3.key("k1"), s3.key("k2"), s3.key("missing")]
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    assert out == f"deleted 2 objects from s3://{s3.bucket}, missing 1\n"
     assert keys() == ["k3", "sub/a", "sub/b/c"]
+    # Twice in a row: nothing is left to delete, and it says so.
+    assert run(capsys, *argv) == (0, f"deleted 0 objects from s3://{s3.bucket}, missing 3\n", "")
     assert main(["-q", "rm", f"s3://{s3.bucket}/{s3.key('k3')}"]) == 0
     code, out, _ = run(capsys, "rm", "--recursive", f"s3://{s3.bucket}/{s3.prefix}sub/")
-    assert code == 0 and "deleted 2 objects" in out
+    assert code == 0 and "deleted 2 objects" in out and "missing 0" in out
     assert keys() == []
 
 
@@ -265,7 +269,7 @@ def test_progress_bar_on_a_terminal(
     assert re.search(r"[\d.]+ [KMG]iB/s", out)  # the rate
     key = f"frames/{timeline}/f000.jpg"
     code, out, _ = run(capsys, "get", s3.bucket, key, str(tmp_path / "one.jpg"))
-    assert code == 0 and "1/1 objects" in out and "2.0 KiB" in out
+    assert code == 0 and "2.0/2.0 KiB" in out
 
 
 # --- errors --------------------------------------------------------------------------------

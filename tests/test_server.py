@@ -75,7 +75,7 @@ def assert_refused(port: int) -> None:
 
 def assert_stopped(server: LocalS3Server) -> None:
     assert server.pid is None
-    assert server not in _server._running
+    assert server not in _server._local._running
     with pytest.raises(RuntimeError, match="not running"):
         server.endpoint_url  # noqa: B018
 
@@ -251,7 +251,7 @@ def fake_weed(tmp_path: Path, body: str) -> str:
 @posix_only
 def test_weed_that_exits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     weed = fake_weed(tmp_path, 'echo "F0101 fake.go:1 no disk for you" >&2\nexit 3')
-    monkeypatch.setattr(_server, "find_weed", lambda: weed)
+    monkeypatch.setattr(_server._weed, "find_weed", lambda: weed)
     server = LocalS3Server(kind="seaweedfs", data_dir=tmp_path / "data")
     with pytest.raises(RuntimeError, match="exited with code 3") as err:
         server.start()
@@ -269,7 +269,7 @@ def test_weed_that_never_answers_is_killed(tmp_path: Path, monkeypatch: pytest.M
     weed = fake_weed(
         tmp_path, "echo $$ > fake.pid\necho listening soon\ntrap '' TERM\nexec sleep 60"
     )
-    monkeypatch.setattr(_server, "find_weed", lambda: weed)
+    monkeypatch.setattr(_server._weed, "find_weed", lambda: weed)
     data = tmp_path / "data"
     server = LocalS3Server(kind="seaweedfs", data_dir=data, startup_timeout=1, stop_timeout=0.2)
     with pytest.raises(RuntimeError, match=r"did not become ready .* within 1 s") as err:
@@ -280,11 +280,11 @@ def test_weed_that_never_answers_is_killed(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_missing_or_broken_weed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(_server, "find_weed", lambda: None)
+    monkeypatch.setattr(_server._weed, "find_weed", lambda: None)
     assert LocalS3Server().kind == "moto"
     with pytest.raises(RuntimeError, match="mpr-storage\\[server\\]"):
         LocalS3Server(kind="seaweedfs").start()
-    monkeypatch.setattr(_server, "find_weed", lambda: str(tmp_path / "no-such-weed"))
+    monkeypatch.setattr(_server._weed, "find_weed", lambda: str(tmp_path / "no-such-weed"))
     assert LocalS3Server().kind == "seaweedfs"
     server = LocalS3Server(kind="seaweedfs")
     with pytest.raises(RuntimeError, match="cannot run SeaweedFS"):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import mimetypes
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -30,8 +32,10 @@ __all__ = [
     "download_file",
     "download_to_temp",
     "iter_objects",
+    "list_buckets",
     "list_objects",
     "object_exists",
+    "stat_object",
     "upload_file",
 ]
 
@@ -50,6 +54,10 @@ class ObjectInfo:
     etag: str
     """The ETag without its quotes (an MD5 hex digest for single-part uploads)."""
     last_modified: datetime | None = None
+    content_type: str | None = None
+    """The Content-Type, where known (:func:`stat_object`); listings leave it ``None``."""
+    metadata: Mapping[str, str] | None = field(default=None, compare=False)
+    """The user metadata (``x-amz-meta-*``), where known (:func:`stat_object`)."""
 
 
 def _etag(value: object) -> str:
@@ -160,7 +168,12 @@ async def delete_objects(storage: BaseStorage, bucket: str, keys: Iterable[str])
 
 
 async def download_file(
-    storage: BaseStorage, bucket: str, key: str, dest: str | os.PathLike[str]
+    storage: BaseStorage,
+    bucket: str,
+    key: str,
+    dest: str | os.PathLike[str],
+    *,
+    on_progress: BytesCallback | None = None,
 ) -> Path:
     check_bucket(bucket, operation="download_file")
     check_key(key, operation="download_file", bucket=bucket)
@@ -171,15 +184,25 @@ async def download_file(
     fast = await FastS3.open(storage) if settings.fast_path else None
     if fast is not None:
         io = LocalIO()
+        progress = ByteProgress(on_progress)
         await retry(
             lambda: get_to_file(
-                fast, bucket, key, path, io=io, operation="download_file", mkdir=True
+                fast,
+                bucket,
+                key,
+                path,
+                io=io,
+                operation="download_file",
+                mkdir=True,
+                progress=progress,
             ),
             attempts=settings.max_attempts,
         )
+        await progress.finish()
         return path
     client = await storage.client()
     streaming = False  # botocore retries the request itself; we retry a broken body
+    progress = ByteProgress(on_progress)
 
     async def attempt() -> None:
         nonlocal streaming
@@ -188,6 +211,7 @@ async def download_file(
             response = await client.get_object(Bucket=bucket, Key=key)
             streaming = True
             expected = int(response["ContentLength"])
+            progress.start(expected)
             path.parent.mkdir(parents=True, exist_ok=True)
             received = 0
             body = response["Body"]
@@ -195,6 +219,7 @@ async def download_file(
                 async for chunk in body.iter_chunks(CHUNK_SIZE):
                     received += len(chunk)
                     await f.write(chunk)
+                    await progress.add(len(chunk))
                 check_length(received, expected, "download_file", bucket, key)
 
     await retry(
@@ -202,6 +227,7 @@ async def download_file(
         attempts=settings.max_attempts,
         when=lambda exc: streaming and is_retryable(exc),
     )
+    await progress.finish()
     return path
 
 
@@ -214,6 +240,7 @@ async def get_to_file(
     io: LocalIO,
     operation: str,
     mkdir: bool = False,
+    progress: ByteProgress | None = None,
 ) -> tuple[int, str, int]:
     """GET ``key`` into ``path`` atomically on the fast path: ``(bytes, etag, mtime_ns)``.
     With ``mkdir``, missing parent directories are created once the object is found."""
@@ -222,15 +249,22 @@ async def get_to_file(
             path.parent.mkdir(parents=True, exist_ok=True)
         length = response.content_length
         etag = response.headers.get("ETag", "").strip('"')
+        if progress is not None:
+            progress.start(length)
         if length is not None and length <= SMALL_OBJECT:
             data = await response.read()
             check_length(len(data), length, operation, bucket, key)
-            return len(data), etag, await io.run(partial(write_atomic, path, data), len(data))
+            mtime_ns = await io.run(partial(write_atomic, path, data), len(data))
+            if progress is not None:
+                await progress.add(len(data))
+            return len(data), etag, mtime_ns
         received = 0
         async with atomic_writer(path, io) as f:
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 received += len(chunk)
                 await f.write(chunk)
+                if progress is not None:
+                    await progress.add(len(chunk))
             if length is not None:
                 check_length(received, length, operation, bucket, key)  # before the rename
     return received, etag, (await anyio.Path(path).stat()).st_mtime_ns
@@ -276,6 +310,7 @@ async def upload_file(
     key: str,
     *,
     content_type: str | None = None,
+    on_progress: BytesCallback | None = None,
 ) -> ObjectInfo:
     check_bucket(bucket, operation="upload_file")
     check_key(key, operation="upload_file", bucket=bucket)
@@ -287,19 +322,30 @@ async def upload_file(
     content_type = content_type or guess_content_type(key)
     client = await storage.client()
     settings = storage.settings
+    progress = ByteProgress(on_progress)
+    progress.start(size)
     if size < settings.multipart_threshold:
         data = await anyio.Path(path).read_bytes()
         with map_errors("upload_file", bucket, key):
             response = await client.put_object(
                 Bucket=bucket, Key=key, Body=data, ContentType=content_type
             )
+        progress.start(len(data))
+        await progress.add(len(data))
+        await progress.finish()
         return ObjectInfo(key, len(data), _etag(response.get("ETag")))
-    etag = await _upload_multipart(storage, path, bucket, key, content_type)
+    etag = await _upload_multipart(storage, path, bucket, key, content_type, progress)
+    await progress.finish()
     return ObjectInfo(key, size, etag)
 
 
 async def _upload_multipart(
-    storage: BaseStorage, path: Path, bucket: str, key: str, content_type: str
+    storage: BaseStorage,
+    path: Path,
+    bucket: str,
+    key: str,
+    content_type: str,
+    progress: ByteProgress | None = None,
 ) -> str:
     """Upload ``path`` in parts; any failure or cancellation aborts the upload (shielded)."""
     client = await storage.client()
@@ -318,6 +364,8 @@ async def _upload_multipart(
                     Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
                 )
             parts[number] = str(response["ETag"])
+            if progress is not None:
+                await progress.add(len(data))
         finally:
             limiter.release_on_behalf_of(number)
 
@@ -351,3 +399,71 @@ async def _upload_multipart(
             await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         raise
     return _etag(response.get("ETag"))
+
+
+# --- stat_object, list_buckets, byte progress (appended: self-contained) -------------------
+
+BytesCallback = Callable[[int, int | None], object]
+"""``on_progress(done_bytes, total_bytes)`` of a single-object transfer; may be a coroutine
+function. ``total_bytes`` is ``None`` only when the server does not say how long a body is."""
+
+_BYTES_INTERVAL = 0.1  # seconds between two calls ...
+_BYTES_STEP = 1024 * 1024  # ... unless this many bytes moved since the last one
+
+
+class ByteProgress:
+    """Calls ``on_progress(done_bytes, total_bytes)`` as bytes move (at most every 0.1 s or
+    every MiB, whichever comes first) and once more at the end; a retry starts from 0."""
+
+    def __init__(self, callback: BytesCallback | None) -> None:
+        self._callback = callback
+        self.done = 0
+        self.total: int | None = None
+        self._last_time = 0.0
+        self._last_done = 0
+
+    def start(self, total: int | None) -> None:
+        self.done = self._last_done = 0
+        self.total = total
+
+    async def add(self, nbytes: int) -> None:
+        self.done += nbytes
+        if self._callback is None:
+            return
+        now = time.monotonic()
+        if now - self._last_time >= _BYTES_INTERVAL or self.done - self._last_done >= _BYTES_STEP:
+            self._last_time, self._last_done = now, self.done
+            await self._call()
+
+    async def finish(self) -> None:
+        if self._callback is not None:
+            await self._call()
+
+    async def _call(self) -> None:
+        assert self._callback is not None
+        result = self._callback(self.done, self.total)
+        if inspect.isawaitable(result):
+            await result
+
+
+async def stat_object(storage: BaseStorage, bucket: str, key: str) -> ObjectInfo:
+    check_bucket(bucket, operation="stat_object")
+    check_key(key, operation="stat_object", bucket=bucket)
+    client = await storage.client()
+    with map_errors("stat_object", bucket, key):
+        response = await client.head_object(Bucket=bucket, Key=key)
+    return ObjectInfo(
+        key,
+        int(response.get("ContentLength", 0)),
+        _etag(response.get("ETag")),
+        response.get("LastModified"),
+        response.get("ContentType"),
+        dict(response.get("Metadata") or {}),
+    )
+
+
+async def list_buckets(storage: BaseStorage) -> list[str]:
+    client = await storage.client()
+    with map_errors("list_buckets"):
+        response = await client.list_buckets()
+    return [str(b["Name"]) for b in response.get("Buckets", ())]
