@@ -812,18 +812,23 @@ def _exports(lines: list[str]) -> dict[str, str]:
 
 
 def _process_gone(pid: int) -> bool:
+    """Gone, or a zombie that whoever inherited it has not reaped yet."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] in "ZX"
+    except OSError:  # gone meanwhile, or no /proc (then kill(0) was the answer)
+        return sys.platform == "linux"
 
 
 @pytest.mark.slow
 def test_server_command_on_seaweedfs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data_dir = tmp_path / "data"
+    data_dir, tmp = tmp_path / "data", tmp_path / "tmp"
+    tmp.mkdir()
     with subprocess.Popen(
         [
             sys.executable, "-m", "mpr_storage", "server",
@@ -832,7 +837,7 @@ def test_server_command_on_seaweedfs(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env(S3_BUCKET_OUT="my-artifacts"),
+        env=cli_env(S3_BUCKET_OUT="my-artifacts", TMPDIR=str(tmp)),
     ) as proc:  # fmt: skip
         try:
             lines = _Lines(proc)
@@ -852,7 +857,7 @@ def test_server_command_on_seaweedfs(
             (tmp_path / "f.txt").write_text("persisted")
             assert main(["-q", "put", str(tmp_path / "f.txt"), "s3://my-artifacts/f.txt"]) == 0
             assert (data_dir / "store").is_dir()
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGHUP)  # the terminal closed: stop as for Ctrl-C
             proc.wait(timeout=30)
         finally:
             if proc.poll() is None:
@@ -863,10 +868,75 @@ def test_server_command_on_seaweedfs(
         assert proc.stderr.read() == ""
     assert proc.returncode == 0, rest
     assert rest[-1] == "stopped."
-    deadline = time.monotonic() + 5
+    wait_gone(pid)
+    # SeaweedFS's own log files are in the server's directory, not in the temp directory.
+    assert list(tmp.iterdir()) == []
+    assert any(p.name.startswith("weed.") for p in (data_dir / "logs").iterdir())
+
+
+def wait_gone(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
     while not _process_gone(pid):
-        assert time.monotonic() < deadline, f"weed (pid {pid}) is still running"
+        assert time.monotonic() < deadline, f"pid {pid} is still running"
         time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_server_dies_with_the_cli(tmp_path: Path) -> None:
+    """kill -9 of the CLI (no chance to clean up): the kernel stops its SeaweedFS."""
+    argv = ["server", "--kind", "seaweedfs", "--port", "0", "--data-dir", str(tmp_path / "d")]
+    with subprocess.Popen(
+        [sys.executable, "-m", "mpr_storage", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    ) as proc:
+        try:
+            lines = _Lines(proc)
+            lines.wait_for("Press Ctrl-C to stop.")
+            pid = int(re.search(r"pid (\d+)", "\n".join(lines.lines)).group(1))  # type: ignore[union-attr]
+            assert not _process_gone(pid)
+            proc.kill()
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        lines.rest()
+    wait_gone(pid)
+
+
+@pytest.mark.slow
+def test_demo_server_and_temp_dirs_go_on_sighup(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    argv = ["demo", "--keep", "--kind", "seaweedfs", "--frames", "5", "--video-mib", "1"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "mpr_storage", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=cli_env(TMPDIR=str(tmp)),
+    ) as proc:
+        try:
+            lines = _Lines(proc)
+            lines.wait_for("Press Ctrl-C to stop.")
+            assert [p.name.split("-")[1] for p in tmp.iterdir()] == ["seaweedfs"]
+            proc.send_signal(signal.SIGHUP)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        rest = lines.rest()
+        assert proc.stderr is not None
+        assert proc.stderr.read() == ""
+    assert proc.returncode == 0, rest
+    assert "server stopped" in rest[-1]
+    assert list(tmp.iterdir()) == []  # the server's data, its logs, the demo's files: gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,6 +67,20 @@ def port_of(server: LocalS3Server) -> int:
 def assert_gone(pid: int) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def wait_dead(pid: int, timeout: float = 10) -> None:
+    """Until ``pid`` is gone or a zombie (whoever inherited it may be slow to reap it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            return
+        if state in ("Z", "X"):
+            return
+        assert time.monotonic() < deadline, f"pid {pid} is still running"
+        time.sleep(0.05)
 
 
 def assert_refused(port: int) -> None:
@@ -339,3 +354,39 @@ def test_forked_child_exits_without_touching_the_parents_server() -> None:
         env={**os.environ},
     )
     assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="parent-death signal and /proc")
+def test_owner_killed_takes_weed_along_and_its_temp_dir_is_reaped(tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    script = (
+        "import time\n"
+        "from mpr_storage._server import LocalS3Server\n"
+        "s = LocalS3Server(kind='seaweedfs').start()\n"
+        "print(s.data_dir, s.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env
+    ) as owner:
+        try:
+            assert owner.stdout is not None
+            data_dir, pid = owner.stdout.readline().split()
+        finally:
+            owner.kill()  # no atexit, no stop(): only the kernel can clean up now
+            owner.wait()
+    wait_dead(int(pid))
+    assert Path(data_dir).parent == tmp_path and Path(data_dir).is_dir()
+    # The next throw-away server removes what the dead one left.
+    script = (
+        "from mpr_storage._server import LocalS3Server\n"
+        "with LocalS3Server(kind='seaweedfs', stop_timeout=0.5) as s:\n"
+        "    print(s.data_dir)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=90
+    )
+    assert result.returncode == 0, result.stderr
+    assert not Path(data_dir).exists()
+    assert list(tmp_path.iterdir()) == []
