@@ -228,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         "frames/tl-4 deletes what is under frames/tl-4/ (not frames/tl-40/...; --raw-prefix "
         f"for that). Deleting more than {HANDFUL} objects, or a whole bucket, asks for "
         "confirmation on a terminal and needs --yes elsewhere.",
-        "[--recursive [--raw-prefix]] [--dry-run] [--yes] BUCKET KEY [KEY ...]",
-        "[--recursive [--raw-prefix]] [--dry-run] [--yes] s3://BUCKET/KEY [s3://BUCKET/KEY ...]",
+        "[-r [--raw-prefix]] [-n] [-y] BUCKET KEY [KEY ...]",
+        "[-r [--raw-prefix]] [-n] [-y] s3://BUCKET/KEY [s3://BUCKET/KEY ...]",
     )
     p.add_argument("bucket", metavar="BUCKET", help="a bucket, or the first s3://BUCKET/KEY")
     p.add_argument("keys", nargs="*", metavar="KEY", help="keys (or more s3:// URLs)")
