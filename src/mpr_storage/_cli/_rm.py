@@ -138,7 +138,7 @@ def cmd_rm(ctx: Context) -> int:
         return EXIT_OK
     risky = count > HANDFUL or any(p.whole_bucket and p.existing for p in plans)
     if risky and not a.yes:
-        if not sys.stdin.isatty():
+        if sys.stdin is None or not sys.stdin.isatty():
             raise CliError(
                 f"rm: not deleting {_what(plans)} without confirmation: pass --yes "
                 f"(--dry-run lists them)"

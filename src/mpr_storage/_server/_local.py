@@ -341,9 +341,8 @@ class LocalS3Server:
             except OSError as exc:
                 raise RuntimeError(f"cannot run SeaweedFS ({command[0]}): {exc}") from exc
         self._pidfile = data / PIDFILE_NAME
-        self._pidfile.write_text(
-            json.dumps({"pid": self._process.pid, "owner": os.getpid()}), encoding="utf-8"
-        )
+        owner = {"pid": self._process.pid, "owner": os.getpid(), "pidns": _weed.pid_namespace()}
+        self._pidfile.write_text(json.dumps(owner), encoding="utf-8")
         return log_start
 
     def _wait_ready(self, log: Path, log_start: int, volumes: int) -> None:

@@ -358,18 +358,33 @@ def spawn(
     return process
 
 
+def pid_namespace() -> int | None:
+    """This process's PID namespace (Linux), so that pids are only compared within one."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
 def reap_stale_temp_dirs() -> None:
     """Remove the throw-away data directories of servers whose owner died without stopping
-    them (``kill -9``), killing a weed that still runs there (Linux only)."""
-    if sys.platform != "linux":
+    them (``kill -9``), killing a weed that still runs there (Linux only).
+
+    Only directories of this user whose pidfile comes from this PID namespace are considered:
+    elsewhere a live owner would look dead.
+    """
+    namespace = pid_namespace()
+    if sys.platform != "linux" or namespace is None:
         return
     for data in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
         try:
+            if data.stat().st_uid != os.getuid():
+                continue
             info = json.loads((data / PIDFILE_NAME).read_text("utf-8"))
-            pid, owner = int(info["pid"]), int(info["owner"])
-        except (OSError, ValueError, KeyError, TypeError):
+            pid, owner, pidns = int(info["pid"]), int(info["owner"]), info.get("pidns")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # not ours, or just being set up
-        if running_on_linux(owner):
+        if pidns != namespace or running_on_linux(owner):
             continue
         with contextlib.suppress(RuntimeError):
             check_previous_weed(data)  # kills an orphaned weed
