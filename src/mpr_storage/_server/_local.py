@@ -56,9 +56,11 @@ class LocalS3Server:
     Args:
         kind: ``"seaweedfs"``, ``"moto"``, or ``"auto"``: SeaweedFS when :func:`find_weed`
             finds the binary, moto otherwise.
-        data_dir: Where SeaweedFS keeps its data, log (``weed.log``) and credentials file;
-            created if missing and kept on stop. ``None`` uses a private temporary directory
-            that is removed on stop. Ignored by moto.
+        data_dir: Where SeaweedFS keeps its data, log (``weed.log``), its own log files
+            (``logs/``) and credentials file; created if missing and kept on stop. ``None``
+            uses a private temporary directory that is removed on stop (or, if this process
+            is killed, by the next such server). Ignored by moto. SeaweedFS never outlives
+            this process: it gets Linux's parent-death signal (a watchdog process elsewhere).
         port: The S3 port; ``0`` picks a free one.
         access_key_id: The access key the server accepts.
         secret_access_key: The secret key the server accepts.
