@@ -332,7 +332,6 @@ async def upload_file(
             )
         progress.start(len(data))
         await progress.add(len(data))
-        await progress.finish()
         return ObjectInfo(key, len(data), _etag(response.get("ETag")))
     etag = await _upload_multipart(storage, path, bucket, key, content_type, progress)
     await progress.finish()
@@ -421,6 +420,7 @@ class ByteProgress:
         self.total: int | None = None
         self._last_time = 0.0
         self._last_done = 0
+        self._reported: tuple[int, int | None] | None = None
 
     def start(self, total: int | None) -> None:
         self.done = self._last_done = 0
@@ -441,6 +441,9 @@ class ByteProgress:
 
     async def _call(self) -> None:
         assert self._callback is not None
+        if (self.done, self.total) == self._reported:
+            return  # the end, already said
+        self._reported = (self.done, self.total)
         result = self._callback(self.done, self.total)
         if inspect.isawaitable(result):
             await result
