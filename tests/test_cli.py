@@ -603,37 +603,46 @@ def test_subprocess_error_is_one_line(s3: S3Target, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def rm_on_a_terminal(argv: list[str], answer: str) -> tuple[int, str, str]:
+    """``mpr-storage rm ...`` with a pty as stdin, answering the question with ``answer``."""
+    master, slave = pty.openpty()
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-m", "mpr_storage", "rm", *argv],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+        ) as proc:
+            os.close(slave)
+            slave = -1
+            os.write(master, f"{answer}\n".encode())
+            out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+        if slave != -1:
+            os.close(slave)
+    return proc.returncode, out, err
+
+
 def test_rm_asks_on_a_terminal(
     s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seed(s3, tmp_path, *(f"d/{i:02d}.jpg" for i in range(12)))
-    argv = [sys.executable, "-m", "mpr_storage", "rm", "-r", f"s3://{s3.bucket}/{s3.prefix}d"]
-    for answer, code, remaining in (("n", 1, 12), ("y", 0, 0)):
-        master, slave = pty.openpty()
-        try:
-            with subprocess.Popen(
-                argv,
-                stdin=slave,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=cli_env(),
-            ) as proc:
-                os.close(slave)
-                slave = -1
-                os.write(master, f"{answer}\n".encode())
-                out, err = proc.communicate(timeout=60)
-        finally:
-            os.close(master)
-            if slave != -1:
-                os.close(slave)
-        assert proc.returncode == code, err
-        assert f"delete 12 objects from s3://{s3.bucket}? [y/N]" in err
-        assert len(listed(capsys, s3)) == remaining
-        if answer == "n":
-            assert out == "" and "nothing was deleted" in err
-        else:
-            assert out == f"deleted 12 objects from s3://{s3.bucket}, missing 0\n"
+    argv = ["-r", f"s3://{s3.bucket}/{s3.prefix}d"]
+    code, out, err = rm_on_a_terminal(argv, "n")
+    assert (code, out) == (1, ""), err
+    assert f"delete 12 objects from s3://{s3.bucket}? [y/N]" in err
+    assert "nothing was deleted" in err and len(listed(capsys, s3)) == 12
+    # A whole bucket is asked about whatever its size (the answer here is no).
+    code, out, err = rm_on_a_terminal(["-r", f"s3://{s3.bucket}"], "n")
+    assert (code, out) == (1, "") and f"(all of s3://{s3.bucket})? [y/N]" in err
+    assert len(listed(capsys, s3)) == 12
+    code, out, err = rm_on_a_terminal(argv, "y")
+    assert (code, err.count("[y/N]")) == (0, 1), err
+    assert out == f"deleted 12 objects from s3://{s3.bucket}, missing 0\n"
+    assert listed(capsys, s3) == []
 
 
 def test_closed_stdout_ends_quietly(s3: S3Target, tmp_path: Path) -> None:
