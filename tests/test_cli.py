@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import json
 import os
+import pty
 import queue
 import re
 import signal
@@ -228,12 +230,16 @@ def test_rm(s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         assert code == 0
         return [o["key"].removeprefix(s3.prefix) for o in json.loads(out)]
 
-    code, out, err = run(capsys, "rm", s3.bucket, s3.key("k1"), s3.key("k2"), s3.key("missing"))
-    assert (code, err) == (0, "") and "deleted 3 objects" in out
+    argv = ["rm", s3.bucket, s3.key("k1"), s3.key("k2"), s3.key("missing")]
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    assert out == f"deleted 2 objects from s3://{s3.bucket}, missing 1\n"
     assert keys() == ["k3", "sub/a", "sub/b/c"]
+    # Twice in a row: nothing is left to delete, and it says so.
+    assert run(capsys, *argv) == (0, f"deleted 0 objects from s3://{s3.bucket}, missing 3\n", "")
     assert main(["-q", "rm", f"s3://{s3.bucket}/{s3.key('k3')}"]) == 0
     code, out, _ = run(capsys, "rm", "--recursive", f"s3://{s3.bucket}/{s3.prefix}sub/")
-    assert code == 0 and "deleted 2 objects" in out
+    assert code == 0 and "deleted 2 objects" in out and "missing 0" in out
     assert keys() == []
 
 
@@ -265,7 +271,144 @@ def test_progress_bar_on_a_terminal(
     assert re.search(r"[\d.]+ [KMG]iB/s", out)  # the rate
     key = f"frames/{timeline}/f000.jpg"
     code, out, _ = run(capsys, "get", s3.bucket, key, str(tmp_path / "one.jpg"))
-    assert code == 0 and "1/1 objects" in out and "2.0 KiB" in out
+    assert code == 0 and "2.0/2.0 KiB" in out
+
+
+def seed(s3: S3Target, tmp_path: Path, *names: str) -> None:
+    """One upload of a tree: ``names`` under ``s3.prefix`` (1-byte bodies, see SeaweedFS)."""
+    for name in names:
+        write(tmp_path / "seed" / name, 1)
+    assert main(["-q", "put", str(tmp_path / "seed"), s3.bucket, s3.prefix]) == 0
+
+
+def listed(capsys: pytest.CaptureFixture[str], s3: S3Target) -> list[str]:
+    code, out, _ = run(capsys, "ls", "--json", s3.bucket, s3.prefix)
+    assert code == 0
+    return [o["key"].removeprefix(s3.prefix) for o in json.loads(out)]
+
+
+def test_rm_recursive_prefix_is_a_directory(
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(s3, tmp_path, "tl-4/a.jpg", "tl-4/b.jpg", "tl-40/c.jpg", "tl-4x.jpg")
+    code, out, err = run(capsys, "rm", "-r", f"s3://{s3.bucket}/{s3.prefix}tl-4")
+    assert (code, err) == (0, "")
+    assert out == f"deleted 2 objects from s3://{s3.bucket}, missing 0\n"
+    assert listed(capsys, s3) == ["tl-40/c.jpg", "tl-4x.jpg"]
+    # The raw-string match needs its flag.
+    code, out, _ = run(capsys, "rm", "-r", "--raw-prefix", s3.bucket, s3.key("tl-4"))
+    assert code == 0 and out.startswith("deleted 2 objects")
+    assert listed(capsys, s3) == []
+
+
+def test_rm_dry_run_lists_and_deletes_nothing(
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(s3, tmp_path, *(f"d/{i:02d}.jpg" for i in range(12)))
+    code, out, err = run(capsys, "rm", "-r", "--dry-run", f"s3://{s3.bucket}/{s3.prefix}d")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[:-1] == [f"s3://{s3.bucket}/{s3.prefix}d/{i:02d}.jpg" for i in range(12)]
+    assert lines[-1] == f"would delete 12 objects from s3://{s3.bucket}, missing 0"
+    code, out, _ = run(capsys, "rm", "-n", s3.bucket, s3.key("d/00.jpg"), s3.key("nope"))
+    assert code == 0 and out.splitlines() == [
+        f"s3://{s3.bucket}/{s3.key('d/00.jpg')}",
+        f"would delete 1 object from s3://{s3.bucket}, missing 1",
+    ]
+    assert len(listed(capsys, s3)) == 12
+
+
+def test_rm_of_many_needs_yes_off_a_terminal(
+    s3: S3Target,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seed(s3, tmp_path, *(f"d/{i:02d}.jpg" for i in range(12)))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))  # not a terminal: no question asked
+    code, out, err = run(capsys, "rm", "-r", f"s3://{s3.bucket}/{s3.prefix}d/")
+    assert code == 1 and out == ""
+    line = one_error_line(err)
+    assert "12 objects" in line and "--yes" in line
+    assert len(listed(capsys, s3)) == 12
+    # A whole bucket, however small a part of it is ours.
+    code, out, err = run(capsys, "rm", "-r", f"s3://{s3.bucket}")
+    assert code == 1 and f"all of s3://{s3.bucket}" in one_error_line(err)
+    code, out, err = run(capsys, "rm", "-r", "--yes", f"s3://{s3.bucket}/{s3.prefix}d/")
+    assert (code, err) == (0, "") and out.startswith("deleted 12 objects")
+    assert listed(capsys, s3) == []
+    # A handful needs no confirmation.
+    seed(s3, tmp_path / "few", "a", "b")
+    assert run(capsys, "rm", "-r", s3.bucket, s3.prefix)[0] == 0
+    assert listed(capsys, s3) == []
+
+
+def test_control_characters_are_escaped_for_humans(
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "evil\tname\x9b31m\u202egpj.exe\x7f"
+    key = s3.key(name)
+    write(tmp_path / "f", 3)
+    code, out, err = run(capsys, "put", str(tmp_path / "f"), s3.bucket, key)
+    assert code == 0 and err == ""
+    assert "\\t" in out and "\\x9b" in out and "\\u202e" in out and "\\x7f" in out
+    code, out, _ = run(capsys, "ls", s3.bucket, s3.prefix)
+    assert code == 0 and len(out.splitlines()) == 1
+    assert out.rstrip("\n").endswith(s3.prefix + "evil\\tname\\x9b31m\\u202egpj.exe\\x7f")
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", out)
+    assert "\t" not in out
+    code, out, _ = run(capsys, "ls", "--json", s3.bucket, s3.prefix)
+    assert code == 0 and [o["key"] for o in json.loads(out)] == [key]  # exact
+    code, out, _ = run(capsys, "rm", "--dry-run", s3.bucket, key)
+    assert code == 0 and "\u202e" not in out and "\\u202e" in out
+
+
+def test_put_and_get_bars_move(
+    s3: S3Target,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    monkeypatch.setenv("S3_MULTIPART_THRESHOLD", str(5 * MiB))
+    monkeypatch.setenv("S3_MULTIPART_CHUNKSIZE", str(5 * MiB))
+    data = write(tmp_path / "big.bin", 11 * MiB)
+    key = s3.key("big.bin")
+
+    def partial_steps(out: str) -> set[float]:
+        """The byte counts the bar showed before the end (``5.0/11.0 MiB``)."""
+        shown = {float(m) for m in re.findall(r"(?<![\d.])([\d.]+)/11\.0 MiB", out)}
+        return {x for x in shown if x < 11.0}
+
+    code, out, _ = run(capsys, "put", str(tmp_path / "big.bin"), s3.bucket, key)
+    assert code == 0 and partial_steps(out), out  # one step per part at least
+    code, out, _ = run(capsys, "get", s3.bucket, key, str(tmp_path / "back.bin"))
+    assert code == 0 and partial_steps(out), out
+    assert (tmp_path / "back.bin").read_bytes() == data
+
+
+def test_prefetch_total_is_unknown_until_listed(
+    s3: S3Target,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    timeline = s3.prefix.rstrip("/")
+    for i in range(30):
+        write(tmp_path / "frames" / f"f{i:03d}.jpg", 100)
+    argv = ["push-frames", timeline, str(tmp_path / "frames"), "--bucket", s3.bucket]
+    assert main(["-q", *argv]) == 0
+    dest = str(tmp_path / "replay")
+    # Two workers: the listing can't end before most frames are fetched.
+    argv = ["--concurrency", "2", "prefetch", timeline, dest, "--bucket", s3.bucket]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    assert "/? objects (listing...)" in out  # not "keys listed so far"
+    assert "30/30 objects" in out
+    assert set(re.findall(r"\d+/(\d+) objects", out)) == {"30"}  # known once, never changed
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -395,6 +538,7 @@ def test_config_error_names_the_variable(
         ["rm", "bucket"],
         ["rm", "s3://b/k", "plain-key"],
         ["rm", "s3://b/"],
+        ["rm", "--raw-prefix", "s3://b/k"],
         ["ls", "s3://b/p", "extra"],
         ["--concurrency", "0", "ls"],
         ["server", "--port", "70000"],
@@ -459,6 +603,91 @@ def test_subprocess_error_is_one_line(s3: S3Target, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def rm_on_a_terminal(argv: list[str], answer: str) -> tuple[int, str, str]:
+    """``mpr-storage rm ...`` with a pty as stdin, answering the question with ``answer``."""
+    master, slave = pty.openpty()
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-m", "mpr_storage", "rm", *argv],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+        ) as proc:
+            os.close(slave)
+            slave = -1
+            os.write(master, f"{answer}\n".encode())
+            out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+        if slave != -1:
+            os.close(slave)
+    return proc.returncode, out, err
+
+
+def test_rm_asks_on_a_terminal(
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(s3, tmp_path, *(f"d/{i:02d}.jpg" for i in range(12)))
+    argv = ["-r", f"s3://{s3.bucket}/{s3.prefix}d"]
+    code, out, err = rm_on_a_terminal(argv, "n")
+    assert (code, out) == (1, ""), err
+    assert f"delete 12 objects from s3://{s3.bucket}? [y/N]" in err
+    assert "nothing was deleted" in err and len(listed(capsys, s3)) == 12
+    # A whole bucket is asked about whatever its size (the answer here is no).
+    code, out, err = rm_on_a_terminal(["-r", f"s3://{s3.bucket}"], "n")
+    assert (code, out) == (1, "") and f"(all of s3://{s3.bucket})? [y/N]" in err
+    assert len(listed(capsys, s3)) == 12
+    code, out, err = rm_on_a_terminal(argv, "y")
+    assert (code, err.count("[y/N]")) == (0, 1), err
+    assert out == f"deleted 12 objects from s3://{s3.bucket}, missing 0\n"
+    assert listed(capsys, s3) == []
+
+
+def test_closed_stdout_ends_quietly(s3: S3Target, tmp_path: Path) -> None:
+    seed(s3, tmp_path, *(f"k{i:02d}" for i in range(40)))
+    for argv in (["ls", s3.bucket, s3.prefix], ["get", s3.bucket, s3.key("k00"), "-"]):
+        with subprocess.Popen(
+            [sys.executable, "-m", "mpr_storage", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(),
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            proc.stdout.close()  # `| head` that is already gone
+            err = proc.stderr.read().decode()
+            proc.wait(timeout=60)
+        assert proc.returncode in (0, 128 + signal.SIGPIPE), err
+        assert err == ""
+
+
+def test_local_errors_name_the_operation_and_path(
+    s3: S3Target,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seed(s3, tmp_path, "a.jpg", "dir/b.jpg")
+    (tmp_path / "file").write_text("in the way")
+    dest = tmp_path / "file" / "sub" / "a.jpg"
+    code, out, err = run(capsys, "get", s3.bucket, s3.key("a.jpg"), str(dest))
+    line = one_error_line(err)
+    assert code == 1 and out == ""
+    assert f"get s3://{s3.bucket}/{s3.key('a.jpg')}" in line and str(tmp_path / "file") in line
+    assert "not a directory" in line and "Errno" not in line
+    code, _, err = run(capsys, "get", f"s3://{s3.bucket}/{s3.prefix}dir/", str(tmp_path / "file"))
+    line = one_error_line(err)
+    assert code == 1 and "get s3://" in line and str(tmp_path / "file") in line
+    assert (tmp_path / "file").read_text() == "in the way"
+    # The scheme hint keeps the host.
+    monkeypatch.setenv("S3_ENDPOINT_URL", "http//host:8333")
+    code, _, err = run(capsys, "ls")
+    line = one_error_line(err)
+    assert code == 1 and "S3_ENDPOINT_URL" in line and "http://host:8333" in line
+    assert "http://http" not in line
+
+
 class _SlowObject(http.server.BaseHTTPRequestHandler):
     """Answers every GET with a 64 MiB object, dribbled at ~1 MiB/s."""
 
@@ -508,7 +737,7 @@ def slow_endpoint() -> Iterator[str]:
         _SlowObject.stop.clear()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_interrupt_stops_cleanly_without_partial_file(
     slow_endpoint: str, tmp_path: Path, signum: signal.Signals
 ) -> None:
@@ -592,18 +821,23 @@ def _exports(lines: list[str]) -> dict[str, str]:
 
 
 def _process_gone(pid: int) -> bool:
+    """Gone, or a zombie that whoever inherited it has not reaped yet."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] in "ZX"
+    except OSError:  # gone meanwhile, or no /proc (then kill(0) was the answer)
+        return sys.platform == "linux"
 
 
 @pytest.mark.slow
 def test_server_command_on_seaweedfs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data_dir = tmp_path / "data"
+    data_dir, tmp = tmp_path / "data", tmp_path / "tmp"
+    tmp.mkdir()
     with subprocess.Popen(
         [
             sys.executable, "-m", "mpr_storage", "server",
@@ -612,7 +846,7 @@ def test_server_command_on_seaweedfs(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env(S3_BUCKET_OUT="my-artifacts"),
+        env=cli_env(S3_BUCKET_OUT="my-artifacts", TMPDIR=str(tmp)),
     ) as proc:  # fmt: skip
         try:
             lines = _Lines(proc)
@@ -632,7 +866,7 @@ def test_server_command_on_seaweedfs(
             (tmp_path / "f.txt").write_text("persisted")
             assert main(["-q", "put", str(tmp_path / "f.txt"), "s3://my-artifacts/f.txt"]) == 0
             assert (data_dir / "store").is_dir()
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGHUP)  # the terminal closed: stop as for Ctrl-C
             proc.wait(timeout=30)
         finally:
             if proc.poll() is None:
@@ -643,10 +877,75 @@ def test_server_command_on_seaweedfs(
         assert proc.stderr.read() == ""
     assert proc.returncode == 0, rest
     assert rest[-1] == "stopped."
-    deadline = time.monotonic() + 5
+    wait_gone(pid)
+    # SeaweedFS's own log files are in the server's directory, not in the temp directory.
+    assert list(tmp.iterdir()) == []
+    assert any(p.name.startswith("weed.") for p in (data_dir / "logs").iterdir())
+
+
+def wait_gone(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
     while not _process_gone(pid):
-        assert time.monotonic() < deadline, f"weed (pid {pid}) is still running"
+        assert time.monotonic() < deadline, f"pid {pid} is still running"
         time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_server_dies_with_the_cli(tmp_path: Path) -> None:
+    """kill -9 of the CLI (no chance to clean up): the kernel stops its SeaweedFS."""
+    argv = ["server", "--kind", "seaweedfs", "--port", "0", "--data-dir", str(tmp_path / "d")]
+    with subprocess.Popen(
+        [sys.executable, "-m", "mpr_storage", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    ) as proc:
+        try:
+            lines = _Lines(proc)
+            lines.wait_for("Press Ctrl-C to stop.")
+            pid = int(re.search(r"pid (\d+)", "\n".join(lines.lines)).group(1))  # type: ignore[union-attr]
+            assert not _process_gone(pid)
+            proc.kill()
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        lines.rest()
+    wait_gone(pid)
+
+
+@pytest.mark.slow
+def test_demo_server_and_temp_dirs_go_on_sighup(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    argv = ["demo", "--keep", "--kind", "seaweedfs", "--frames", "5", "--video-mib", "1"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "mpr_storage", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=cli_env(TMPDIR=str(tmp)),
+    ) as proc:
+        try:
+            lines = _Lines(proc)
+            lines.wait_for("Press Ctrl-C to stop.")
+            assert [p.name.split("-")[1] for p in tmp.iterdir()] == ["seaweedfs"]
+            proc.send_signal(signal.SIGHUP)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        rest = lines.rest()
+        assert proc.stderr is not None
+        assert proc.stderr.read() == ""
+    assert proc.returncode == 0, rest
+    assert "server stopped" in rest[-1]
+    assert list(tmp.iterdir()) == []  # the server's data, its logs, the demo's files: gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
 
 
 @pytest.mark.slow

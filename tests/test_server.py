@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -68,6 +69,20 @@ def assert_gone(pid: int) -> None:
         os.kill(pid, 0)
 
 
+def wait_dead(pid: int, timeout: float = 10) -> None:
+    """Until ``pid`` is gone or a zombie (whoever inherited it may be slow to reap it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            return
+        if state in ("Z", "X"):
+            return
+        assert time.monotonic() < deadline, f"pid {pid} is still running"
+        time.sleep(0.05)
+
+
 def assert_refused(port: int) -> None:
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 2):
         pass
@@ -75,7 +90,7 @@ def assert_refused(port: int) -> None:
 
 def assert_stopped(server: LocalS3Server) -> None:
     assert server.pid is None
-    assert server not in _server._running
+    assert server not in _server._local._running
     with pytest.raises(RuntimeError, match="not running"):
         server.endpoint_url  # noqa: B018
 
@@ -251,7 +266,7 @@ def fake_weed(tmp_path: Path, body: str) -> str:
 @posix_only
 def test_weed_that_exits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     weed = fake_weed(tmp_path, 'echo "F0101 fake.go:1 no disk for you" >&2\nexit 3')
-    monkeypatch.setattr(_server, "find_weed", lambda: weed)
+    monkeypatch.setattr(_server._weed, "find_weed", lambda: weed)
     server = LocalS3Server(kind="seaweedfs", data_dir=tmp_path / "data")
     with pytest.raises(RuntimeError, match="exited with code 3") as err:
         server.start()
@@ -269,7 +284,7 @@ def test_weed_that_never_answers_is_killed(tmp_path: Path, monkeypatch: pytest.M
     weed = fake_weed(
         tmp_path, "echo $$ > fake.pid\necho listening soon\ntrap '' TERM\nexec sleep 60"
     )
-    monkeypatch.setattr(_server, "find_weed", lambda: weed)
+    monkeypatch.setattr(_server._weed, "find_weed", lambda: weed)
     data = tmp_path / "data"
     server = LocalS3Server(kind="seaweedfs", data_dir=data, startup_timeout=1, stop_timeout=0.2)
     with pytest.raises(RuntimeError, match=r"did not become ready .* within 1 s") as err:
@@ -280,11 +295,11 @@ def test_weed_that_never_answers_is_killed(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_missing_or_broken_weed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(_server, "find_weed", lambda: None)
+    monkeypatch.setattr(_server._weed, "find_weed", lambda: None)
     assert LocalS3Server().kind == "moto"
     with pytest.raises(RuntimeError, match="mpr-storage\\[server\\]"):
         LocalS3Server(kind="seaweedfs").start()
-    monkeypatch.setattr(_server, "find_weed", lambda: str(tmp_path / "no-such-weed"))
+    monkeypatch.setattr(_server._weed, "find_weed", lambda: str(tmp_path / "no-such-weed"))
     assert LocalS3Server().kind == "seaweedfs"
     server = LocalS3Server(kind="seaweedfs")
     with pytest.raises(RuntimeError, match="cannot run SeaweedFS"):
@@ -339,3 +354,39 @@ def test_forked_child_exits_without_touching_the_parents_server() -> None:
         env={**os.environ},
     )
     assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="parent-death signal and /proc")
+def test_owner_killed_takes_weed_along_and_its_temp_dir_is_reaped(tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    script = (
+        "import time\n"
+        "from mpr_storage._server import LocalS3Server\n"
+        "s = LocalS3Server(kind='seaweedfs').start()\n"
+        "print(s.data_dir, s.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env
+    ) as owner:
+        try:
+            assert owner.stdout is not None
+            data_dir, pid = owner.stdout.readline().split()
+        finally:
+            owner.kill()  # no atexit, no stop(): only the kernel can clean up now
+            owner.wait()
+    wait_dead(int(pid))
+    assert Path(data_dir).parent == tmp_path and Path(data_dir).is_dir()
+    # The next throw-away server removes what the dead one left.
+    script = (
+        "from mpr_storage._server import LocalS3Server\n"
+        "with LocalS3Server(kind='seaweedfs', stop_timeout=0.5) as s:\n"
+        "    print(s.data_dir)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=90
+    )
+    assert result.returncode == 0, result.stderr
+    assert not Path(data_dir).exists()
+    assert list(tmp_path.iterdir()) == []

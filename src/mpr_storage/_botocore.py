@@ -110,7 +110,7 @@ class BotocoreTransport(Transport):
         operation: str,
         mkdir: bool = False,
         if_none_match: str | None = None,
-        on_bytes: ByteProgress | None = None,
+        progress: ByteProgress | None = None,
         on_throttle: Throttle | None = None,
     ) -> Fetched | None:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
@@ -134,7 +134,7 @@ class BotocoreTransport(Transport):
                     io=io,
                     where=(operation, bucket, key),
                     mkdir=mkdir,
-                    on_bytes=on_bytes,
+                    progress=progress,
                 )
             return Fetched(size, _etag(response.get("ETag")), mtime_ns)
 
@@ -150,7 +150,7 @@ class BotocoreTransport(Transport):
         content_type: str,
         io: LocalIO,
         operation: str,
-        on_bytes: ByteProgress | None = None,
+        progress: ByteProgress | None = None,
         on_throttle: Throttle | None = None,
     ) -> str:
         whole = size <= SMALL_BODY
@@ -171,8 +171,9 @@ class BotocoreTransport(Transport):
                         ContentMD5=md5_b64,
                         ContentLength=size,
                     )
-            if on_bytes is not None:
-                on_bytes(size)
+            if progress is not None:
+                progress.start(size)
+                await progress.add(size)
             return _etag(response.get("ETag"))
 
         return await self._call((operation, bucket, key), put, on_throttle)

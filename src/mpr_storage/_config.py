@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -290,9 +291,12 @@ def _parse(raw: str, f: dataclasses.Field[Any]) -> Any:
 def _check_url(value: str, env: str) -> None:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        # "http//host", "http:/host", "https:host": a mistyped scheme, not a host name.
+        typo = re.match(r"(?i)^(https?)(?::/{0,2}|/{1,2})(?!/)(.+)$", value)
+        scheme, rest = (typo[1].lower(), typo[2]) if typo else ("http", value.split("://")[-1])
         raise ConfigError(
             f"{env}={value!r} is not an http(s) URL; write it with a scheme, "
-            f"e.g. http://{value.split('://')[-1] or 'localhost:9000'}"
+            f"e.g. {scheme}://{rest or 'localhost:9000'}"
         )
 
 

@@ -301,7 +301,7 @@ class FastTransport(Transport):
         operation: str,
         mkdir: bool = False,
         if_none_match: str | None = None,
-        on_bytes: ByteProgress | None = None,
+        progress: ByteProgress | None = None,
         on_throttle: Throttle | None = None,
     ) -> Fetched | None:
         extra = {"If-None-Match": f'"{if_none_match}"'} if if_none_match else None
@@ -320,7 +320,7 @@ class FastTransport(Transport):
                     io=io,
                     where=(operation, bucket, key),
                     mkdir=mkdir,
-                    on_bytes=on_bytes,
+                    progress=progress,
                 )
                 return Fetched(size, r.headers.get("ETag", "").strip('"'), mtime_ns)
 
@@ -336,7 +336,7 @@ class FastTransport(Transport):
         content_type: str,
         io: LocalIO,
         operation: str,
-        on_bytes: ByteProgress | None = None,
+        progress: ByteProgress | None = None,
         on_throttle: Throttle | None = None,
     ) -> str:
         whole = size <= SMALL_BODY
@@ -346,10 +346,12 @@ class FastTransport(Transport):
             extra["Content-Length"] = str(size)
 
         async def stream() -> AsyncIterator[bytes]:
+            if progress is not None:
+                progress.start(size)
             with open(path, "rb") as f:  # noqa: ASYNC230 - reads go through LocalIO
                 while chunk := await io.run(partial(f.read, CHUNK_SIZE), CHUNK_SIZE):
-                    if on_bytes is not None:
-                        on_bytes(len(chunk))
+                    if progress is not None:
+                        await progress.add(len(chunk))
                     yield chunk
 
         async def attempt() -> str:
@@ -364,8 +366,9 @@ class FastTransport(Transport):
                 payload_hash=sha256,
             ) as r:
                 await r.read()
-                if whole and on_bytes is not None:
-                    on_bytes(size)
+                if whole and progress is not None:
+                    progress.start(size)
+                    await progress.add(size)
                 return r.headers.get("ETag", "").strip('"')
 
         return await self.retry(attempt, on_throttle)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-__all__ = ["ObjectInfo"]
+__all__ = ["BytesCallback", "ObjectInfo"]
+
+BytesCallback = Callable[[int, int | None], object]
+"""``on_progress(done_bytes, total_bytes)`` of a single-object transfer; may be a coroutine
+function. ``total_bytes`` is ``None`` only when the server does not say how long a body is."""
 
 
 @dataclass(frozen=True, slots=True)

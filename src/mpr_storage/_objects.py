@@ -17,7 +17,8 @@ from ._client import BaseStorage
 from ._errors import StorageError
 from ._files import LocalIO
 from ._keys import check_bucket, check_key
-from ._models import ObjectInfo
+from ._models import BytesCallback, ObjectInfo
+from ._transport import ByteProgress
 
 __all__ = [
     "ObjectInfo",
@@ -129,7 +130,12 @@ async def delete_objects(storage: BaseStorage, bucket: str, keys: Iterable[str])
 
 
 async def download_file(
-    storage: BaseStorage, bucket: str, key: str, dest: str | os.PathLike[str]
+    storage: BaseStorage,
+    bucket: str,
+    key: str,
+    dest: str | os.PathLike[str],
+    *,
+    on_progress: BytesCallback | None = None,
 ) -> Path:
     check_bucket(bucket, operation="download_file")
     check_key(key, operation="download_file", bucket=bucket)
@@ -137,9 +143,11 @@ async def download_file(
     if await anyio.Path(path).is_dir():
         raise IsADirectoryError(f"download_file s3://{bucket}/{key}: {path} is a directory")
     transport = await storage.transport()
+    progress = ByteProgress(on_progress)
     await transport.get_to_file(
-        bucket, key, path, io=LocalIO(), operation="download_file", mkdir=True
+        bucket, key, path, io=LocalIO(), operation="download_file", mkdir=True, progress=progress
     )
+    await progress.finish()
     return path
 
 
@@ -171,6 +179,7 @@ async def upload_file(
     key: str,
     *,
     content_type: str | None = None,
+    on_progress: BytesCallback | None = None,
 ) -> ObjectInfo:
     check_bucket(bucket, operation="upload_file")
     check_key(key, operation="upload_file", bucket=bucket)
@@ -182,6 +191,7 @@ async def upload_file(
     content_type = content_type or guess_content_type(key)
     transport = await storage.transport()
     settings = storage.settings
+    progress = ByteProgress(on_progress)
     if size < settings.multipart_threshold:
         etag = await transport.put_file(
             bucket,
@@ -191,14 +201,22 @@ async def upload_file(
             content_type=content_type,
             io=LocalIO(),
             operation="upload_file",
+            progress=progress,
         )
-        return ObjectInfo(key, size, etag)
-    etag = await _upload_multipart(storage, path, bucket, key, content_type)
+    else:
+        progress.start(size)
+        etag = await _upload_multipart(storage, path, bucket, key, content_type, progress)
+    await progress.finish()
     return ObjectInfo(key, size, etag)
 
 
 async def _upload_multipart(
-    storage: BaseStorage, path: Path, bucket: str, key: str, content_type: str
+    storage: BaseStorage,
+    path: Path,
+    bucket: str,
+    key: str,
+    content_type: str,
+    progress: ByteProgress,
 ) -> str:
     """Upload ``path`` in parts; any failure or cancellation aborts the upload (shielded)."""
     transport = await storage.transport()
@@ -215,6 +233,7 @@ async def _upload_multipart(
             parts[number] = await transport.upload_part(
                 bucket, key, upload_id, number, data, operation=op
             )
+            await progress.add(len(data))
         finally:
             limiter.release_on_behalf_of(number)
 

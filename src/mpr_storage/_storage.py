@@ -11,7 +11,7 @@ from typing import Literal
 
 from . import _frames, _objects, _presign, _transfer
 from ._client import BaseStorage, S3Client
-from ._objects import ObjectInfo
+from ._models import BytesCallback, ObjectInfo
 from ._transfer import KeySource, ProgressCallback, TransferReport
 
 __all__ = [
@@ -26,9 +26,11 @@ __all__ = [
     "get_presigned_url",
     "get_s3_client",
     "iter_objects",
+    "list_buckets",
     "list_objects",
     "object_exists",
     "prefetch_frames",
+    "stat_object",
     "upload_file",
     "upload_frames",
     "upload_many",
@@ -78,19 +80,29 @@ class Storage(BaseStorage):
         """See :func:`mpr_storage.delete_objects`."""
         await _objects.delete_objects(self, bucket, keys)
 
-    async def download_file(self, bucket: str, key: str, dest: PathLike) -> Path:
+    async def download_file(
+        self, bucket: str, key: str, dest: PathLike, *, on_progress: BytesCallback | None = None
+    ) -> Path:
         """See :func:`mpr_storage.download_file`."""
-        return await _objects.download_file(self, bucket, key, dest)
+        return await _objects.download_file(self, bucket, key, dest, on_progress=on_progress)
 
     async def download_to_temp(self, bucket: str, key: str, *, suffix: str | None = None) -> Path:
         """See :func:`mpr_storage.download_to_temp`."""
         return await _objects.download_to_temp(self, bucket, key, suffix=suffix)
 
     async def upload_file(
-        self, src: PathLike, bucket: str, key: str, *, content_type: str | None = None
+        self,
+        src: PathLike,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None = None,
+        on_progress: BytesCallback | None = None,
     ) -> ObjectInfo:
         """See :func:`mpr_storage.upload_file`."""
-        return await _objects.upload_file(self, src, bucket, key, content_type=content_type)
+        return await _objects.upload_file(
+            self, src, bucket, key, content_type=content_type, on_progress=on_progress
+        )
 
     async def get_presigned_url(
         self,
@@ -201,6 +213,14 @@ class Storage(BaseStorage):
             raise_on_error=raise_on_error,
         )
 
+    async def stat_object(self, bucket: str, key: str) -> ObjectInfo:
+        """See :func:`mpr_storage.stat_object`."""
+        return await _objects.stat_object(self, bucket, key)
+
+    async def list_buckets(self) -> list[str]:
+        """See :func:`mpr_storage.list_buckets`."""
+        return await _objects.list_buckets(self)
+
 
 # --- the per-loop default --------------------------------------------------------------------
 
@@ -303,11 +323,18 @@ async def delete_objects(bucket: str, keys: Iterable[str]) -> None:
     await (await default_storage()).delete_objects(bucket, keys)
 
 
-async def download_file(bucket: str, key: str, dest: PathLike) -> Path:
+async def download_file(
+    bucket: str, key: str, dest: PathLike, *, on_progress: BytesCallback | None = None
+) -> Path:
     """Download ``key`` to the file ``dest`` (parents created) and return its path.
 
     The body is streamed in chunks to a temp file beside ``dest`` and renamed into place only
     when complete; a failed or cancelled download leaves neither a partial nor a temp file.
+
+    Args:
+        on_progress: ``on_progress(done_bytes, total_bytes)``, a function or a coroutine
+            function, called as bytes arrive (at most every 0.1 s or every MiB) and once at
+            the end; a retried download starts again from 0.
 
     Raises:
         ObjectNotFoundError: the key does not exist (also a ``FileNotFoundError``).
@@ -315,7 +342,7 @@ async def download_file(bucket: str, key: str, dest: PathLike) -> Path:
         AccessDeniedError: the credentials are refused.
         StorageConnectionError: the endpoint can't be reached or the body was cut, after retries.
     """
-    return await (await default_storage()).download_file(bucket, key, dest)
+    return await (await default_storage()).download_file(bucket, key, dest, on_progress=on_progress)
 
 
 async def download_to_temp(bucket: str, key: str, *, suffix: str | None = None) -> Path:
@@ -331,7 +358,12 @@ async def download_to_temp(bucket: str, key: str, *, suffix: str | None = None) 
 
 
 async def upload_file(
-    src: PathLike, bucket: str, key: str, *, content_type: str | None = None
+    src: PathLike,
+    bucket: str,
+    key: str,
+    *,
+    content_type: str | None = None,
+    on_progress: BytesCallback | None = None,
 ) -> ObjectInfo:
     """Upload the file ``src`` to ``key`` (boto3's argument order) and describe the object.
 
@@ -340,13 +372,17 @@ async def upload_file(
 
     Args:
         content_type: defaults to a guess from the key's extension.
+        on_progress: ``on_progress(done_bytes, total_bytes)``, as for :func:`download_file`;
+            a multipart upload reports each part as it is sent, a single PUT at its end.
 
     Raises:
         FileNotFoundError: ``src`` does not exist.
         AccessDeniedError: the credentials are refused.
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
-    return await (await default_storage()).upload_file(src, bucket, key, content_type=content_type)
+    return await (await default_storage()).upload_file(
+        src, bucket, key, content_type=content_type, on_progress=on_progress
+    )
 
 
 async def get_presigned_url(
@@ -393,8 +429,10 @@ async def download_many(
     Args:
         skip_existing: keep a local file with the same size (and, where known, ETag); a sidecar
             manifest makes a second pass over unchanged files cost no GET at all.
-        on_progress: ``on_progress(done_objects, total_objects, done_bytes)``, called at most
-            every 0.1 s and once at the end with the totals.
+        on_progress: ``on_progress(done_objects, total_objects, done_bytes)``, a function or
+            a coroutine function, called at most every 0.1 s and once at the end with the
+            totals. ``total_objects`` is ``None`` while ``keys`` is still being read (a
+            listing streams in), then the final count, which never changes once known.
         raise_on_error: when False, return the report instead of raising ``TransferError``.
 
     Returns:
@@ -512,3 +550,25 @@ async def prefetch_frames(
         on_progress=on_progress,
         raise_on_error=raise_on_error,
     )
+
+
+async def stat_object(bucket: str, key: str) -> ObjectInfo:
+    """Describe ``key`` with one HEAD request: size, ETag, last modified, content type and
+    user metadata (``x-amz-meta-*``, without the prefix).
+
+    Raises:
+        ObjectNotFoundError: the key does not exist (also a ``FileNotFoundError``).
+        AccessDeniedError: the credentials are refused.
+        InvalidKeyError: the key is empty or too long.
+    """
+    return await (await default_storage()).stat_object(bucket, key)
+
+
+async def list_buckets() -> list[str]:
+    """The names of the buckets the credentials can see, in the server's order.
+
+    Raises:
+        AccessDeniedError: the credentials are refused.
+        StorageConnectionError: the endpoint can't be reached.
+    """
+    return await (await default_storage()).list_buckets()

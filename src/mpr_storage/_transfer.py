@@ -10,7 +10,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sized
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,8 +37,10 @@ MANIFEST_NAME = ".mpr-manifest.json"
 """Sidecar file a download writes into its destination: size, ETag and mtime of each file,
 so a later ``skip_existing`` pass can trust unchanged files without re-reading them."""
 
-ProgressCallback = Callable[[int, int, int], object]
-"""``on_progress(done_objects, total_objects, done_bytes)``; may also be a coroutine function."""
+ProgressCallback = Callable[[int, int | None, int], object]
+"""``on_progress(done_objects, total_objects, done_bytes)``; may also be a coroutine function.
+``total_objects`` is ``None`` while the keys are still being listed, then the final count (it
+never changes once known)."""
 
 KeySource = Iterable[str | ObjectInfo] | AsyncIterable[str | ObjectInfo]
 
@@ -80,7 +82,8 @@ class _Progress:
     def __init__(self, callback: ProgressCallback | None, report: TransferReport) -> None:
         self._callback = callback
         self._report = report
-        self.total = 0
+        self.total: int | None = None  # unknown until every key has been seen
+        self.seen = 0
         self._last = 0.0
 
     async def update(self, *, final: bool = False) -> None:
@@ -396,8 +399,10 @@ async def download_many(
     )
 
     async def produce(send: ObjectSendStream[tuple[str, tuple[Path, ObjectInfo | None]]]) -> None:
+        if isinstance(keys, Sized):
+            engine.progress.total = len(keys)
         async for batch in _batches(keys, _PLAN_BATCH):
-            engine.progress.total += len(batch)
+            engine.progress.seen += len(batch)
             plans = await anyio.to_thread.run_sync(
                 _plan_downloads, mapper, manifest, batch, skip_existing
             )
@@ -408,6 +413,7 @@ async def download_many(
                     await engine.fail(key, plan)
                 else:
                     await send.send((key, plan))
+        engine.progress.total = engine.progress.seen  # the listing is over: now it is known
 
     async def work(key: str, plan: tuple[Path, ObjectInfo | None]) -> int:
         path, info = plan

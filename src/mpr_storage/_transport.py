@@ -16,6 +16,7 @@ import abc
 import base64
 import contextlib
 import hashlib
+import inspect
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,7 +30,7 @@ import anyio
 from ._config import StorageSettings
 from ._errors import StorageConnectionError, StorageError
 from ._files import LocalIO, atomic_writer, write_atomic
-from ._models import ObjectInfo
+from ._models import BytesCallback, ObjectInfo
 from ._retry import RetryPolicy, retrying
 from ._xml import ListPage
 
@@ -51,10 +52,52 @@ T = TypeVar("T")
 CHUNK_SIZE = 1024 * 1024
 SMALL_BODY = 1024 * 1024  # bodies up to this are read whole and written in one call
 
-ByteProgress = Callable[[int], object]
-"""``on_bytes(n)``: ``n`` more bytes moved."""
 Throttle = Callable[[], object]
 """``on_throttle()``: the server asked to slow down."""
+
+
+_BYTES_INTERVAL = 0.1  # seconds between two progress calls ...
+_BYTES_STEP = 1024 * 1024  # ... unless this many bytes moved since the last one
+
+
+class ByteProgress:
+    """Calls ``on_progress(done_bytes, total_bytes)`` as bytes move (at most every 0.1 s or
+    every MiB, whichever comes first) and once more at the end; a retry starts from 0."""
+
+    def __init__(self, callback: BytesCallback | None) -> None:
+        self._callback = callback
+        self.done = 0
+        self.total: int | None = None
+        self._last_time = 0.0
+        self._last_done = 0
+        self._reported: tuple[int, int | None] | None = None
+
+    def start(self, total: int | None) -> None:
+        """An attempt begins (again): ``total`` bytes are to move."""
+        self.done = self._last_done = 0
+        self.total = total
+
+    async def add(self, nbytes: int) -> None:
+        self.done += nbytes
+        if self._callback is None:
+            return
+        now = time.monotonic()
+        if now - self._last_time >= _BYTES_INTERVAL or self.done - self._last_done >= _BYTES_STEP:
+            self._last_time, self._last_done = now, self.done
+            await self._call()
+
+    async def finish(self) -> None:
+        if self._callback is not None:
+            await self._call()
+
+    async def _call(self) -> None:
+        assert self._callback is not None
+        if (self.done, self.total) == self._reported:
+            return  # the end, already said
+        self._reported = (self.done, self.total)
+        result = self._callback(self.done, self.total)
+        if inspect.isawaitable(result):
+            await result
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +139,7 @@ async def write_body(
     io: LocalIO,
     where: tuple[str, str, str],
     mkdir: bool,
-    on_bytes: ByteProgress | None,
+    progress: ByteProgress | None,
 ) -> tuple[int, int]:
     """Write a response body to ``path`` atomically: ``(bytes, mtime_ns)``. Bodies up to
     :data:`SMALL_BODY` are read whole, larger ones streamed in :data:`CHUNK_SIZE` chunks; a
@@ -104,20 +147,22 @@ async def write_body(
     operation, bucket, key = where
     if mkdir:
         await io.run(partial(os.makedirs, path.parent, exist_ok=True), 0)
+    if progress is not None:
+        progress.start(length)
     if length is not None and length <= SMALL_BODY:
         data = await read_all()
         check_length(len(data), length, operation, bucket, key)
         mtime_ns = await io.run(partial(write_atomic, path, data), len(data))
-        if on_bytes is not None:
-            on_bytes(len(data))
+        if progress is not None:
+            await progress.add(len(data))
         return len(data), mtime_ns
     received = 0
     async with atomic_writer(path, io) as f:
         async for chunk in chunks():
             received += len(chunk)
             await f.write(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
+            if progress is not None:
+                await progress.add(len(chunk))
         if length is not None:
             check_length(received, length, operation, bucket, key)  # before the rename
     return received, (await anyio.Path(path).stat()).st_mtime_ns
@@ -201,7 +246,7 @@ class Transport(abc.ABC):
         operation: str,
         mkdir: bool = False,
         if_none_match: str | None = None,
-        on_bytes: ByteProgress | None = None,
+        progress: ByteProgress | None = None,
         on_throttle: Throttle | None = None,
     ) -> Fetched | None:
         """GET ``key`` into ``path`` atomically (temp file + rename); ``None`` when
@@ -219,7 +264,7 @@ class Transport(abc.ABC):
         content_type: str,
         io: LocalIO,
         operation: str,
-        on_bytes: ByteProgress | None = None,
+        progress: ByteProgress | None = None,
         on_throttle: Throttle | None = None,
     ) -> str:
         """PUT the file (``size`` bytes, streamed; Content-MD5 checked by the server);

@@ -94,9 +94,11 @@ __all__ = [
     "get_presigned_url",
     "get_s3_client",
     "iter_objects",
+    "list_buckets",
     "list_objects",
     "object_exists",
     "prefetch_frames",
+    "stat_object",
     "upload_file",
     "upload_frames",
     "upload_many",
@@ -391,9 +393,15 @@ def delete_objects(bucket: str, keys: Iterable[str]) -> None:
     _portal.call(_aio.delete_objects, bucket, list(keys))
 
 
-def download_file(bucket: str, key: str, dest: PathLike) -> Path:
+def download_file(
+    bucket: str,
+    key: str,
+    dest: PathLike,
+    *,
+    on_progress: Callable[[int, int | None], object] | None = None,
+) -> Path:
     """Blocking form of :func:`mpr_storage.download_file`."""
-    return _portal.call(_aio.download_file, bucket, key, dest)
+    return _portal.call(_aio.download_file, bucket, key, dest, on_progress=on_progress)
 
 
 def download_to_temp(bucket: str, key: str, *, suffix: str | None = None) -> Path:
@@ -402,10 +410,17 @@ def download_to_temp(bucket: str, key: str, *, suffix: str | None = None) -> Pat
 
 
 def upload_file(
-    src: PathLike, bucket: str, key: str, *, content_type: str | None = None
+    src: PathLike,
+    bucket: str,
+    key: str,
+    *,
+    content_type: str | None = None,
+    on_progress: Callable[[int, int | None], object] | None = None,
 ) -> ObjectInfo:
     """Blocking form of :func:`mpr_storage.upload_file`."""
-    return _portal.call(_aio.upload_file, src, bucket, key, content_type=content_type)
+    return _portal.call(
+        _aio.upload_file, src, bucket, key, content_type=content_type, on_progress=on_progress
+    )
 
 
 def get_presigned_url(
@@ -511,3 +526,13 @@ def prefetch_frames(
         on_progress=on_progress,
         raise_on_error=raise_on_error,
     )
+
+
+def stat_object(bucket: str, key: str) -> ObjectInfo:
+    """Blocking form of :func:`mpr_storage.stat_object`."""
+    return _portal.call(_aio.stat_object, bucket, key)
+
+
+def list_buckets() -> list[str]:
+    """Blocking form of :func:`mpr_storage.list_buckets`."""
+    return _portal.call(_aio.list_buckets)

