@@ -42,9 +42,11 @@ from ._storage import frame_cache_prefix as frame_cache_prefix
 from ._storage import get_presigned_url as get_presigned_url
 from ._storage import get_s3_client as get_s3_client
 from ._storage import iter_objects as iter_objects
+from ._storage import list_buckets as list_buckets
 from ._storage import list_objects as list_objects
 from ._storage import object_exists as object_exists
 from ._storage import prefetch_frames as prefetch_frames
+from ._storage import stat_object as stat_object
 from ._storage import upload_file as upload_file
 from ._storage import upload_frames as upload_frames
 from ._storage import upload_many as upload_many
@@ -84,9 +86,11 @@ __all__ = [
     "get_presigned_url",
     "get_s3_client",
     "iter_objects",
+    "list_buckets",
     "list_objects",
     "object_exists",
     "prefetch_frames",
+    "stat_object",
     "upload_file",
     "upload_frames",
     "upload_many",
