@@ -7,9 +7,10 @@ for obj in list_objects(BUCKET_OUT, "frames/tl-1/", suffixes=".jpg"):
     download_file(BUCKET_OUT, obj.key, "/tmp/frames/" + obj.key.rsplit("/", 1)[-1])
 ```
 
-Also importable as ``core.storage``. Each function has the name, arguments, return value and
-exceptions of its async twin in :mod:`mpr_storage` (documented there) and runs that twin on one
-private event-loop thread per process, a blocking portal as in ``anyio.from_thread``:
+Also importable as ``core.storage``. Each function has the name, arguments, return value,
+exceptions and docstring of its async twin in :mod:`mpr_storage` (derived from it, so they
+can't drift) and runs that twin on one private event-loop thread per process, a blocking portal
+as in ``anyio.from_thread``:
 
 - The thread starts on first use. It is a daemon thread, stopped at interpreter exit once the
   other threads are done; its loop shuts down properly, so the shared client is closed and
