@@ -108,6 +108,7 @@ def test_forms_are_async_or_blocking_as_their_surface_says() -> None:
         assert function.__module__ == "mpr_storage", name
         assert blocking.__module__ == "mpr_storage.sync", name
         assert function.__name__ == blocking.__name__ == name
+        assert function.__qualname__ == blocking.__qualname__ == name
 
 
 def test_help_shows_the_real_signature() -> None:

@@ -67,6 +67,7 @@ def _present(
     target: Any = wrapper  # a function takes these attributes; its static type does not say so
     target.__signature__ = sig
     target.__module__ = module
+    target.__qualname__ = like.__name__  # a function of its module, even when ``like`` is a method
     target.__doc__ = doc
     return wrapper
 
