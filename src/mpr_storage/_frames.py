@@ -31,6 +31,17 @@ def frame_cache_prefix(timeline_id: object) -> str:
 async def frame_cache_exists(
     storage: BaseStorage, timeline_id: object, *, bucket: str | None = None
 ) -> bool:
+    """Whether the timeline has a frame cache (one LIST of at most one key).
+
+    Args:
+        bucket: defaults to ``BUCKET_OUT``.
+
+    Raises:
+        InvalidKeyError: the timeline id is empty or contains ``/``.
+        BucketNotFoundError: the bucket does not exist.
+        AccessDeniedError: the credentials are refused.
+        StorageConnectionError: the endpoint can't be reached, after retries.
+    """
     bucket = bucket or storage.settings.bucket_out
     prefix = frame_cache_prefix(timeline_id)
     transport = await storage.transport()
@@ -51,6 +62,25 @@ async def upload_frames(
     on_progress: ProgressCallback | None = None,
     raise_on_error: bool = True,
 ) -> TransferReport:
+    """Push a timeline's frames (every file under ``src_dir``) to its frame cache.
+
+    The same transfer as :func:`upload_many` with ``prefix=frame_cache_prefix(timeline_id)``
+    (its guarantees and memory bound hold).
+
+    Args:
+        bucket: defaults to ``BUCKET_OUT``.
+        skip_existing: leave frames already uploaded, compared as in :func:`upload_many`.
+        concurrency, on_progress, raise_on_error: as for :func:`upload_many`.
+
+    Returns:
+        The :class:`TransferReport`.
+
+    Raises:
+        InvalidKeyError: the timeline id is empty or contains ``/``.
+        NotADirectoryError: ``src_dir`` is not a directory.
+        TransferError: some frames failed (after every other frame was tried); ``.report``
+            tells which.
+    """
     return await _transfer.upload_many(
         storage,
         src_dir,
@@ -73,6 +103,28 @@ async def prefetch_frames(
     on_progress: ProgressCallback | None = None,
     raise_on_error: bool = True,
 ) -> TransferReport:
+    """Fetch a timeline's whole frame cache into ``dest_dir`` (``frame_000001.jpg`` ...).
+
+    The listing streams into :func:`download_many` with ``skip_existing=True``, so the same
+    guarantees hold: every frame is written atomically, a cancelled prefetch leaves only
+    complete frames, and a second prefetch of an unchanged cache makes no GET at all. Memory
+    stays bounded whatever the number of frames (one listing page, one chunk per worker).
+
+    Args:
+        bucket: defaults to ``BUCKET_OUT``.
+        concurrency, on_progress, raise_on_error: as for :func:`download_many`.
+
+    Returns:
+        The :class:`TransferReport`.
+
+    Raises:
+        ObjectNotFoundError: the timeline has no frame cache.
+        InvalidKeyError: the timeline id is empty or contains ``/``.
+        TransferError: some frames failed (after every other frame was tried); ``.report``
+            tells which.
+        BucketNotFoundError, AccessDeniedError, StorageConnectionError: as for
+            :func:`list_objects`.
+    """
     bucket = bucket or storage.settings.bucket_out
     prefix = frame_cache_prefix(timeline_id)
     report = await _transfer.download_many(

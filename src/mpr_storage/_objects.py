@@ -51,6 +51,22 @@ async def iter_objects(
     *,
     suffixes: str | Iterable[str] | None = None,
 ) -> AsyncIterator[ObjectInfo]:
+    """Iterate over the objects under ``prefix``, page by page, in key order.
+
+    One LIST request per page of up to 1000 objects; only the current page is held in memory.
+    A failed page is retried from its own continuation token, so no object is repeated.
+
+    Args:
+        bucket: the bucket.
+        prefix: only keys starting with this.
+        suffixes: only keys ending with one of these (case-insensitive), e.g. ``(".jpg", ".png")``.
+
+    Raises:
+        BucketNotFoundError: the bucket does not exist.
+        AccessDeniedError: the credentials are refused.
+        InvalidKeyError: the bucket name is empty or contains ``/``.
+        StorageConnectionError: the endpoint can't be reached, after retries.
+    """
     check_bucket(bucket, operation="list_objects")
     wanted = _suffix_filter(suffixes)
     transport = await storage.transport()
@@ -72,10 +88,32 @@ async def list_objects(
     *,
     suffixes: str | Iterable[str] | None = None,
 ) -> list[ObjectInfo]:
+    """All objects under ``prefix`` (every page), in key order.
+
+    The whole listing is held in memory; use :func:`iter_objects` to stream a large one.
+
+    Args:
+        bucket: the bucket.
+        prefix: only keys starting with this.
+        suffixes: only keys ending with one of these (case-insensitive), e.g. ``(".jpg", ".png")``.
+
+    Raises:
+        BucketNotFoundError: the bucket does not exist.
+        AccessDeniedError: the credentials are refused.
+        InvalidKeyError: the bucket name is empty or contains ``/``.
+        StorageConnectionError: the endpoint can't be reached, after retries.
+    """
     return [obj async for obj in iter_objects(storage, bucket, prefix, suffixes=suffixes)]
 
 
 async def object_exists(storage: BaseStorage, bucket: str, key: str) -> bool:
+    """Whether ``key`` exists (one HEAD request; a missing bucket counts as missing).
+
+    Raises:
+        AccessDeniedError: the credentials are refused (not reported as "missing").
+        InvalidKeyError: the key is empty or too long.
+        StorageConnectionError: the endpoint can't be reached, after retries.
+    """
     check_bucket(bucket, operation="object_exists")
     check_key(key, operation="object_exists", bucket=bucket)
     transport = await storage.transport()
@@ -87,6 +125,16 @@ async def object_exists(storage: BaseStorage, bucket: str, key: str) -> bool:
 
 
 async def stat_object(storage: BaseStorage, bucket: str, key: str) -> ObjectInfo:
+    """Describe ``key`` with one HEAD request: size, ETag, last modified, content type and
+    user metadata. Nothing of the body is read.
+
+    Raises:
+        ObjectNotFoundError: the key (or its bucket) does not exist (also a
+            ``FileNotFoundError``).
+        AccessDeniedError: the credentials are refused.
+        InvalidKeyError: the key is empty or too long.
+        StorageConnectionError: the endpoint can't be reached, after retries.
+    """
     check_bucket(bucket, operation="stat_object")
     check_key(key, operation="stat_object", bucket=bucket)
     transport = await storage.transport()
@@ -94,12 +142,39 @@ async def stat_object(storage: BaseStorage, bucket: str, key: str) -> ObjectInfo
 
 
 async def list_buckets(storage: BaseStorage) -> list[str]:
+    """The names of the buckets the credentials can see, sorted.
+
+    Raises:
+        AccessDeniedError: the credentials are refused.
+        StorageConnectionError: the endpoint can't be reached, after retries.
+    """
     transport = await storage.transport()
     return sorted(await transport.list_buckets())
 
 
 async def delete_objects(storage: BaseStorage, bucket: str, keys: Iterable[str]) -> None:
+    """Delete ``keys`` (batched ``DeleteObjects`` of 1000 keys; one by one, concurrently,
+    where the provider lacks it).
+
+    Missing keys are not an error, as in S3. Every key is checked before the first request, so
+    a bad key deletes nothing.
+
+    Args:
+        keys: an iterable of keys (read once, up front); a bare ``str`` is refused.
+
+    Raises:
+        TypeError: ``keys`` is a bare ``str`` (each character would be a key).
+        InvalidKeyError: a key is empty or too long.
+        StorageError: a key could not be deleted (the message names it and the count).
+        AccessDeniedError: the credentials are refused.
+        StorageConnectionError: the endpoint can't be reached, after retries.
+    """
     check_bucket(bucket, operation="delete_objects")
+    if isinstance(keys, str):
+        raise TypeError(
+            f"delete_objects s3://{bucket}: keys must be an iterable of keys, not a str"
+            f" (use [{keys!r}] to delete one key)"
+        )
     batch = [check_key(k, operation="delete_objects", bucket=bucket) for k in keys]
     if not batch:
         return
@@ -137,6 +212,25 @@ async def download_file(
     *,
     on_progress: BytesCallback | None = None,
 ) -> Path:
+    """Download ``key`` to the file ``dest`` (parents created) and return its path.
+
+    Atomic: the body is streamed in chunks of 1 MiB (never held whole in memory) to a temp file
+    beside ``dest`` and renamed into place only when complete; a failed or cancelled download
+    leaves neither a partial nor a temp file, and an existing ``dest`` stays as it was.
+
+    Args:
+        on_progress: ``on_progress(done_bytes, total_bytes)``, a function or a coroutine
+            function, called as bytes arrive (at most every 0.1 s or every MiB) and once at the
+            end; a retried download starts again from 0.
+
+    Raises:
+        ObjectNotFoundError: the key does not exist (also a ``FileNotFoundError``).
+        BucketNotFoundError: the bucket does not exist.
+        AccessDeniedError: the credentials are refused.
+        InvalidKeyError: the key is empty or too long.
+        IsADirectoryError: ``dest`` is a directory.
+        StorageConnectionError: the endpoint can't be reached or the body was cut, after retries.
+    """
     check_bucket(bucket, operation="download_file")
     check_key(key, operation="download_file", bucket=bucket)
     path = Path(dest)
@@ -154,6 +248,17 @@ async def download_file(
 async def download_to_temp(
     storage: BaseStorage, bucket: str, key: str, *, suffix: str | None = None
 ) -> Path:
+    """Download ``key`` to a new temp file and return its path; the caller deletes it.
+
+    The same streaming download as :func:`download_file`; on failure or cancellation no temp
+    file is left behind.
+
+    Args:
+        suffix: the temp file's suffix; defaults to the key's extension (``.mp4``).
+
+    Raises:
+        The errors of :func:`download_file`.
+    """
     check_key(key, operation="download_to_temp", bucket=bucket)
     if suffix is None:
         suffix = "".join(PurePosixPath(key).suffixes[-1:])
@@ -181,6 +286,26 @@ async def upload_file(
     content_type: str | None = None,
     on_progress: BytesCallback | None = None,
 ) -> ObjectInfo:
+    """Upload the file ``src`` to ``key`` (boto3's argument order) and describe the object.
+
+    A file under ``S3_MULTIPART_THRESHOLD`` bytes goes up in one streamed PUT whose Content-MD5
+    the server checks; a larger one in parts of ``S3_MULTIPART_CHUNKSIZE`` bytes, at most four
+    in memory at once. A failed or cancelled multipart upload is aborted, so no half-written
+    object remains; an existing object is replaced only when the upload completes.
+
+    Args:
+        content_type: defaults to a guess from the key's extension.
+        on_progress: ``on_progress(done_bytes, total_bytes)`` as for :func:`download_file`; a
+            multipart upload reports each part as it is sent, a single PUT as it streams.
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist.
+        IsADirectoryError: ``src`` is a directory.
+        BucketNotFoundError: the bucket does not exist (where the provider does not create it).
+        AccessDeniedError: the credentials are refused.
+        InvalidKeyError: the key is empty or too long.
+        StorageConnectionError: the endpoint can't be reached, after retries.
+    """
     check_bucket(bucket, operation="upload_file")
     check_key(key, operation="upload_file", bucket=bucket)
     path = Path(src)

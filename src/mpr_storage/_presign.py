@@ -22,6 +22,20 @@ async def get_presigned_url(
     expires_in: int = 3600,
     method: Literal["GET", "PUT"] = "GET",
 ) -> str:
+    """A SigV4 presigned URL for ``GET`` or ``PUT`` of ``key``, computed offline.
+
+    No request is sent: the URL is signed locally, for ``S3_PUBLIC_ENDPOINT_URL`` when set (the
+    host browsers reach), otherwise for ``S3_ENDPOINT_URL``. Whether the key exists is not
+    checked.
+
+    Args:
+        expires_in: seconds the URL stays valid, 1 s to 7 days.
+        method: ``"GET"`` to read the object, ``"PUT"`` to write it.
+
+    Raises:
+        ValueError: ``method`` is not GET/PUT or ``expires_in`` is outside 1 s .. 7 days.
+        InvalidKeyError: the key is empty or too long.
+    """
     check_bucket(bucket, operation="get_presigned_url")
     check_key(key, operation="get_presigned_url", bucket=bucket)
     client_method = _METHODS.get(str(method).upper())

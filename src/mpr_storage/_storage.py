@@ -1,18 +1,18 @@
-"""The public async API: `Storage` methods, and module-level functions on a per-loop default."""
+"""The public async API: `Storage` methods, and module-level functions on a per-loop default.
+
+Each call is written once, on its implementation (first parameter: the storage); `Storage` binds
+the implementations as methods and :mod:`._surface` derives the module-level functions.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
-from pathlib import Path
-from typing import Literal
 
-from . import _frames, _objects, _presign, _transfer
+from . import _frames, _objects, _presign, _surface, _transfer
 from ._client import BaseStorage, S3Client
-from ._models import BytesCallback, ObjectInfo
-from ._transfer import KeySource, ProgressCallback, TransferReport
+from ._objects import ObjectInfo
 
 __all__ = [
     "Storage",
@@ -20,9 +20,9 @@ __all__ = [
     "delete_objects",
     "download_file",
     "download_many",
+    "download_to_temp",
     "frame_cache_exists",
     "frame_cache_prefix",
-    "download_to_temp",
     "get_presigned_url",
     "get_s3_client",
     "iter_objects",
@@ -38,9 +38,6 @@ __all__ = [
 
 frame_cache_prefix = _frames.frame_cache_prefix
 
-PathLike = str | os.PathLike[str]
-Suffixes = str | Iterable[str] | None
-
 
 class Storage(BaseStorage):
     """An S3 store with an explicit lifecycle.
@@ -51,175 +48,38 @@ class Storage(BaseStorage):
         await s.download_file(s.settings.bucket_out, frames[0].key, "/tmp/f0.jpg")
     ```
 
-    The methods are the module-level functions of :mod:`mpr_storage` (documented there), run on
-    this storage's client instead of the per-loop default. A storage belongs to the event loop
-    it is first used on; after ``aclose()`` it can't be reused.
+    The methods are the module-level functions of :mod:`mpr_storage`, run on this storage's
+    client instead of the per-loop default. A storage belongs to the event loop it is first used
+    on; after ``aclose()`` it can't be reused.
     """
 
     async def get_s3_client(self) -> S3Client:
-        """See :func:`mpr_storage.get_s3_client`."""
+        """The storage's aioboto3 S3 client (for calls this library does not wrap).
+
+        It is owned by the library: use it, don't close it. Its connection pool is sized to
+        ``S3_MAX_CONCURRENCY`` and it is configured for the provider (path style, checksums).
+
+        Raises:
+            ConfigError: the settings are invalid (the message names the variable).
+        """
         return await self.client()
 
-    def iter_objects(
-        self, bucket: str, prefix: str = "", *, suffixes: Suffixes = None
-    ) -> AsyncIterator[ObjectInfo]:
-        """See :func:`mpr_storage.iter_objects`."""
-        return _objects.iter_objects(self, bucket, prefix, suffixes=suffixes)
-
-    async def list_objects(
-        self, bucket: str, prefix: str = "", *, suffixes: Suffixes = None
-    ) -> list[ObjectInfo]:
-        """See :func:`mpr_storage.list_objects`."""
-        return await _objects.list_objects(self, bucket, prefix, suffixes=suffixes)
-
-    async def object_exists(self, bucket: str, key: str) -> bool:
-        """See :func:`mpr_storage.object_exists`."""
-        return await _objects.object_exists(self, bucket, key)
-
-    async def delete_objects(self, bucket: str, keys: Iterable[str]) -> None:
-        """See :func:`mpr_storage.delete_objects`."""
-        await _objects.delete_objects(self, bucket, keys)
-
-    async def download_file(
-        self, bucket: str, key: str, dest: PathLike, *, on_progress: BytesCallback | None = None
-    ) -> Path:
-        """See :func:`mpr_storage.download_file`."""
-        return await _objects.download_file(self, bucket, key, dest, on_progress=on_progress)
-
-    async def download_to_temp(self, bucket: str, key: str, *, suffix: str | None = None) -> Path:
-        """See :func:`mpr_storage.download_to_temp`."""
-        return await _objects.download_to_temp(self, bucket, key, suffix=suffix)
-
-    async def upload_file(
-        self,
-        src: PathLike,
-        bucket: str,
-        key: str,
-        *,
-        content_type: str | None = None,
-        on_progress: BytesCallback | None = None,
-    ) -> ObjectInfo:
-        """See :func:`mpr_storage.upload_file`."""
-        return await _objects.upload_file(
-            self, src, bucket, key, content_type=content_type, on_progress=on_progress
-        )
-
-    async def get_presigned_url(
-        self,
-        bucket: str,
-        key: str,
-        *,
-        expires_in: int = 3600,
-        method: Literal["GET", "PUT"] = "GET",
-    ) -> str:
-        """See :func:`mpr_storage.get_presigned_url`."""
-        return await _presign.get_presigned_url(
-            self, bucket, key, expires_in=expires_in, method=method
-        )
-
-    async def download_many(
-        self,
-        bucket: str,
-        keys: KeySource,
-        dest_dir: PathLike,
-        *,
-        prefix: str = "",
-        concurrency: int | None = None,
-        skip_existing: bool = True,
-        on_progress: ProgressCallback | None = None,
-        raise_on_error: bool = True,
-    ) -> TransferReport:
-        """See :func:`mpr_storage.download_many`."""
-        return await _transfer.download_many(
-            self,
-            bucket,
-            keys,
-            dest_dir,
-            prefix=prefix,
-            concurrency=concurrency,
-            skip_existing=skip_existing,
-            on_progress=on_progress,
-            raise_on_error=raise_on_error,
-        )
-
-    async def upload_many(
-        self,
-        src_dir: PathLike,
-        bucket: str,
-        prefix: str,
-        *,
-        concurrency: int | None = None,
-        skip_existing: bool = False,
-        on_progress: ProgressCallback | None = None,
-        raise_on_error: bool = True,
-    ) -> TransferReport:
-        """See :func:`mpr_storage.upload_many`."""
-        return await _transfer.upload_many(
-            self,
-            src_dir,
-            bucket,
-            prefix,
-            concurrency=concurrency,
-            skip_existing=skip_existing,
-            on_progress=on_progress,
-            raise_on_error=raise_on_error,
-        )
-
-    async def frame_cache_exists(self, timeline_id: object, *, bucket: str | None = None) -> bool:
-        """See :func:`mpr_storage.frame_cache_exists`."""
-        return await _frames.frame_cache_exists(self, timeline_id, bucket=bucket)
-
-    async def upload_frames(
-        self,
-        timeline_id: object,
-        src_dir: PathLike,
-        *,
-        bucket: str | None = None,
-        concurrency: int | None = None,
-        skip_existing: bool = False,
-        on_progress: ProgressCallback | None = None,
-        raise_on_error: bool = True,
-    ) -> TransferReport:
-        """See :func:`mpr_storage.upload_frames`."""
-        return await _frames.upload_frames(
-            self,
-            timeline_id,
-            src_dir,
-            bucket=bucket,
-            concurrency=concurrency,
-            skip_existing=skip_existing,
-            on_progress=on_progress,
-            raise_on_error=raise_on_error,
-        )
-
-    async def prefetch_frames(
-        self,
-        timeline_id: object,
-        dest_dir: PathLike,
-        *,
-        bucket: str | None = None,
-        concurrency: int | None = None,
-        on_progress: ProgressCallback | None = None,
-        raise_on_error: bool = True,
-    ) -> TransferReport:
-        """See :func:`mpr_storage.prefetch_frames`."""
-        return await _frames.prefetch_frames(
-            self,
-            timeline_id,
-            dest_dir,
-            bucket=bucket,
-            concurrency=concurrency,
-            on_progress=on_progress,
-            raise_on_error=raise_on_error,
-        )
-
-    async def stat_object(self, bucket: str, key: str) -> ObjectInfo:
-        """See :func:`mpr_storage.stat_object`."""
-        return await _objects.stat_object(self, bucket, key)
-
-    async def list_buckets(self) -> list[str]:
-        """See :func:`mpr_storage.list_buckets`."""
-        return await _objects.list_buckets(self)
+    # The implementations, bound as methods: their first parameter is the storage.
+    iter_objects = _objects.iter_objects
+    list_objects = _objects.list_objects
+    object_exists = _objects.object_exists
+    stat_object = _objects.stat_object
+    list_buckets = _objects.list_buckets
+    delete_objects = _objects.delete_objects
+    download_file = _objects.download_file
+    download_to_temp = _objects.download_to_temp
+    upload_file = _objects.upload_file
+    get_presigned_url = _presign.get_presigned_url
+    download_many = _transfer.download_many
+    upload_many = _transfer.upload_many
+    frame_cache_exists = _frames.frame_cache_exists
+    upload_frames = _frames.upload_frames
+    prefetch_frames = _frames.prefetch_frames
 
 
 # --- the per-loop default --------------------------------------------------------------------
@@ -259,316 +119,33 @@ async def default_storage() -> Storage:
     return storage
 
 
-async def get_s3_client() -> S3Client:
-    """The shared aioboto3 S3 client of the running event loop.
+# --- the module-level functions: each implementation, on the running loop's default ----------
 
-    It is owned by the library: use it, don't close it. Its connection pool is sized to
-    ``S3_MAX_CONCURRENCY`` and it is configured for the provider (path style, checksums).
-    """
-    return await (await default_storage()).client()
+get_s3_client = _surface.on_default(Storage.get_s3_client, default_storage)
+list_objects = _surface.on_default(_objects.list_objects, default_storage)
+object_exists = _surface.on_default(_objects.object_exists, default_storage)
+stat_object = _surface.on_default(_objects.stat_object, default_storage)
+list_buckets = _surface.on_default(_objects.list_buckets, default_storage)
+delete_objects = _surface.on_default(_objects.delete_objects, default_storage)
+download_file = _surface.on_default(_objects.download_file, default_storage)
+download_to_temp = _surface.on_default(_objects.download_to_temp, default_storage)
+upload_file = _surface.on_default(_objects.upload_file, default_storage)
+get_presigned_url = _surface.on_default(_presign.get_presigned_url, default_storage)
+download_many = _surface.on_default(_transfer.download_many, default_storage)
+upload_many = _surface.on_default(_transfer.upload_many, default_storage)
+frame_cache_exists = _surface.on_default(_frames.frame_cache_exists, default_storage)
+upload_frames = _surface.on_default(_frames.upload_frames, default_storage)
+prefetch_frames = _surface.on_default(_frames.prefetch_frames, default_storage)
 
 
+@_surface.documented(_objects.iter_objects)
 def iter_objects(
-    bucket: str, prefix: str = "", *, suffixes: Suffixes = None
+    bucket: str, prefix: str = "", *, suffixes: str | Iterable[str] | None = None
 ) -> AsyncIterator[ObjectInfo]:
-    """Iterate over the objects under ``prefix``, page by page, in key order.
-
-    Args:
-        bucket: the bucket.
-        prefix: only keys starting with this.
-        suffixes: only keys ending with one of these (case-insensitive), e.g. ``(".jpg", ".png")``.
-
-    Raises:
-        BucketNotFoundError: the bucket does not exist.
-        AccessDeniedError: the credentials are refused.
-        StorageConnectionError: the endpoint can't be reached.
-    """
-
+    # Not a coroutine function: the iterator is returned at once, the storage found on first use.
     async def run() -> AsyncIterator[ObjectInfo]:
         storage = await default_storage()
         async for obj in storage.iter_objects(bucket, prefix, suffixes=suffixes):
             yield obj
 
     return run()
-
-
-async def list_objects(
-    bucket: str, prefix: str = "", *, suffixes: Suffixes = None
-) -> list[ObjectInfo]:
-    """All objects under ``prefix`` (every page), in key order.
-
-    Same arguments and errors as :func:`iter_objects`.
-    """
-    return await (await default_storage()).list_objects(bucket, prefix, suffixes=suffixes)
-
-
-async def object_exists(bucket: str, key: str) -> bool:
-    """Whether ``key`` exists (one HEAD request).
-
-    Raises:
-        AccessDeniedError: the credentials are refused (not reported as "missing").
-        InvalidKeyError: the key is empty or too long.
-    """
-    return await (await default_storage()).object_exists(bucket, key)
-
-
-async def delete_objects(bucket: str, keys: Iterable[str]) -> None:
-    """Delete ``keys`` (batched ``DeleteObjects``; one by one where the provider lacks it).
-
-    Missing keys are not an error, as in S3.
-
-    Raises:
-        StorageError: a key could not be deleted (the message names it).
-    """
-    await (await default_storage()).delete_objects(bucket, keys)
-
-
-async def download_file(
-    bucket: str, key: str, dest: PathLike, *, on_progress: BytesCallback | None = None
-) -> Path:
-    """Download ``key`` to the file ``dest`` (parents created) and return its path.
-
-    The body is streamed in chunks to a temp file beside ``dest`` and renamed into place only
-    when complete; a failed or cancelled download leaves neither a partial nor a temp file.
-
-    Args:
-        on_progress: ``on_progress(done_bytes, total_bytes)``, a function or a coroutine
-            function, called as bytes arrive (at most every 0.1 s or every MiB) and once at
-            the end; a retried download starts again from 0.
-
-    Raises:
-        ObjectNotFoundError: the key does not exist (also a ``FileNotFoundError``).
-        BucketNotFoundError: the bucket does not exist.
-        AccessDeniedError: the credentials are refused.
-        StorageConnectionError: the endpoint can't be reached or the body was cut, after retries.
-    """
-    return await (await default_storage()).download_file(bucket, key, dest, on_progress=on_progress)
-
-
-async def download_to_temp(bucket: str, key: str, *, suffix: str | None = None) -> Path:
-    """Download ``key`` to a new temp file and return its path; the caller deletes it.
-
-    Args:
-        suffix: the temp file's suffix; defaults to the key's extension (``.mp4``).
-
-    Raises:
-        The errors of :func:`download_file`; on failure no temp file is left behind.
-    """
-    return await (await default_storage()).download_to_temp(bucket, key, suffix=suffix)
-
-
-async def upload_file(
-    src: PathLike,
-    bucket: str,
-    key: str,
-    *,
-    content_type: str | None = None,
-    on_progress: BytesCallback | None = None,
-) -> ObjectInfo:
-    """Upload the file ``src`` to ``key`` (boto3's argument order) and describe the object.
-
-    Files of ``S3_MULTIPART_THRESHOLD`` bytes or more go up in parts; a failed or cancelled
-    multipart upload is aborted, so no half-written object remains.
-
-    Args:
-        content_type: defaults to a guess from the key's extension.
-        on_progress: ``on_progress(done_bytes, total_bytes)``, as for :func:`download_file`;
-            a multipart upload reports each part as it is sent, a single PUT at its end.
-
-    Raises:
-        FileNotFoundError: ``src`` does not exist.
-        AccessDeniedError: the credentials are refused.
-        StorageConnectionError: the endpoint can't be reached, after retries.
-    """
-    return await (await default_storage()).upload_file(
-        src, bucket, key, content_type=content_type, on_progress=on_progress
-    )
-
-
-async def get_presigned_url(
-    bucket: str,
-    key: str,
-    *,
-    expires_in: int = 3600,
-    method: Literal["GET", "PUT"] = "GET",
-) -> str:
-    """A SigV4 presigned URL for ``GET`` or ``PUT`` of ``key``, computed offline.
-
-    It is signed for ``S3_PUBLIC_ENDPOINT_URL`` when set (the host browsers reach), otherwise
-    for ``S3_ENDPOINT_URL``.
-
-    Raises:
-        ValueError: ``method`` is not GET/PUT or ``expires_in`` is outside 1 s .. 7 days.
-        InvalidKeyError: the key is empty or too long.
-    """
-    return await (await default_storage()).get_presigned_url(
-        bucket, key, expires_in=expires_in, method=method
-    )
-
-
-async def download_many(
-    bucket: str,
-    keys: KeySource,
-    dest_dir: PathLike,
-    *,
-    prefix: str = "",
-    concurrency: int | None = None,
-    skip_existing: bool = True,
-    on_progress: ProgressCallback | None = None,
-    raise_on_error: bool = True,
-) -> TransferReport:
-    """Download many keys concurrently into ``dest_dir``; key ``k`` goes to
-    ``dest_dir / k.removeprefix(prefix)``.
-
-    One GET per object and no HEAD; keys stream from ``keys`` (an iterable or async iterable of
-    keys or :class:`ObjectInfo`, e.g. :func:`iter_objects`) into ``concurrency`` workers
-    (default ``S3_MAX_CONCURRENCY``). Every file is written to a temp file and renamed into
-    place when complete, so cancelling leaves only complete files. Transient failures are
-    retried with backoff, and throttling lowers the concurrency.
-
-    Args:
-        skip_existing: keep a local file with the same size (and, where known, ETag); a sidecar
-            manifest makes a second pass over unchanged files cost no GET at all.
-        on_progress: ``on_progress(done_objects, total_objects, done_bytes)``, a function or
-            a coroutine function, called at most every 0.1 s and once at the end with the
-            totals. ``total_objects`` is ``None`` while ``keys`` is still being read (a
-            listing streams in), then the final count, which never changes once known.
-        raise_on_error: when False, return the report instead of raising ``TransferError``.
-
-    Returns:
-        The :class:`TransferReport` (``done``, ``skipped``, ``failed``, ``bytes``, ``seconds``).
-
-    Raises:
-        TransferError: some keys failed (after every other key was tried); ``.report`` tells.
-        InvalidKeyError: reported per key (in ``failed``) for keys that would leave ``dest_dir``.
-        StorageConnectionError, ThrottledError: the endpoint stayed unreachable or throttled.
-    """
-    return await (await default_storage()).download_many(
-        bucket,
-        keys,
-        dest_dir,
-        prefix=prefix,
-        concurrency=concurrency,
-        skip_existing=skip_existing,
-        on_progress=on_progress,
-        raise_on_error=raise_on_error,
-    )
-
-
-async def upload_many(
-    src_dir: PathLike,
-    bucket: str,
-    prefix: str,
-    *,
-    concurrency: int | None = None,
-    skip_existing: bool = False,
-    on_progress: ProgressCallback | None = None,
-    raise_on_error: bool = True,
-) -> TransferReport:
-    """Upload every file under ``src_dir`` to ``prefix + relative/path`` concurrently.
-
-    Small files go up with one signed PUT each (Content-MD5 checked by the server); files of
-    ``S3_MULTIPART_THRESHOLD`` bytes or more use multipart, aborted on failure.
-
-    Args:
-        skip_existing: leave objects that already have the same size and MD5 ETag.
-        on_progress, raise_on_error, concurrency: as for :func:`download_many`.
-
-    Raises:
-        TransferError: some files failed; ``.report`` tells which.
-        NotADirectoryError: ``src_dir`` is not a directory.
-    """
-    return await (await default_storage()).upload_many(
-        src_dir,
-        bucket,
-        prefix,
-        concurrency=concurrency,
-        skip_existing=skip_existing,
-        on_progress=on_progress,
-        raise_on_error=raise_on_error,
-    )
-
-
-async def frame_cache_exists(timeline_id: object, *, bucket: str | None = None) -> bool:
-    """Whether the timeline has a frame cache (one LIST of at most one key).
-
-    Args:
-        bucket: defaults to ``BUCKET_OUT``.
-    """
-    return await (await default_storage()).frame_cache_exists(timeline_id, bucket=bucket)
-
-
-async def upload_frames(
-    timeline_id: object,
-    src_dir: PathLike,
-    *,
-    bucket: str | None = None,
-    concurrency: int | None = None,
-    skip_existing: bool = False,
-    on_progress: ProgressCallback | None = None,
-    raise_on_error: bool = True,
-) -> TransferReport:
-    """Push a timeline's frames (every file under ``src_dir``) to its frame cache.
-
-    Same behaviour as :func:`upload_many` with ``prefix=frame_cache_prefix(timeline_id)``;
-    ``bucket`` defaults to ``BUCKET_OUT``.
-    """
-    return await (await default_storage()).upload_frames(
-        timeline_id,
-        src_dir,
-        bucket=bucket,
-        concurrency=concurrency,
-        skip_existing=skip_existing,
-        on_progress=on_progress,
-        raise_on_error=raise_on_error,
-    )
-
-
-async def prefetch_frames(
-    timeline_id: object,
-    dest_dir: PathLike,
-    *,
-    bucket: str | None = None,
-    concurrency: int | None = None,
-    on_progress: ProgressCallback | None = None,
-    raise_on_error: bool = True,
-) -> TransferReport:
-    """Fetch a timeline's whole frame cache into ``dest_dir`` (``frame_000001.jpg`` ...).
-
-    The listing streams into :func:`download_many` with ``skip_existing=True``: a second
-    prefetch of an unchanged cache makes no GET at all.
-
-    Raises:
-        ObjectNotFoundError: the timeline has no frame cache.
-        TransferError: some frames failed; ``.report`` tells which.
-    """
-    return await (await default_storage()).prefetch_frames(
-        timeline_id,
-        dest_dir,
-        bucket=bucket,
-        concurrency=concurrency,
-        on_progress=on_progress,
-        raise_on_error=raise_on_error,
-    )
-
-
-async def stat_object(bucket: str, key: str) -> ObjectInfo:
-    """Describe ``key`` with one HEAD request: size, ETag, last modified, content type and
-    user metadata (``x-amz-meta-*``, without the prefix).
-
-    Raises:
-        ObjectNotFoundError: the key does not exist (also a ``FileNotFoundError``).
-        AccessDeniedError: the credentials are refused.
-        InvalidKeyError: the key is empty or too long.
-    """
-    return await (await default_storage()).stat_object(bucket, key)
-
-
-async def list_buckets() -> list[str]:
-    """The names of the buckets the credentials can see, in the server's order.
-
-    Raises:
-        AccessDeniedError: the credentials are refused.
-        StorageConnectionError: the endpoint can't be reached.
-    """
-    return await (await default_storage()).list_buckets()

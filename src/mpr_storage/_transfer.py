@@ -381,6 +381,37 @@ async def download_many(
     on_progress: ProgressCallback | None = None,
     raise_on_error: bool = True,
 ) -> TransferReport:
+    """Download many keys concurrently into ``dest_dir``; key ``k`` goes to
+    ``dest_dir / k.removeprefix(prefix)``.
+
+    One GET per object and no HEAD; keys stream from ``keys`` (an iterable or async iterable of
+    keys or :class:`ObjectInfo`, e.g. :func:`iter_objects`) into ``concurrency`` workers
+    (default ``S3_MAX_CONCURRENCY``). Every file is written to a temp file and renamed into
+    place when complete, so cancelling leaves only complete files. Transient failures are
+    retried with backoff, and throttling lowers the concurrency. Memory stays bounded: keys are
+    planned in batches of 256 and each worker streams its body in chunks of 1 MiB.
+
+    Args:
+        prefix: removed from each key to make its path under ``dest_dir``.
+        skip_existing: keep a local file that is still what was written: its size and mtime
+            match the sidecar manifest (``.mpr-manifest.json``) and, where the listing gives
+            it, the remote ETag is the one recorded (or, for a file we did not write, its size
+            and MD5 match an MD5 ETag). A second pass over unchanged files costs no GET at all.
+        on_progress: ``on_progress(done_objects, total_objects, done_bytes)``, a function or a
+            coroutine function, called at most every 0.1 s and once at the end with the totals;
+            ``total_objects`` is ``None`` while ``keys`` is still being read (a listing), then
+            the final count, which never changes once known.
+        raise_on_error: when False, return the report instead of raising ``TransferError``.
+
+    Returns:
+        The :class:`TransferReport` (``done``, ``skipped``, ``failed``, ``bytes``, ``seconds``).
+
+    Raises:
+        TransferError: some keys failed (after every other key was tried); ``.report`` tells.
+        InvalidKeyError: reported per key (in ``failed``) for keys that would leave ``dest_dir``.
+        ValueError: ``concurrency`` is not a positive integer.
+        StorageConnectionError, ThrottledError: the endpoint stayed unreachable or throttled.
+    """
     check_bucket(bucket, operation="download_many")
     settings = storage.settings
     concurrency = _check_concurrency(
@@ -461,6 +492,30 @@ async def upload_many(
     on_progress: ProgressCallback | None = None,
     raise_on_error: bool = True,
 ) -> TransferReport:
+    """Upload every file under ``src_dir`` to ``prefix + relative/path`` concurrently.
+
+    Small files go up with one streamed PUT each (Content-MD5 checked by the server); files of
+    ``S3_MULTIPART_THRESHOLD`` bytes or more use multipart, aborted on failure or cancellation,
+    so no half-written object remains. The download manifest and temp files are never uploaded.
+    The file list (and, with ``skip_existing``, the listing of ``prefix``) is held in memory;
+    a small file's body is streamed, a multipart one holds at most four parts per worker.
+
+    Args:
+        skip_existing: leave objects that already have the same size and the local file's MD5
+            as ETag (one listing of ``prefix``, then an MD5 of each local file of the same
+            size); a multipart object, whose ETag is no MD5, is compared by size only.
+        on_progress, raise_on_error, concurrency: as for :func:`download_many`.
+
+    Returns:
+        The :class:`TransferReport`.
+
+    Raises:
+        TransferError: some files failed (after every other file was tried); ``.report`` tells
+            which.
+        NotADirectoryError: ``src_dir`` is not a directory.
+        ValueError: ``concurrency`` is not a positive integer.
+        StorageConnectionError, ThrottledError: the endpoint stayed unreachable or throttled.
+    """
     check_bucket(bucket, operation="upload_many")
     settings = storage.settings
     concurrency = _check_concurrency(

@@ -7,9 +7,10 @@ for obj in list_objects(BUCKET_OUT, "frames/tl-1/", suffixes=".jpg"):
     download_file(BUCKET_OUT, obj.key, "/tmp/frames/" + obj.key.rsplit("/", 1)[-1])
 ```
 
-Also importable as ``core.storage``. Each function has the name, arguments, return value and
-exceptions of its async twin in :mod:`mpr_storage` (documented there) and runs that twin on one
-private event-loop thread per process, a blocking portal as in ``anyio.from_thread``:
+Also importable as ``core.storage``. Each function has the name, arguments, return value,
+exceptions and docstring of its async twin in :mod:`mpr_storage` (derived from it, so they
+can't drift) and runs that twin on one private event-loop thread per process, a blocking portal
+as in ``anyio.from_thread``:
 
 - The thread starts on first use. It is a daemon thread, stopped at interpreter exit once the
   other threads are done; its loop shuts down properly, so the shared client is closed and
@@ -39,8 +40,7 @@ import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import mpr_storage as _aio
 from mpr_storage import (
@@ -60,6 +60,7 @@ from mpr_storage import (
     ThrottledError,
     TransferError,
     TransferReport,
+    _surface,
     frame_cache_prefix,
 )
 
@@ -106,8 +107,6 @@ __all__ = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
-PathLike = str | os.PathLike[str]
-Suffixes = str | Iterable[str] | None
 
 _ITER_BATCH = 1000  # objects per round trip of iter_objects: one S3 listing page
 _STOP_TIMEOUT = 10.0  # seconds the exit waits for the loop's cleanup (it's a daemon thread)
@@ -368,72 +367,44 @@ def get_s3_client() -> S3Client:
     return client
 
 
-# --- the blocking API --------------------------------------------------------------------------
+# --- the blocking API: each async function of mpr_storage, run on the loop thread -------------
+
+list_objects = _surface.blocking(_aio.list_objects, _portal)
+object_exists = _surface.blocking(_aio.object_exists, _portal)
+stat_object = _surface.blocking(_aio.stat_object, _portal)
+list_buckets = _surface.blocking(_aio.list_buckets, _portal)
+download_file = _surface.blocking(_aio.download_file, _portal)
+download_to_temp = _surface.blocking(_aio.download_to_temp, _portal)
+upload_file = _surface.blocking(_aio.upload_file, _portal)
+get_presigned_url = _surface.blocking(_aio.get_presigned_url, _portal)
+upload_many = _surface.blocking(_aio.upload_many, _portal)
+frame_cache_exists = _surface.blocking(_aio.frame_cache_exists, _portal)
+upload_frames = _surface.blocking(_aio.upload_frames, _portal)
+prefetch_frames = _surface.blocking(_aio.prefetch_frames, _portal)
 
 
-def list_objects(bucket: str, prefix: str = "", *, suffixes: Suffixes = None) -> list[ObjectInfo]:
-    """Blocking form of :func:`mpr_storage.list_objects`."""
-    return _portal.call(_aio.list_objects, bucket, prefix, suffixes=suffixes)
+# Hand-written where the shape differs: an iterator, and iterables read on the calling thread.
 
 
+@_surface.documented(_aio.iter_objects, sync=True)
 def iter_objects(
-    bucket: str, prefix: str = "", *, suffixes: Suffixes = None
+    bucket: str, prefix: str = "", *, suffixes: str | Iterable[str] | None = None
 ) -> Generator[ObjectInfo, None, None]:
-    """Blocking form of :func:`mpr_storage.iter_objects`."""
     return _portal.iterate(_aio.iter_objects, bucket, prefix, suffixes=suffixes)
 
 
-def object_exists(bucket: str, key: str) -> bool:
-    """Blocking form of :func:`mpr_storage.object_exists`."""
-    return _portal.call(_aio.object_exists, bucket, key)
-
-
+@_surface.documented(_aio.delete_objects, sync=True)
 def delete_objects(bucket: str, keys: Iterable[str]) -> None:
-    """Blocking form of :func:`mpr_storage.delete_objects`."""
-    _portal.call(_aio.delete_objects, bucket, list(keys))
+    # ``keys`` is read here (a lazy iterable must not block the loop thread); a bare str is
+    # passed on as it is, to be refused.
+    _portal.call(_aio.delete_objects, bucket, keys if isinstance(keys, str) else list(keys))
 
 
-def download_file(
-    bucket: str,
-    key: str,
-    dest: PathLike,
-    *,
-    on_progress: Callable[[int, int | None], object] | None = None,
-) -> Path:
-    """Blocking form of :func:`mpr_storage.download_file`."""
-    return _portal.call(_aio.download_file, bucket, key, dest, on_progress=on_progress)
-
-
-def download_to_temp(bucket: str, key: str, *, suffix: str | None = None) -> Path:
-    """Blocking form of :func:`mpr_storage.download_to_temp`."""
-    return _portal.call(_aio.download_to_temp, bucket, key, suffix=suffix)
-
-
-def upload_file(
-    src: PathLike,
-    bucket: str,
-    key: str,
-    *,
-    content_type: str | None = None,
-    on_progress: Callable[[int, int | None], object] | None = None,
-) -> ObjectInfo:
-    """Blocking form of :func:`mpr_storage.upload_file`."""
-    return _portal.call(
-        _aio.upload_file, src, bucket, key, content_type=content_type, on_progress=on_progress
-    )
-
-
-def get_presigned_url(
-    bucket: str, key: str, *, expires_in: int = 3600, method: Literal["GET", "PUT"] = "GET"
-) -> str:
-    """Blocking form of :func:`mpr_storage.get_presigned_url`."""
-    return _portal.call(_aio.get_presigned_url, bucket, key, expires_in=expires_in, method=method)
-
-
+@_surface.documented(_aio.download_many, sync=True)
 def download_many(
     bucket: str,
     keys: Iterable[str | ObjectInfo],
-    dest_dir: PathLike,
+    dest_dir: str | os.PathLike[str],
     *,
     prefix: str = "",
     concurrency: int | None = None,
@@ -441,7 +412,6 @@ def download_many(
     on_progress: ProgressCallback | None = None,
     raise_on_error: bool = True,
 ) -> TransferReport:
-    """Blocking form of :func:`mpr_storage.download_many`."""
     # ``keys`` is read here: a lazy iterable (iter_objects) must not block the loop thread.
     return _portal.call(
         _aio.download_many,
@@ -454,85 +424,3 @@ def download_many(
         on_progress=on_progress,
         raise_on_error=raise_on_error,
     )
-
-
-def upload_many(
-    src_dir: PathLike,
-    bucket: str,
-    prefix: str,
-    *,
-    concurrency: int | None = None,
-    skip_existing: bool = False,
-    on_progress: ProgressCallback | None = None,
-    raise_on_error: bool = True,
-) -> TransferReport:
-    """Blocking form of :func:`mpr_storage.upload_many`."""
-    return _portal.call(
-        _aio.upload_many,
-        src_dir,
-        bucket,
-        prefix,
-        concurrency=concurrency,
-        skip_existing=skip_existing,
-        on_progress=on_progress,
-        raise_on_error=raise_on_error,
-    )
-
-
-def frame_cache_exists(timeline_id: object, *, bucket: str | None = None) -> bool:
-    """Blocking form of :func:`mpr_storage.frame_cache_exists`."""
-    return _portal.call(_aio.frame_cache_exists, timeline_id, bucket=bucket)
-
-
-def upload_frames(
-    timeline_id: object,
-    src_dir: PathLike,
-    *,
-    bucket: str | None = None,
-    concurrency: int | None = None,
-    skip_existing: bool = False,
-    on_progress: ProgressCallback | None = None,
-    raise_on_error: bool = True,
-) -> TransferReport:
-    """Blocking form of :func:`mpr_storage.upload_frames`."""
-    return _portal.call(
-        _aio.upload_frames,
-        timeline_id,
-        src_dir,
-        bucket=bucket,
-        concurrency=concurrency,
-        skip_existing=skip_existing,
-        on_progress=on_progress,
-        raise_on_error=raise_on_error,
-    )
-
-
-def prefetch_frames(
-    timeline_id: object,
-    dest_dir: PathLike,
-    *,
-    bucket: str | None = None,
-    concurrency: int | None = None,
-    on_progress: ProgressCallback | None = None,
-    raise_on_error: bool = True,
-) -> TransferReport:
-    """Blocking form of :func:`mpr_storage.prefetch_frames`."""
-    return _portal.call(
-        _aio.prefetch_frames,
-        timeline_id,
-        dest_dir,
-        bucket=bucket,
-        concurrency=concurrency,
-        on_progress=on_progress,
-        raise_on_error=raise_on_error,
-    )
-
-
-def stat_object(bucket: str, key: str) -> ObjectInfo:
-    """Blocking form of :func:`mpr_storage.stat_object`."""
-    return _portal.call(_aio.stat_object, bucket, key)
-
-
-def list_buckets() -> list[str]:
-    """Blocking form of :func:`mpr_storage.list_buckets`."""
-    return _portal.call(_aio.list_buckets)
