@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit
@@ -186,11 +186,20 @@ class FastS3:
                 return
 
     @asynccontextmanager
-    async def get(self, bucket: str, key: str, *, operation: str) -> AsyncIterator[Any]:
-        """GET ``key``; yields the aiohttp response (status 200) for the caller to read."""
-        url, headers = self._request("GET", bucket, key, "", UNSIGNED_PAYLOAD)
+    async def get(
+        self, bucket: str, key: str, *, operation: str, if_none_match: str | None = None
+    ) -> AsyncIterator[Any]:
+        """GET ``key``; yields the aiohttp response (status 200) for the caller to read.
+
+        With ``if_none_match`` (an ETag without quotes) the GET is conditional: the response
+        may also be a 304 with no body, meaning the object still has that ETag."""
+        extra = None if if_none_match is None else {"If-None-Match": f'"{if_none_match}"'}
+        url, headers = self._request("GET", bucket, key, "", UNSIGNED_PAYLOAD, extra)
         with map_errors(operation, bucket, key):
             async with self._http.get(url, headers=headers) as response:
+                if response.status == 304 and if_none_match is not None:
+                    yield response
+                    return
                 if response.status != 200:
                     raise _error(response.status, await response.read(), operation, bucket, key)
                 yield response
@@ -199,15 +208,23 @@ class FastS3:
         self,
         bucket: str,
         key: str,
-        data: bytes,
+        data: bytes | AsyncIterable[bytes],
         *,
         content_type: str,
         md5_b64: str,
         sha256_hex: str,
         operation: str,
+        size: int | None = None,
     ) -> str:
-        """PUT ``data`` to ``key`` (integrity-checked with Content-MD5); returns the ETag."""
+        """PUT ``data`` to ``key`` (integrity-checked with Content-MD5); returns the ETag.
+
+        ``data`` may be an async iterable of chunks (a body streamed from a file, whose
+        digests were computed in a first pass); ``size`` is then its exact length."""
         extra = {"Content-Type": content_type, "Content-MD5": md5_b64}
+        if not isinstance(data, bytes):
+            if size is None:
+                raise ValueError("a streamed PUT body needs its size")
+            extra["Content-Length"] = str(size)  # sent as is, never chunked
         url, headers = self._request("PUT", bucket, key, "", sha256_hex, extra)
         with map_errors(operation, bucket, key):
             async with self._http.put(url, data=data, headers=headers) as r:

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 1024 * 1024
-SMALL_OBJECT = 4 * 1024 * 1024  # bodies up to this are read whole and written in one go
+SMALL_OBJECT = 1024 * 1024  # bodies up to this are read whole: at most 1 MiB per worker
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 _PART_CONCURRENCY = 4
 
@@ -214,10 +214,15 @@ async def get_to_file(
     io: LocalIO,
     operation: str,
     mkdir: bool = False,
-) -> tuple[int, str, int]:
+    if_none_match: str | None = None,
+) -> tuple[int, str, int] | None:
     """GET ``key`` into ``path`` atomically on the fast path: ``(bytes, etag, mtime_ns)``.
-    With ``mkdir``, missing parent directories are created once the object is found."""
-    async with fast.get(bucket, key, operation=operation) as response:
+    With ``mkdir``, missing parent directories are created once the object is found. With
+    ``if_none_match`` (an ETag), ``None`` when the object still has that ETag (a 304, no body).
+    """
+    async with fast.get(bucket, key, operation=operation, if_none_match=if_none_match) as response:
+        if response.status == 304:
+            return None
         if mkdir:
             path.parent.mkdir(parents=True, exist_ok=True)
         length = response.content_length
@@ -288,12 +293,13 @@ async def upload_file(
     client = await storage.client()
     settings = storage.settings
     if size < settings.multipart_threshold:
-        data = await anyio.Path(path).read_bytes()
-        with map_errors("upload_file", bucket, key):
-            response = await client.put_object(
-                Bucket=bucket, Key=key, Body=data, ContentType=content_type
-            )
-        return ObjectInfo(key, len(data), _etag(response.get("ETag")))
+        body = await anyio.to_thread.run_sync(partial(path.open, "rb"))
+        with body:  # botocore streams a file body: never read whole
+            with map_errors("upload_file", bucket, key):
+                response = await client.put_object(
+                    Bucket=bucket, Key=key, Body=body, ContentType=content_type
+                )
+        return ObjectInfo(key, size, _etag(response.get("ETag")))
     etag = await _upload_multipart(storage, path, bucket, key, content_type)
     return ObjectInfo(key, size, etag)
 
