@@ -259,3 +259,64 @@ async def test_failed_transfers_leave_no_empty_directories(s3: S3Target, tmp_pat
             with pytest.raises(StorageError):
                 await st.prefetch_frames("tl", tmp_path / "x" / "y", bucket=s3.bucket)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- item 4: bounded memory ---------------------------------------------------------------
+
+# Runs in a fresh interpreter: peak RSS (VmHWM) once the client exists is the baseline.
+BULK_CHILD = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    import mpr_storage
+    def peak_kib():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    async def main(kind, bucket, prefix, local):
+        await mpr_storage.list_objects(bucket, "no-such-prefix/")
+        baseline = peak_kib()
+        if kind == "up":
+            report = await mpr_storage.upload_many(local, bucket, prefix)
+        else:
+            keys = mpr_storage.iter_objects(bucket, prefix)
+            report = await mpr_storage.download_many(bucket, keys, local, prefix=prefix)
+        assert report.ok, report.failed
+        print(json.dumps({"delta_mib": (peak_kib() - baseline) / 1024, "n": len(report.done)}))
+    asyncio.run(main(*sys.argv[1:5]))
+    """
+)
+
+
+def _bulk_peak(*args: str) -> tuple[float, int]:
+    result = subprocess.run(
+        [sys.executable, "-c", BULK_CHILD, *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    return float(out["delta_mib"]), int(out["n"])
+
+
+@pytest.mark.slow
+async def test_bulk_transfers_of_large_files_stay_within_the_memory_bound(
+    seaweed: S3Target, tmp_path: Path
+) -> None:
+    """40 x 12 MiB and 40 x 4 MiB files: the bound is concurrency (64) x 1 MiB of data in
+    flight, whatever the file sizes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    block = os.urandom(MiB)
+    for i in range(80):
+        with open(src / f"f{i:02d}.bin", "wb") as f:
+            for j in range(12 if i < 40 else 4):
+                f.write(bytes([i, j]) + block[2:])
+    up, count = await anyio.to_thread.run_sync(
+        _bulk_peak, "up", seaweed.bucket, seaweed.prefix, str(src)
+    )
+    assert count == 80
+    assert up < 80, f"peak RSS grew by {up:.0f} MiB uploading 40 x 12 MiB + 40 x 4 MiB"
+    dst = tmp_path / "dst"
+    down, count = await anyio.to_thread.run_sync(
+        _bulk_peak, "down", seaweed.bucket, seaweed.prefix, str(dst)
+    )
+    assert count == 80 and tree(dst) == tree(src)
+    assert down < 80, f"peak RSS grew by {down:.0f} MiB downloading 40 x 12 MiB + 40 x 4 MiB"

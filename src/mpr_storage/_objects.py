@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 1024 * 1024
+STREAM_CHUNK = 256 * 1024  # a streamed body is written in pieces of this; with what aiohttp
+# buffers meanwhile (flow control pauses the socket), a download holds well under 1 MiB
 SMALL_OBJECT = 1024 * 1024  # bodies up to this are read whole: at most 1 MiB per worker
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 _PART_CONCURRENCY = 4
@@ -233,7 +235,7 @@ async def get_to_file(
             return len(data), etag, await io.run(partial(write_atomic, path, data), len(data))
         received = 0
         async with atomic_writer(path, io) as f:
-            async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+            async for chunk in response.content.iter_chunked(STREAM_CHUNK):
                 received += len(chunk)
                 await f.write(chunk)
             if length is not None:

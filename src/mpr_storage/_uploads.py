@@ -33,6 +33,7 @@ transfer holds at most ``concurrency x CHUNK`` bytes of file data."""
 MULTIPART_AT_ONCE = 2
 """Files at or above the multipart threshold uploading at once in one bulk call (each with up
 to 4 parts of ``multipart_chunksize`` in flight)."""
+_STREAM_CHUNK = 256 * 1024  # the socket's buffer holds one chunk while the next is read
 _WALK_BATCH = 256
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -62,14 +63,16 @@ def _hash_fd(fd: int, size: int) -> tuple[str, str, str]:
     md5 = hashlib.md5(usedforsecurity=False)
     sha = hashlib.sha256()
     os.lseek(fd, 0, os.SEEK_SET)
+    buffer = bytearray(_STREAM_CHUNK)  # one buffer, reused: no allocation churn
+    view = memoryview(buffer)
     left = size
     while left > 0:
-        chunk = os.read(fd, min(CHUNK, left))
-        if not chunk:
+        n = os.readv(fd, [view[: min(_STREAM_CHUNK, left)]])
+        if not n:
             raise OSError(0, "file shrank while it was read")
-        md5.update(chunk)
-        sha.update(chunk)
-        left -= len(chunk)
+        md5.update(view[:n])
+        sha.update(view[:n])
+        left -= n
     return md5.hexdigest(), base64.b64encode(md5.digest()).decode("ascii"), sha.hexdigest()
 
 
@@ -88,11 +91,12 @@ def _read_fd(fd: int, size: int) -> bytes:
 
 
 async def _chunks(fd: int, size: int, io: LocalIO) -> AsyncIterator[bytes]:
-    """The file's ``size`` bytes, ``CHUNK`` at a time (one chunk in memory per upload)."""
+    """The file's ``size`` bytes in chunks of 256 KiB (with the one the socket still holds,
+    at most 512 KiB per upload)."""
     await io.run(partial(os.lseek, fd, 0, os.SEEK_SET), 0)
     left = size
     while left > 0:
-        chunk = await io.run(partial(os.read, fd, min(CHUNK, left)), CHUNK)
+        chunk = await io.run(partial(os.read, fd, min(_STREAM_CHUNK, left)), _STREAM_CHUNK)
         if not chunk:
             raise OSError(0, "file shrank while it was uploaded")
         left -= len(chunk)
