@@ -388,11 +388,23 @@ async def download_many(
     keys or :class:`ObjectInfo`, e.g. :func:`iter_objects`) into ``concurrency`` workers
     (default ``S3_MAX_CONCURRENCY``). Every file is written to a temp file and renamed into
     place when complete, so cancelling leaves only complete files. Transient failures are
-    retried with backoff, and throttling lowers the concurrency.
+    retried with backoff, and throttling lowers the concurrency. Directories are created only
+    once an object's body arrives; a call that fails removes the ones it created and left
+    empty.
+
+    Memory: a body up to 1 MiB is read whole, a larger one streams in 256 KiB pieces, so a
+    call holds at most ``concurrency x 1 MiB`` of object data, whatever the sizes.
 
     Args:
-        skip_existing: keep a local file with the same size (and, where known, ETag); a sidecar
-            manifest makes a second pass over unchanged files cost no GET at all.
+        skip_existing: keep a local file only when it provably has the object's content: the
+            ``.mpr-manifest.json`` sidecar records, per file written, the bucket, the key, the
+            size, the ETag and the file's mtime after the write. A file is kept when that entry
+            still matches the file (size, mtime) and the remote object (same bucket and key;
+            the listing's ETag, or for keys given by name a conditional GET answering 304,
+            which has no body). Otherwise the content itself is compared (MD5 ETag, or the
+            multipart ETag recomputed with ``S3_MULTIPART_CHUNKSIZE``) or the object fetched
+            again. A second pass over an unchanged listing makes no GET at all. Processes
+            sharing a directory merge their entries under a lock.
         on_progress: ``on_progress(done_objects, total_objects, done_bytes)``, called at most
             every 0.1 s and once at the end with the totals.
         raise_on_error: when False, return the report instead of raising ``TransferError``.
@@ -401,8 +413,14 @@ async def download_many(
         The :class:`TransferReport` (``done``, ``skipped``, ``failed``, ``bytes``, ``seconds``).
 
     Raises:
+        InvalidKeyError: ``keys`` is an explicit list (not an async iterable) and one of its keys
+            is unsafe (``../``, absolute, leaving ``dest_dir`` through a symlink): raised before
+            any GET or write. Keys streamed from an async iterable (e.g. :func:`iter_objects`)
+            are reported per key in ``failed`` instead.
+        TypeError: ``keys`` is a single ``str``/``bytes``.
         TransferError: some keys failed (after every other key was tried); ``.report`` tells.
-        InvalidKeyError: reported per key (in ``failed``) for keys that would leave ``dest_dir``.
+            Local problems (a file where a directory is needed, a directory where the file
+            goes) are per-key :class:`LocalFileError`, never an abort of the other keys.
         StorageConnectionError, ThrottledError: the endpoint stayed unreachable or throttled.
     """
     return await (await default_storage()).download_many(
@@ -430,14 +448,26 @@ async def upload_many(
     """Upload every file under ``src_dir`` to ``prefix + relative/path`` concurrently.
 
     Small files go up with one signed PUT each (Content-MD5 checked by the server); files of
-    ``S3_MULTIPART_THRESHOLD`` bytes or more use multipart, aborted on failure.
+    ``S3_MULTIPART_THRESHOLD`` bytes or more use multipart, aborted on failure. The tree is
+    walked lazily (one directory listed at a time, uploads start at once); symlinks to files
+    and directories are followed, each real directory once.
+
+    Memory: a file up to 1 MiB is read whole; a larger one is hashed in a first streaming
+    pass and sent in 256 KiB pieces, so a call holds at most ``concurrency x 1 MiB`` of file
+    data, plus, for files at or above the multipart threshold (at most 2 at once), 4 parts of
+    ``S3_MULTIPART_CHUNKSIZE`` each.
 
     Args:
-        skip_existing: leave objects that already have the same size and MD5 ETag.
+        skip_existing: leave an object only when its content provably equals the file: same
+            size and MD5 (MD5 ETags), or the same multipart ETag recomputed with
+            ``S3_MULTIPART_CHUNKSIZE``; other ETags (SSE-KMS, SSE-C) mean upload again.
         on_progress, raise_on_error, concurrency: as for :func:`download_many`.
 
     Raises:
-        TransferError: some files failed; ``.report`` tells which.
+        TransferError: some files failed; ``.report`` tells which. Entries that cannot be
+            uploaded are per-key :class:`LocalFileError` failures, never silently dropped:
+            unreadable files and directories, dangling symlinks, FIFOs, devices and sockets
+            (also behind symlinks; never opened), names that are not valid UTF-8.
         NotADirectoryError: ``src_dir`` is not a directory.
     """
     return await (await default_storage()).upload_many(
@@ -497,11 +527,14 @@ async def prefetch_frames(
 ) -> TransferReport:
     """Fetch a timeline's whole frame cache into ``dest_dir`` (``frame_000001.jpg`` ...).
 
-    The listing streams into :func:`download_many` with ``skip_existing=True``: a second
-    prefetch of an unchanged cache makes no GET at all.
+    The listing streams into :func:`download_many` with ``skip_existing=True``: a frame is
+    kept only when the manifest says the local file is the one written for this bucket and
+    key (size, mtime) and the listing still shows the ETag it had; a second prefetch of an
+    unchanged cache makes no GET at all. Two processes may prefetch into one directory at
+    once. Memory: at most ``concurrency x 1 MiB`` of frame data in flight.
 
     Raises:
-        ObjectNotFoundError: the timeline has no frame cache.
+        ObjectNotFoundError: the timeline has no frame cache (``dest_dir`` is not created).
         TransferError: some frames failed; ``.report`` tells which.
     """
     return await (await default_storage()).prefetch_frames(
