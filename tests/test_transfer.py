@@ -270,3 +270,16 @@ async def test_a_failing_progress_callback_surfaces_its_own_error(
 
     with pytest.raises(KeyError, match="from the callback"):
         await storage.upload_many(tmp_path / "src", s3.bucket, s3.prefix, on_progress=broken)
+
+
+async def test_uploads_start_before_the_source_tree_is_fully_walked(
+    storage: Storage, s3: S3Target, tmp_path: Path
+) -> None:
+    files = make_frames(tmp_path / "src", 1000, size=100)
+    totals: list[int] = []
+    report = await storage.upload_many(
+        tmp_path / "src", s3.bucket, s3.prefix, on_progress=lambda d, t, b: totals.append(t)
+    )
+    assert report.ok and len(report.done) == len(files)
+    assert totals[0] != len(files)  # the first upload finished before the walk did
+    assert totals[-1] == len(files)

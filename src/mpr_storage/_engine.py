@@ -208,7 +208,7 @@ class Engine(Generic[T]):
             except OSError as exc:  # local file trouble: this key fails, the others go on
                 err = LocalFileError(
                     f"local file error: {exc.strerror or exc}",
-                    path=os.fsdecode(exc.filename) if exc.filename is not None else "?",
+                    path=os.fsdecode(exc.filename) if exc.filename is not None else "",
                     operation=self.operation,
                     bucket=self.bucket,
                     key=key,

@@ -136,7 +136,8 @@ class LocalFileError(StorageError, OSError):
     ) -> None:
         self.path = os.fsdecode(path)
         shown = os.fsencode(self.path).decode("utf-8", "backslashreplace")
-        super().__init__(f"{message} ({shown})", operation=operation, bucket=bucket, key=key)
+        text = f"{message} ({shown})" if shown else message
+        super().__init__(text, operation=operation, bucket=bucket, key=key)
         self.errno = errno
         self.filename = self.path
 

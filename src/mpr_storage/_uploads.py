@@ -63,16 +63,16 @@ def _hash_fd(fd: int, size: int) -> tuple[str, str, str]:
     md5 = hashlib.md5(usedforsecurity=False)
     sha = hashlib.sha256()
     os.lseek(fd, 0, os.SEEK_SET)
-    buffer = bytearray(_STREAM_CHUNK)  # one buffer, reused: no allocation churn
-    view = memoryview(buffer)
+    view = memoryview(bytearray(_STREAM_CHUNK))  # one buffer, reused: no allocation churn
     left = size
-    while left > 0:
-        n = os.readv(fd, [view[: min(_STREAM_CHUNK, left)]])
-        if not n:
-            raise OSError(0, "file shrank while it was read")
-        md5.update(view[:n])
-        sha.update(view[:n])
-        left -= n
+    with open(fd, "rb", buffering=0, closefd=False) as raw:
+        while left > 0:
+            n = raw.readinto(view[: min(_STREAM_CHUNK, left)])
+            if not n:
+                raise OSError(0, "file shrank while it was read")
+            md5.update(view[:n])
+            sha.update(view[:n])
+            left -= n
     return md5.hexdigest(), base64.b64encode(md5.digest()).decode("ascii"), sha.hexdigest()
 
 
