@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mpr_storage import InvalidKeyError
+from mpr_storage import InvalidKeyError, LocalFileError
 from mpr_storage._keys import KeyMapper, check_key
 
 SAFE_KEYS = [
@@ -68,7 +68,19 @@ def test_symlinked_directory_leading_outside_is_refused(tmp_path: Path) -> None:
     (dest / "link").symlink_to(outside)
     with pytest.raises(InvalidKeyError, match="symlink"):
         KeyMapper(dest).prepare("link/evil.jpg")
+    with pytest.raises(InvalidKeyError, match="symlink"):
+        KeyMapper(dest).prepare("link/new/deeper/evil.jpg")  # checked before any mkdir
     assert list(outside.iterdir()) == []
+
+
+def test_a_file_where_a_directory_is_needed_is_a_local_error(tmp_path: Path) -> None:
+    (tmp_path / "meta").write_bytes(b"file")
+    for key in ("meta/x.json", "meta/a/b/x.json"):
+        with pytest.raises(LocalFileError) as info:
+            KeyMapper(tmp_path).check(key)
+        assert info.value.path == os.path.join(os.path.realpath(tmp_path), "meta")
+        assert info.value.key == key
+    assert (tmp_path / "meta").read_bytes() == b"file"
 
 
 def test_check_key_limits() -> None:

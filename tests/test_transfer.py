@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -140,18 +141,39 @@ async def test_missing_key_among_good_ones(storage: Storage, s3: S3Target, tmp_p
 @pytest.mark.parametrize(
     "bad", ["../escape.jpg", "a/../../escape.jpg", "/abs.jpg", "a//b.jpg", "./x.jpg"]
 )
-async def test_traversal_keys_are_refused_and_nothing_is_written_outside(
+async def test_an_unsafe_key_in_an_explicit_list_raises_before_anything_is_written(
     storage: Storage, s3: S3Target, tmp_path: Path, bad: str
 ) -> None:
     client = await storage.client()
     good = s3.prefix + "good.jpg"
     await client.put_object(Bucket=s3.bucket, Key=good, Body=b"good")
     dest = tmp_path / "inner" / "dest"
+    with pytest.raises(InvalidKeyError) as info:
+        await storage.download_many(
+            s3.bucket, [good, s3.prefix + bad], dest, prefix=s3.prefix, raise_on_error=False
+        )
+    assert info.value.key == s3.prefix + bad
+    assert list(tmp_path.iterdir()) == []  # not even the destination directory
+
+
+async def test_an_unsafe_key_from_a_listing_stream_is_a_per_key_failure(
+    storage: Storage, s3: S3Target, tmp_path: Path
+) -> None:
+    client = await storage.client()
+    good = s3.prefix + "good.jpg"
+    await client.put_object(Bucket=s3.bucket, Key=good, Body=b"good")
+    bad = s3.prefix + "../escape.jpg"
+
+    async def listing() -> AsyncIterator[str]:
+        for key in (bad, good):
+            yield key
+
+    dest = tmp_path / "inner" / "dest"
     report = await storage.download_many(
-        s3.bucket, [s3.prefix + bad, good], dest, prefix=s3.prefix, raise_on_error=False
+        s3.bucket, listing(), dest, prefix=s3.prefix, raise_on_error=False
     )
     assert report.done == [good]
-    assert isinstance(report.failed[s3.prefix + bad], InvalidKeyError)
+    assert isinstance(report.failed[bad], InvalidKeyError)
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert written == [f"inner/dest/{MANIFEST_NAME}", "inner/dest/good.jpg"]
 
@@ -217,13 +239,16 @@ async def test_botocore_path_keeps_the_same_guarantees(s3: S3Target, tmp_path: P
         up = await st.upload_many(tmp_path / "src", s3.bucket, s3.prefix)
         assert up.ok
         listed = await st.list_objects(s3.bucket, s3.prefix)
-        bad = [s3.prefix + "../x.jpg", s3.prefix + "nope.jpg"]
+        with pytest.raises(InvalidKeyError):
+            await st.download_many(s3.bucket, [*listed, s3.prefix + "../x.jpg"], tmp_path / "dst")
+        assert not (tmp_path / "dst").exists()
+        missing = s3.prefix + "nope.jpg"
         report = await st.download_many(
-            s3.bucket, [*listed, *bad], tmp_path / "dst", prefix=s3.prefix, raise_on_error=False
+            s3.bucket, [*listed, missing], tmp_path / "dst", prefix=s3.prefix, raise_on_error=False
         )
         assert tree(tmp_path / "dst") == files
-        assert isinstance(report.failed[bad[0]], InvalidKeyError)
-        assert isinstance(report.failed[bad[1]], ObjectNotFoundError)
+        assert list(report.failed) == [missing]
+        assert isinstance(report.failed[missing], ObjectNotFoundError)
         again = await st.download_many(s3.bucket, listed, tmp_path / "dst", prefix=s3.prefix)
         assert again.done == [] and len(again.skipped) == len(files)
 
@@ -245,3 +270,16 @@ async def test_a_failing_progress_callback_surfaces_its_own_error(
 
     with pytest.raises(KeyError, match="from the callback"):
         await storage.upload_many(tmp_path / "src", s3.bucket, s3.prefix, on_progress=broken)
+
+
+async def test_uploads_start_before_the_source_tree_is_fully_walked(
+    storage: Storage, s3: S3Target, tmp_path: Path
+) -> None:
+    files = make_frames(tmp_path / "src", 1000, size=100)
+    totals: list[int] = []
+    report = await storage.upload_many(
+        tmp_path / "src", s3.bucket, s3.prefix, on_progress=lambda d, t, b: totals.append(t)
+    )
+    assert report.ok and len(report.done) == len(files)
+    assert totals[0] != len(files)  # the first upload finished before the walk did
+    assert totals[-1] == len(files)

@@ -25,6 +25,7 @@ from ._errors import AccessDeniedError as AccessDeniedError
 from ._errors import BucketNotFoundError as BucketNotFoundError
 from ._errors import ConfigError as ConfigError
 from ._errors import InvalidKeyError as InvalidKeyError
+from ._errors import LocalFileError as LocalFileError
 from ._errors import ObjectNotFoundError as ObjectNotFoundError
 from ._errors import StorageConnectionError as StorageConnectionError
 from ._errors import StorageError as StorageError
@@ -65,6 +66,7 @@ __all__ = [
     "BucketNotFoundError",
     "ConfigError",
     "InvalidKeyError",
+    "LocalFileError",
     "ObjectInfo",
     "ObjectNotFoundError",
     "ProgressCallback",

@@ -7,8 +7,7 @@ paths. botocore still does the rest: credentials, proxies, CA bundle, region red
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import os
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -16,16 +15,14 @@ from typing import Any, TypeVar
 
 from ._config import StorageSettings
 from ._errors import StorageError, map_errors
-from ._files import LocalIO
+from ._files import STREAM_CHUNK, LocalIO, digests, hash_fd, read_fd
 from ._models import ObjectInfo
 from ._transport import (
-    CHUNK_SIZE,
     SMALL_BODY,
     ByteProgress,
     Fetched,
     Throttle,
     Transport,
-    file_digests,
     write_body,
 )
 from ._xml import ListPage
@@ -130,7 +127,7 @@ class BotocoreTransport(Transport):
                     path,
                     int(response["ContentLength"]),
                     body.read,
-                    partial(body.iter_chunks, CHUNK_SIZE),
+                    partial(body.iter_chunks, STREAM_CHUNK),
                     io=io,
                     where=(operation, bucket, key),
                     mkdir=mkdir,
@@ -144,7 +141,7 @@ class BotocoreTransport(Transport):
         self,
         bucket: str,
         key: str,
-        path: Path,
+        fd: int,
         size: int,
         *,
         content_type: str,
@@ -154,23 +151,30 @@ class BotocoreTransport(Transport):
         on_throttle: Throttle | None = None,
     ) -> str:
         whole = size <= SMALL_BODY
-        data, md5_b64, _ = await io.run(partial(file_digests, path, whole=whole), size)
+        data = await io.run(partial(read_fd, fd, size), size) if whole else None
+        if data is not None:
+            _, md5_b64, _ = digests(data)
+        else:
+            _, md5_b64, _ = await io.run(partial(hash_fd, fd, size), size)
 
         async def put() -> str:
-            if whole:
+            if data is not None:
+                body: Any = data
+            else:  # botocore reads (and, to sign it, hashes) the file in chunks
+                os.lseek(fd, 0, os.SEEK_SET)
+                body = open(fd, "rb", closefd=False)  # noqa: ASYNC230 - wraps an open fd
+            try:
                 response = await self._client.put_object(
-                    Bucket=bucket, Key=key, Body=data, ContentType=content_type, ContentMD5=md5_b64
+                    Bucket=bucket,
+                    Key=key,
+                    Body=body,
+                    ContentType=content_type,
+                    ContentMD5=md5_b64,
+                    ContentLength=size,
                 )
-            else:
-                with open(path, "rb") as f:  # noqa: ASYNC230 - botocore reads it in chunks
-                    response = await self._client.put_object(
-                        Bucket=bucket,
-                        Key=key,
-                        Body=f,
-                        ContentType=content_type,
-                        ContentMD5=md5_b64,
-                        ContentLength=size,
-                    )
+            finally:
+                if data is None:
+                    body.close()
             if progress is not None:
                 progress.start(size)
                 await progress.add(size)
@@ -195,7 +199,7 @@ class BotocoreTransport(Transport):
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
     ) -> str:
-        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        _, md5, _ = digests(data)
         response = await self._call(
             (operation, bucket, key),
             partial(

@@ -9,6 +9,7 @@
     ├── StorageConnectionError   (also ConnectionError)     endpoint unreachable after retries
     │   └── StorageTimeoutError  (also TimeoutError)        connect/read timed out after retries
     ├── ThrottledError                                      still throttled after retries
+    ├── LocalFileError           (also OSError)             a local file or directory is unusable
     └── TransferError                                       a bulk call had failures (.report)
 
 Every message names the operation, the bucket and the key; none ever contains a secret.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import os
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -31,6 +33,7 @@ __all__ = [
     "BucketNotFoundError",
     "ConfigError",
     "InvalidKeyError",
+    "LocalFileError",
     "ObjectNotFoundError",
     "StorageConnectionError",
     "StorageError",
@@ -123,6 +126,32 @@ class StorageTimeoutError(StorageConnectionError, TimeoutError):
 
 class ThrottledError(StorageError):
     """The server kept answering SlowDown/503 after every retry."""
+
+
+class LocalFileError(StorageError, OSError):
+    """A local file or directory of a transfer is unusable: a file where a directory is needed,
+    an unreadable file or directory, a special file (FIFO, device), a dangling symlink, a name
+    that is not UTF-8. ``path`` is the local path; ``errno`` the OS error number, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str],
+        operation: str | None = None,
+        bucket: str | None = None,
+        key: str | None = None,
+        errno: int | None = None,
+    ) -> None:
+        self.path = os.fsdecode(path)
+        shown = os.fsencode(self.path).decode("utf-8", "backslashreplace")
+        text = f"{message} ({shown})" if shown else message
+        super().__init__(text, operation=operation, bucket=bucket, key=key)
+        self.errno = errno
+        self.filename = self.path
+
+    def __str__(self) -> str:  # our message, not OSError's "[Errno n] strerror: filename"
+        return str(self.args[0]) if self.args else ""
 
 
 class TransferError(StorageError):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
+import hashlib
 import itertools
 import os
 import secrets
+import stat
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
@@ -15,7 +18,19 @@ from typing import BinaryIO, TypeVar
 
 import anyio
 
-__all__ = ["AtomicFile", "LocalIO", "atomic_writer", "temp_path_for", "write_atomic"]
+__all__ = [
+    "STREAM_CHUNK",
+    "AtomicFile",
+    "LocalIO",
+    "atomic_writer",
+    "digests",
+    "fd_chunks",
+    "hash_fd",
+    "open_regular",
+    "read_fd",
+    "temp_path_for",
+    "write_atomic",
+]
 
 T = TypeVar("T")
 
@@ -121,3 +136,68 @@ async def atomic_writer(path: Path, io: LocalIO | None = None) -> AsyncIterator[
     fd, tmp = temp_path_for(path)
     with _renamed_into_place(tmp, path), os.fdopen(fd, "wb") as fp:
         yield AtomicFile(fp, io or LocalIO())
+
+
+# --- reading files to upload ------------------------------------------------------------------
+
+STREAM_CHUNK = 256 * 1024
+"""A streamed body moves in pieces of this size: with the one the socket still holds, at most
+512 KiB of a file or a response is in memory per transfer."""
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_regular(path: Path) -> int:
+    """Open for reading without blocking on a FIFO, and refuse anything but a regular file
+    (the walk checked already; this closes the race with a file swapped meanwhile)."""
+    fd = os.open(path, _OPEN_FLAGS)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(0, "not a regular file: not read", str(path))
+    return fd
+
+
+def hash_fd(fd: int, size: int) -> tuple[str, str, str]:
+    """Blocking, streaming: ``(md5 hex, md5 base64, sha256 hex)`` of the file's first ``size``
+    bytes."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    view = memoryview(bytearray(STREAM_CHUNK))  # one buffer, reused: no allocation churn
+    left = size
+    with open(fd, "rb", buffering=0, closefd=False) as raw:
+        while left > 0:
+            n = raw.readinto(view[: min(STREAM_CHUNK, left)])
+            if not n:
+                raise OSError(0, "file shrank while it was read")
+            md5.update(view[:n])
+            sha.update(view[:n])
+            left -= n
+    return md5.hexdigest(), base64.b64encode(md5.digest()).decode("ascii"), sha.hexdigest()
+
+
+def digests(data: bytes) -> tuple[str, str, str]:
+    """``(md5 hex, md5 base64, sha256 hex)`` of ``data``."""
+    md5 = hashlib.md5(data, usedforsecurity=False)
+    b64 = base64.b64encode(md5.digest()).decode("ascii")
+    return md5.hexdigest(), b64, hashlib.sha256(data).hexdigest()
+
+
+def read_fd(fd: int, size: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = os.read(fd, size)
+    if len(data) != size:
+        raise OSError(0, "file changed size while it was read")
+    return data
+
+
+async def fd_chunks(fd: int, size: int, io: LocalIO) -> AsyncIterator[bytes]:
+    """The file's ``size`` bytes in chunks of 256 KiB (with the one the socket still holds,
+    at most 512 KiB per upload)."""
+    await io.run(partial(os.lseek, fd, 0, os.SEEK_SET), 0)
+    left = size
+    while left > 0:
+        chunk = await io.run(partial(os.read, fd, min(STREAM_CHUNK, left)), STREAM_CHUNK)
+        if not chunk:
+            raise OSError(0, "file shrank while it was uploaded")
+        left -= len(chunk)
+        yield chunk

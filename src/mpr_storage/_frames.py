@@ -107,8 +107,11 @@ async def prefetch_frames(
 
     The listing streams into :func:`download_many` with ``skip_existing=True``, so the same
     guarantees hold: every frame is written atomically, a cancelled prefetch leaves only
-    complete frames, and a second prefetch of an unchanged cache makes no GET at all. Memory
-    stays bounded whatever the number of frames (one listing page, one chunk per worker).
+    complete frames, and a frame is kept only when the manifest says the local file is the one
+    written for this bucket and key (size, mtime) and the listing still shows the ETag it had:
+    a second prefetch of an unchanged cache makes no GET at all. Two processes may prefetch
+    into one directory at once. Memory: at most ``concurrency x 1 MiB`` of frame data in flight,
+    one listing page, whatever the number of frames.
 
     Args:
         bucket: defaults to ``BUCKET_OUT``.
@@ -118,7 +121,7 @@ async def prefetch_frames(
         The :class:`TransferReport`.
 
     Raises:
-        ObjectNotFoundError: the timeline has no frame cache.
+        ObjectNotFoundError: the timeline has no frame cache (``dest_dir`` is not created).
         InvalidKeyError: the timeline id is empty or contains ``/``.
         TransferError: some frames failed (after every other frame was tried); ``.report``
             tells which.

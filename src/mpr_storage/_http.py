@@ -37,18 +37,16 @@ from ._errors import (
     map_errors,
     retry_after_seconds,
 )
-from ._files import LocalIO
+from ._files import STREAM_CHUNK, LocalIO, digests, fd_chunks, hash_fd, read_fd
 from ._models import ObjectInfo
 from ._sigv4 import UNSIGNED_PAYLOAD, SigV4
 from ._transport import (
-    CHUNK_SIZE,
     SMALL_BODY,
     ByteProgress,
     Fetched,
     Throttle,
     Transport,
     aws_endpoint,
-    file_digests,
     write_body,
 )
 from ._xml import (
@@ -316,7 +314,7 @@ class FastTransport(Transport):
                     path,
                     r.content_length,
                     r.read,
-                    partial(r.content.iter_chunked, CHUNK_SIZE),
+                    partial(r.content.iter_chunked, STREAM_CHUNK),
                     io=io,
                     where=(operation, bucket, key),
                     mkdir=mkdir,
@@ -330,7 +328,7 @@ class FastTransport(Transport):
         self,
         bucket: str,
         key: str,
-        path: Path,
+        fd: int,
         size: int,
         *,
         content_type: str,
@@ -340,29 +338,33 @@ class FastTransport(Transport):
         on_throttle: Throttle | None = None,
     ) -> str:
         whole = size <= SMALL_BODY
-        data, md5_b64, sha256 = await io.run(partial(file_digests, path, whole=whole), size)
+        if whole:
+            data: bytes | None = await io.run(partial(read_fd, fd, size), size)
+            assert data is not None
+            _, md5_b64, sha256 = digests(data)
+        else:
+            data = None
+            _, md5_b64, sha256 = await io.run(partial(hash_fd, fd, size), size)
         extra = {"Content-Type": content_type, "Content-MD5": md5_b64}
         if not whole:
-            extra["Content-Length"] = str(size)
+            extra["Content-Length"] = str(size)  # sent as is: never chunked
 
         async def stream() -> AsyncIterator[bytes]:
             if progress is not None:
                 progress.start(size)
-            with open(path, "rb") as f:  # noqa: ASYNC230 - reads go through LocalIO
-                while chunk := await io.run(partial(f.read, CHUNK_SIZE), CHUNK_SIZE):
-                    if progress is not None:
-                        await progress.add(len(chunk))
-                    yield chunk
+            async for chunk in fd_chunks(fd, size, io):
+                if progress is not None:
+                    await progress.add(len(chunk))
+                yield chunk
 
         async def attempt() -> str:
-            body = data if whole else stream
             async with self._send(
                 "PUT",
                 bucket,
                 key,
                 operation=operation,
                 extra=extra,
-                data=body,
+                data=data if whole else stream,
                 payload_hash=sha256,
             ) as r:
                 await r.read()
@@ -395,8 +397,8 @@ class FastTransport(Transport):
         self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
     ) -> str:
         query = _query({"partNumber": str(number), "uploadId": upload_id})
-        digests = await LocalIO().run(partial(_digests, data), len(data))
-        extra = {"Content-MD5": digests[0]}
+        _, md5_b64, sha256 = await LocalIO().run(partial(digests, data), len(data))
+        extra = {"Content-MD5": md5_b64}
 
         async def attempt() -> str:
             async with self._send(
@@ -407,7 +409,7 @@ class FastTransport(Transport):
                 query=query,
                 extra=extra,
                 data=data,
-                payload_hash=digests[1],
+                payload_hash=sha256,
             ) as r:
                 await r.read()
                 return r.headers.get("ETag", "")
@@ -428,7 +430,7 @@ class FastTransport(Transport):
             for n, etag in parts
         )
         body = f"<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>".encode()
-        md5_b64, sha256 = _digests(body)
+        _, md5_b64, sha256 = digests(body)
 
         async def attempt() -> str:
             async with self._send(
@@ -478,7 +480,7 @@ class FastTransport(Transport):
     ) -> list[tuple[str, str, str]]:
         objects = "".join(f"<Object><Key>{_escape(k)}</Key></Object>" for k in keys)
         body = f"<Delete><Quiet>true</Quiet>{objects}</Delete>".encode()
-        md5_b64, sha256 = _digests(body)
+        _, md5_b64, sha256 = digests(body)
 
         async def attempt() -> list[tuple[str, str, str]]:
             async with self._send(
@@ -534,13 +536,6 @@ def _large(data: Any) -> bool:
 def _query(params: Mapping[str, str]) -> str:
     """A canonical query string: sorted, every value percent-encoded as SigV4 wants."""
     return "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
-
-
-def _digests(data: bytes) -> tuple[str, str]:
-    import base64
-
-    md5 = hashlib.md5(data, usedforsecurity=False).digest()
-    return base64.b64encode(md5).decode("ascii"), hashlib.sha256(data).hexdigest()
 
 
 def _escape(text: str) -> str:

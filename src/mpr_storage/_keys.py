@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._errors import InvalidKeyError
+from ._errors import InvalidKeyError, LocalFileError
 
 __all__ = ["MAX_KEY_BYTES", "KeyMapper", "check_bucket", "check_key"]
 
@@ -49,9 +49,10 @@ class KeyMapper:
     """Maps keys to paths under ``dest_dir`` (``dest_dir / key.removeprefix(prefix)``).
 
     A key that is absolute, has ``.``/``..``/empty segments, or resolves outside ``dest_dir``
-    (also through a symlinked directory) raises :class:`InvalidKeyError` before anything is
-    written. Names like ``a..b``, spaces, ``+``, ``:`` and unicode are ordinary file names.
-    Parent directories are created once each.
+    (also through a symlinked directory) raises :class:`InvalidKeyError`; the check is made on
+    real paths *before* any directory is created. A regular file standing where a directory
+    is needed (``meta`` vs ``meta/x.json``) raises :class:`LocalFileError`. Names like
+    ``a..b``, spaces, ``+``, ``:`` and unicode are ordinary file names.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class KeyMapper:
         self.prefix = prefix
         self._operation = operation
         self._bucket = bucket
+        self._checked_dirs: set[str] = set()
         self._ready_dirs: set[str] = set()
 
     def path_for(self, key: str) -> Path:
@@ -86,21 +88,48 @@ class KeyMapper:
             )
         return self.root.joinpath(*parts)
 
-    def prepare(self, key: str) -> Path:
-        """Like :meth:`path_for`, and create the parent directory (once), refusing symlinked
-        directories that lead outside the destination. Blocking: run it off the event loop
-        or accept a few syscalls per new directory."""
+    def check(self, key: str) -> Path:
+        """Like :meth:`path_for`, and check on the real file system, without creating anything,
+        that the parent directory stays inside the destination (no symlink leads out) and that
+        no file stands where a directory is needed. Blocking: a few syscalls per new directory.
+        """
         path = self.path_for(key)
         parent = str(path.parent)
+        if parent not in self._checked_dirs:
+            self._check_dir(parent, key)
+            self._checked_dirs.add(parent)
+        return path
+
+    def prepare(self, key: str) -> Path:
+        """Like :meth:`check`, and create the parent directory (once). Blocking."""
+        path = self.check(key)
+        parent = str(path.parent)
         if parent not in self._ready_dirs:
-            os.makedirs(parent, exist_ok=True)
-            real = os.path.realpath(parent)
-            if os.path.commonpath([real, str(self.root)]) != str(self.root):
-                raise InvalidKeyError(
-                    f"key resolves outside {str(self.root)!r} through a symlink",
-                    operation=self._operation,
-                    bucket=self._bucket,
-                    key=key,
-                )
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as exc:
+                message = f"cannot create the directory: {exc.strerror}"
+                raise self._local_error(message, parent, key) from exc
+            self._check_dir(parent, key)  # again: a symlink may have appeared meanwhile
             self._ready_dirs.add(parent)
         return path
+
+    def _check_dir(self, parent: str, key: str) -> None:
+        real = os.path.realpath(parent)  # resolves every symlink among the existing parts
+        if os.path.commonpath([real, str(self.root)]) != str(self.root):
+            raise InvalidKeyError(
+                f"key resolves outside {str(self.root)!r} through a symlink",
+                operation=self._operation,
+                bucket=self._bucket,
+                key=key,
+            )
+        existing = real
+        while not os.path.lexists(existing):  # the nearest part that exists must be a directory
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise self._local_error("a file stands where a directory is needed", existing, key)
+
+    def _local_error(self, message: str, path: str, key: str) -> LocalFileError:
+        return LocalFileError(
+            message, path=path, operation=self._operation, bucket=self._bucket, key=key
+        )

@@ -7,6 +7,7 @@ import mimetypes
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterable
+from functools import partial
 from pathlib import Path, PurePosixPath
 from stat import S_ISDIR
 
@@ -15,7 +16,7 @@ import anyio
 
 from ._client import BaseStorage
 from ._errors import StorageError
-from ._files import LocalIO
+from ._files import LocalIO, open_regular
 from ._keys import check_bucket, check_key
 from ._models import BytesCallback, ObjectInfo
 from ._transport import ByteProgress
@@ -318,16 +319,21 @@ async def upload_file(
     settings = storage.settings
     progress = ByteProgress(on_progress)
     if size < settings.multipart_threshold:
-        etag = await transport.put_file(
-            bucket,
-            key,
-            path,
-            size,
-            content_type=content_type,
-            io=LocalIO(),
-            operation="upload_file",
-            progress=progress,
-        )
+        io = LocalIO()
+        fd = await io.run(partial(open_regular, path), 0)
+        try:
+            etag = await transport.put_file(
+                bucket,
+                key,
+                fd,
+                size,
+                content_type=content_type,
+                io=io,
+                operation="upload_file",
+                progress=progress,
+            )
+        finally:
+            os.close(fd)
     else:
         progress.start(size)
         etag = await _upload_multipart(storage, path, bucket, key, content_type, progress)

@@ -1,372 +1,166 @@
-"""The bulk transfer engine: bounded, streaming, atomic, resumable multi-key transfers."""
+"""Bulk downloads: bounded, streaming, atomic, resumable, with skip decisions that are never
+wrong (see :mod:`._manifest`). Uploads live in :mod:`._uploads`."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import inspect
-import json
 import os
-import re
-import sys
-import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sized
-from dataclasses import dataclass, field
-from functools import partial
+import stat
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio.abc import ObjectSendStream
-from anyio.streams.memory import MemoryObjectReceiveStream
 
-from . import _objects
 from ._client import BaseStorage
-from ._errors import StorageConnectionError, StorageError, ThrottledError, TransferError
-from ._files import LocalIO, write_atomic
+from ._engine import AdaptiveLimit as _AdaptiveLimit
+from ._engine import Engine, KeySource, ProgressCallback, TransferReport, batches
+from ._engine import check_concurrency as _check_concurrency
+from ._errors import LocalFileError, StorageError
+from ._files import LocalIO
 from ._keys import KeyMapper, check_bucket, check_key
-from ._objects import ObjectInfo, guess_content_type
-from ._transport import CHUNK_SIZE
+from ._manifest import MANIFEST_NAME, Entry, Manifest, same_content
+from ._models import ObjectInfo
+from ._uploads import upload_many
 
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
-
-__all__ = ["MANIFEST_NAME", "ProgressCallback", "TransferReport", "download_many", "upload_many"]
-
-MANIFEST_NAME = ".mpr-manifest.json"
-"""Sidecar file a download writes into its destination: size, ETag and mtime of each file,
-so a later ``skip_existing`` pass can trust unchanged files without re-reading them."""
-
-ProgressCallback = Callable[[int, int | None, int], object]
-"""``on_progress(done_objects, total_objects, done_bytes)``; may also be a coroutine function.
-``total_objects`` is ``None`` while the keys are still being listed, then the final count (it
-never changes once known)."""
-
-KeySource = Iterable[str | ObjectInfo] | AsyncIterable[str | ObjectInfo]
+__all__ = [
+    "MANIFEST_NAME",
+    "KeySource",
+    "ProgressCallback",
+    "TransferReport",
+    "_AdaptiveLimit",
+    "_check_concurrency",
+    "download_many",
+    "upload_many",
+]
 
 _PLAN_BATCH = 256
-_PROGRESS_INTERVAL = 0.1
-_GIVE_UP_AFTER = 3  # keys in a row failing at the endpoint level (unreachable / throttled)
-_MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
-
-T = TypeVar("T")
 
 
-@dataclass
-class TransferReport:
-    """What a bulk call did.
+@dataclass(frozen=True, slots=True)
+class _Get:
+    """One GET to make: into ``path``; conditional on ``if_none_match`` (an ETag) if set."""
 
-    Attributes:
-        done: keys transferred, in completion order.
-        skipped: keys left alone because the destination already had them.
-        failed: keys that failed, with the error of each.
-        bytes: bytes transferred (skipped keys not counted).
-        seconds: wall time of the call.
-    """
-
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, StorageError] = field(default_factory=dict)
-    bytes: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """True when no key failed."""
-        return not self.failed
+    path: Path
+    info: ObjectInfo | None
+    if_none_match: str | None = None
 
 
-class _Progress:
-    """Calls ``on_progress`` at most every 0.1 s, and once more with the totals at the end."""
-
-    def __init__(self, callback: ProgressCallback | None, report: TransferReport) -> None:
-        self._callback = callback
-        self._report = report
-        self.total: int | None = None  # unknown until every key has been seen
-        self.seen = 0
-        self._last = 0.0
-
-    async def update(self, *, final: bool = False) -> None:
-        if self._callback is None:
-            return
-        now = time.monotonic()
-        if not final and now - self._last < _PROGRESS_INTERVAL:
-            return
-        self._last = now
-        r = self._report
-        result = self._callback(len(r.done) + len(r.skipped) + len(r.failed), self.total, r.bytes)
-        if inspect.isawaitable(result):
-            await result
+_Plan = _Get | StorageError | None  # None: keep the local file
 
 
-class _AdaptiveLimit:
-    """Concurrency that halves on throttling and grows back by one per window of successes."""
-
-    def __init__(self, maximum: int) -> None:
-        self.maximum = maximum
-        self.limiter = anyio.CapacityLimiter(maximum)
-        self._streak = 0
-        self._last_cut = 0.0
-
-    def throttled(self) -> None:
-        now = time.monotonic()
-        if now - self._last_cut > 0.5:  # one cut per burst, not one per failed request
-            self._last_cut = now
-            self.limiter.total_tokens = max(1, int(self.limiter.total_tokens) // 2)
-        self._streak = 0
-
-    def succeeded(self) -> None:
-        total = int(self.limiter.total_tokens)
-        if total < self.maximum:
-            self._streak += 1
-            if self._streak >= total:
-                self._streak = 0
-                self.limiter.total_tokens = total + 1
+def _key_of(item: str | ObjectInfo) -> str:
+    return item.key if isinstance(item, ObjectInfo) else item
 
 
-class _GaveUp(Exception):
-    """Stops the workers once keys keep failing at the endpoint (``_Engine.gave_up`` says)."""
+def _is_folder_marker(item: str | ObjectInfo) -> bool:
+    key = _key_of(item)
+    return key.endswith("/") and (not isinstance(item, ObjectInfo) or item.size == 0)
 
 
-class _Engine(Generic[T]):
-    """Runs ``work`` on the items ``produce`` sends, ``concurrency`` at a time.
-
-    Items flow through a bounded stream to a fixed set of workers, so memory stays flat however
-    many keys there are. A failing key is recorded and the others go on; when keys keep failing
-    at the endpoint level (unreachable, throttled) with no success in between, the call gives up
-    instead of grinding through every key, and its report says so (``TransferError``).
-    """
-
-    def __init__(
-        self,
-        *,
-        operation: str,
-        bucket: str,
-        concurrency: int,
-        on_progress: ProgressCallback | None,
-    ) -> None:
-        self.operation = operation
-        self.bucket = bucket
-        self.concurrency = concurrency
-        self.gave_up: StorageError | None = None
-        self.report = TransferReport()
-        self.progress = _Progress(on_progress, self.report)
-        self.limit = _AdaptiveLimit(concurrency)
-        self._endpoint_failures = 0
-        self._started = time.monotonic()
-
-    async def skip(self, key: str) -> None:
-        self.report.skipped.append(key)
-        await self.progress.update()
-
-    async def fail(self, key: str, error: StorageError) -> None:
-        self.report.failed[key] = error
-        await self.progress.update()
-
-    async def run(
-        self,
-        produce: Callable[[ObjectSendStream[tuple[str, T]]], Awaitable[None]],
-        work: Callable[[str, T], Awaitable[int | None]],
-    ) -> None:
-        send, receive = anyio.create_memory_object_stream[tuple[str, T]](self.concurrency)
-
-        async def producer() -> None:
-            async with send:
-                await produce(send)
-
-        async def worker(stream: MemoryObjectReceiveStream[tuple[str, T]]) -> None:
-            async with stream:
-                async for key, item in stream:
-                    await self._one(key, item, work)
-
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(producer)
-                with receive:
-                    for _ in range(self.concurrency):
-                        tg.start_soon(worker, receive.clone())
-        except BaseExceptionGroup as group:
-            # A worker giving up on the endpoint (the report tells, see finish()), or a failing
-            # on_progress callback or listing: surface the error itself, not a group.
-            rest = group.split(_GaveUp)[1]
-            if rest is not None:
-                errors = rest.exceptions
-                if len(errors) == 1 or all(isinstance(e, StorageError) for e in errors):
-                    raise errors[0] from None
-                raise rest from None
-        finally:
-            self.report.seconds = time.monotonic() - self._started
-        with anyio.CancelScope(shield=True):
-            await self.progress.update(final=True)
-
-    async def _one(
-        self, key: str, item: T, work: Callable[[str, T], Awaitable[int | None]]
-    ) -> None:
-        # Retries happen inside the transport (one loop for every call); it reports throttling
-        # through ``self.limit.throttled``, so a bulk call lowers its concurrency.
-        try:
-            async with self.limit.limiter:
-                nbytes = await work(key, item)
-        except StorageError as exc:
-            await self._failed(key, exc)
-            return
-        except OSError as exc:  # local file trouble: this key fails, the others go on
-            err = StorageError(
-                f"local file error: {exc}",
-                operation=self.operation,
-                bucket=self.bucket,
-                key=key,
-            )
-            err.__cause__ = exc
-            await self._failed(key, err)
-            return
-        self._endpoint_failures = 0
-        self.limit.succeeded()
-        if nbytes is None:  # the destination already had it
-            self.report.skipped.append(key)
-        else:
-            self.report.done.append(key)
-            self.report.bytes += nbytes
-        await self.progress.update()
-
-    async def _failed(self, key: str, exc: StorageError) -> None:
-        await self.fail(key, exc)
-        if isinstance(exc, (StorageConnectionError, ThrottledError)):
-            self._endpoint_failures += 1
-            if self._endpoint_failures >= _GIVE_UP_AFTER and self.gave_up is None:
-                self.gave_up = exc
-                raise _GaveUp
-
-    def finish(self, raise_on_error: bool) -> TransferReport:
-        report = self.report
-        if self.gave_up is not None and raise_on_error:
-            raise TransferError(
-                f"gave up after {_GIVE_UP_AFTER} keys in a row failed at the endpoint "
-                f"({len(report.done)} done, {len(report.failed)} failed): {self.gave_up}",
-                report=report,
-                operation=self.operation,
-                bucket=self.bucket,
-            ) from self.gave_up
-        if report.failed and raise_on_error:
-            first_key, first = next(iter(report.failed.items()))
-            raise TransferError(
-                f"{len(report.failed)} of {len(report.failed) + len(report.done)} keys failed "
-                f"(first: {first_key}: {first})",
-                report=report,
-                operation=self.operation,
-                bucket=self.bucket,
-            )
-        return report
-
-
-async def _batches(keys: KeySource, size: int) -> AsyncIterator[list[str | ObjectInfo]]:
-    batch: list[str | ObjectInfo] = []
-    if isinstance(keys, AsyncIterable):
-        async for item in keys:
-            batch.append(item)
-            if len(batch) >= size:
-                yield batch
-                batch = []
-    else:
-        for item in keys:
-            batch.append(item)
-            if len(batch) >= size:
-                yield batch
-                batch = []
-    if batch:
-        yield batch
-
-
-# --- downloads ------------------------------------------------------------------------------
-
-
-class _Manifest:
-    """``{relative path: [size, etag, mtime_ns]}`` of files a download wrote."""
-
-    def __init__(self, root: Path, entries: dict[str, list[Any]]) -> None:
-        self.path = root / MANIFEST_NAME
-        self.entries = entries
-        self.changed = False
-
-    @classmethod
-    def load(cls, root: Path) -> _Manifest:
-        try:
-            data = json.loads((root / MANIFEST_NAME).read_text("utf-8"))
-            entries = data["files"] if isinstance(data.get("files"), dict) else {}
-        except (OSError, ValueError, AttributeError):
-            entries = {}
-        return cls(root, entries)
-
-    def record(self, rel: str, size: int, etag: str, mtime_ns: int) -> None:
-        self.entries[rel] = [size, etag, mtime_ns]
-        self.changed = True
-
-    def save(self) -> None:
-        if self.changed:
-            payload = json.dumps({"version": 1, "files": self.entries}, separators=(",", ":"))
-            write_atomic(self.path, payload.encode("utf-8"))
-            self.changed = False
-
-
-def _md5_file(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_SIZE):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-_SKIP = object()
+def _validate_keys(mapper: KeyMapper, items: list[str | ObjectInfo], bucket: str) -> None:
+    """Blocking: every key of an explicit list is safe, else :class:`InvalidKeyError` (before
+    anything is fetched or written). Local trouble (:class:`LocalFileError`) stays per key."""
+    for item in items:
+        key = check_key(_key_of(item), operation="download_many", bucket=bucket)
+        if not _is_folder_marker(item):
+            with contextlib.suppress(LocalFileError):
+                mapper.check(key)
 
 
 def _plan_downloads(
     mapper: KeyMapper,
-    manifest: _Manifest,
+    manifest: Manifest,
+    bucket: str,
     batch: list[str | ObjectInfo],
     skip_existing: bool,
-) -> list[tuple[str, Any]]:
-    """Blocking, one thread hop per batch: map each key to its path (creating directories),
-    and decide whether the local file can be kept. Returns ``(key, path | _SKIP | error)``."""
-    plans: list[tuple[str, Any]] = []
+    part_size: int,
+) -> list[tuple[str, _Plan]]:
+    """Blocking, one thread hop per batch: map each key to its path (checked, nothing created)
+    and decide whether the local file can be kept."""
+    plans: list[tuple[str, _Plan]] = []
     for item in batch:
         info = item if isinstance(item, ObjectInfo) else None
-        key = item.key if isinstance(item, ObjectInfo) else item
-        if key.endswith("/") and (info is None or info.size == 0):
-            plans.append((key, _SKIP))  # a "folder" marker, not a file
+        key = _key_of(item)
+        if _is_folder_marker(item):
+            plans.append((key, None))  # a "folder" marker, not a file
             continue
         try:
-            path = mapper.prepare(key)
+            check_key(key, operation="download_many", bucket=bucket)
+            path = mapper.check(key)
+            plan = _decide(path, key, info, mapper, manifest, bucket, part_size, skip_existing)
         except StorageError as exc:
             plans.append((key, exc))
             continue
-        if skip_existing and _up_to_date(path, key, info, mapper, manifest):
-            plans.append((key, _SKIP))
-        else:
-            plans.append((key, (path, info)))
+        plans.append((key, plan))
     return plans
 
 
-def _up_to_date(
-    path: Path, key: str, info: ObjectInfo | None, mapper: KeyMapper, manifest: _Manifest
-) -> bool:
+def _decide(
+    path: Path,
+    key: str,
+    info: ObjectInfo | None,
+    mapper: KeyMapper,
+    manifest: Manifest,
+    bucket: str,
+    part_size: int,
+    skip_existing: bool,
+) -> _Plan:
+    """Keep the local file (``None``) only when the manifest entry (same bucket and key) still
+    describes it (size, mtime) and the remote object is still the one fetched: the listing's
+    ETag, or, for a key given by name, a conditional GET (planned here)."""
     try:
-        st = path.stat()
-    except OSError:
-        return False
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return _Get(path, info)
+    except OSError as exc:
+        raise _local_error(f"cannot inspect the file: {exc.strerror}", path, bucket, key) from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise _local_error("a directory stands where the file goes", path, bucket, key)
+    if not skip_existing or not stat.S_ISREG(st.st_mode):
+        return _Get(path, info)  # a symlink or special file is replaced, never followed
     rel = key.removeprefix(mapper.prefix)
-    entry = manifest.entries.get(rel)
-    trusted = entry is not None and entry[0] == st.st_size and entry[2] == st.st_mtime_ns
+    entry = manifest.get(rel)
+    trusted = (
+        entry is not None and entry.bucket == bucket and entry.key == key and entry.matches_file(st)
+    )
     if info is None:
-        return trusted  # no listing: only a file we wrote and nobody touched since
-    if st.st_size != info.size:
-        return False
-    if trusted and entry is not None:
-        return not info.etag or entry[1] == info.etag
-    if _MD5_ETAG.match(info.etag):  # the file changed since we wrote it, or we never did
-        if _md5_file(path) != info.etag:
-            return False
-        manifest.record(rel, st.st_size, info.etag, st.st_mtime_ns)
-    return True
+        etag = entry.etag if trusted and entry is not None and entry.etag else None
+        return _Get(path, None, etag)
+    if st.st_size != info.size or not info.etag:
+        return _Get(path, info)
+    if trusted and entry is not None and entry.etag == info.etag:
+        return None
+    try:  # changed since we wrote it, or not written by us: compare the content itself
+        same = same_content(path, st.st_size, info.etag, part_size)
+    except OSError:
+        same = False
+    if not same:
+        return _Get(path, info)
+    manifest.record(rel, Entry(bucket, key, st.st_size, info.etag, st.st_mtime_ns))
+    return None
+
+
+def _local_error(message: str, path: Path, bucket: str, key: str) -> LocalFileError:
+    return LocalFileError(message, path=path, operation="download_many", bucket=bucket, key=key)
+
+
+def _missing_dirs(dest_dir: str | os.PathLike[str]) -> list[Path]:
+    """``dest_dir`` and its ancestors that do not exist yet, deepest first."""
+    dest = Path(os.path.abspath(dest_dir))
+    missing: list[Path] = []
+    for path in (dest, *dest.parents):
+        if os.path.lexists(path):
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    for path in dirs:  # deepest first; a directory with anything in it stays
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
 
 
 async def download_many(
@@ -388,15 +182,25 @@ async def download_many(
     keys or :class:`ObjectInfo`, e.g. :func:`iter_objects`) into ``concurrency`` workers
     (default ``S3_MAX_CONCURRENCY``). Every file is written to a temp file and renamed into
     place when complete, so cancelling leaves only complete files. Transient failures are
-    retried with backoff, and throttling lowers the concurrency. Memory stays bounded: keys are
-    planned in batches of 256 and each worker streams its body in chunks of 1 MiB.
+    retried with backoff, and throttling lowers the concurrency. Directories are created only
+    once an object's body arrives; a call that fails removes the ones it created and left
+    empty.
+
+    Memory: a body up to 1 MiB is read whole, a larger one streams in 256 KiB pieces, so a
+    call holds at most ``concurrency x 1 MiB`` of object data, whatever the sizes; keys are
+    planned in batches of 256.
 
     Args:
         prefix: removed from each key to make its path under ``dest_dir``.
-        skip_existing: keep a local file that is still what was written: its size and mtime
-            match the sidecar manifest (``.mpr-manifest.json``) and, where the listing gives
-            it, the remote ETag is the one recorded (or, for a file we did not write, its size
-            and MD5 match an MD5 ETag). A second pass over unchanged files costs no GET at all.
+        skip_existing: keep a local file only when it provably has the object's content: the
+            ``.mpr-manifest.json`` sidecar records, per file written, the bucket, the key, the
+            size, the ETag and the file's mtime after the write. A file is kept when that entry
+            still matches the file (size, mtime) and the remote object (same bucket and key;
+            the listing's ETag, or for keys given by name a conditional GET answering 304,
+            which has no body). Otherwise the content itself is compared (MD5 ETag, or the
+            multipart ETag recomputed with ``S3_MULTIPART_CHUNKSIZE``) or the object fetched
+            again. A second pass over an unchanged listing makes no GET at all. Processes
+            sharing a directory merge their entries under a lock.
         on_progress: ``on_progress(done_objects, total_objects, done_bytes)``, a function or a
             coroutine function, called at most every 0.1 s and once at the end with the totals;
             ``total_objects`` is ``None`` while ``keys`` is still being read (a listing), then
@@ -407,38 +211,51 @@ async def download_many(
         The :class:`TransferReport` (``done``, ``skipped``, ``failed``, ``bytes``, ``seconds``).
 
     Raises:
-        TransferError: some keys failed (after every other key was tried); ``.report`` tells.
-        InvalidKeyError: reported per key (in ``failed``) for keys that would leave ``dest_dir``.
+        InvalidKeyError: ``keys`` is an explicit list (not an async iterable) and one of its keys
+            is unsafe (``../``, absolute, leaving ``dest_dir`` through a symlink): raised before
+            any GET or write. Keys streamed from an async iterable (e.g. :func:`iter_objects`)
+            are reported per key in ``failed`` instead.
+        TypeError: ``keys`` is a single ``str``/``bytes``.
         ValueError: ``concurrency`` is not a positive integer.
-        StorageConnectionError, ThrottledError: the endpoint stayed unreachable or throttled.
+        TransferError: some keys failed (after every other key was tried), or the call gave up
+            after keys kept failing at the endpoint; ``.report`` tells. Local problems (a file
+            where a directory is needed, a directory where the file goes) are per-key
+            :class:`LocalFileError`, never an abort of the other keys.
+        StorageConnectionError, ThrottledError: the listing feeding ``keys`` failed.
     """
     check_bucket(bucket, operation="download_many")
+    if isinstance(keys, (str, bytes)):
+        raise TypeError("download_many: keys must be an iterable of keys, not a single key")
     settings = storage.settings
     concurrency = _check_concurrency(
         settings.max_concurrency if concurrency is None else concurrency
     )
-    await anyio.Path(dest_dir).mkdir(parents=True, exist_ok=True)
     mapper = KeyMapper(dest_dir, prefix, operation="download_many", bucket=bucket)
-    manifest = await anyio.to_thread.run_sync(_Manifest.load, mapper.root)
+    if not isinstance(keys, AsyncIterable):  # an explicit list: every key safe before any GET
+        keys = list(keys)
+        await anyio.to_thread.run_sync(_validate_keys, mapper, keys, bucket)
+    created = await anyio.to_thread.run_sync(_missing_dirs, dest_dir)  # none created up front
+    manifest = await anyio.to_thread.run_sync(Manifest.load, mapper.root)
     transport = await storage.transport()
     io = LocalIO()
-    engine: _Engine[tuple[Path, ObjectInfo | None]] = _Engine(
+    engine: Engine[_Get] = Engine(
         operation="download_many",
         bucket=bucket,
         concurrency=concurrency,
         on_progress=on_progress,
     )
+    part_size = settings.multipart_chunksize
 
-    async def produce(send: ObjectSendStream[tuple[str, tuple[Path, ObjectInfo | None]]]) -> None:
-        if isinstance(keys, Sized):
+    async def produce(send: ObjectSendStream[tuple[str, _Get]]) -> None:
+        if isinstance(keys, list):  # an explicit list: its length is the total from the start
             engine.progress.total = len(keys)
-        async for batch in _batches(keys, _PLAN_BATCH):
+        async for batch in batches(keys, _PLAN_BATCH):
             engine.progress.seen += len(batch)
             plans = await anyio.to_thread.run_sync(
-                _plan_downloads, mapper, manifest, batch, skip_existing
+                _plan_downloads, mapper, manifest, bucket, batch, skip_existing, part_size
             )
             for key, plan in plans:
-                if plan is _SKIP:
+                if plan is None:
                     await engine.skip(key)
                 elif isinstance(plan, StorageError):
                     await engine.fail(key, plan)
@@ -446,142 +263,32 @@ async def download_many(
                     await send.send((key, plan))
         engine.progress.total = engine.progress.seen  # the listing is over: now it is known
 
-    async def work(key: str, plan: tuple[Path, ObjectInfo | None]) -> int:
-        path, info = plan
-        fetched = await transport.get_to_file(
-            bucket, key, path, io=io, operation="download_many", on_throttle=engine.limit.throttled
-        )
-        assert fetched is not None  # no If-None-Match was sent
-        manifest.record(key.removeprefix(prefix), fetched.size, fetched.etag, fetched.mtime_ns)
-        return fetched.size
-
-    try:
-        await engine.run(produce, work)
-    finally:
-        with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
-            await anyio.to_thread.run_sync(manifest.save)
-    return engine.finish(raise_on_error)
-
-
-# --- uploads --------------------------------------------------------------------------------
-
-
-def _list_files(root: Path) -> list[tuple[str, Path, int]]:
-    """Blocking: every regular file under ``root`` as ``(relative posix path, path, size)``."""
-    found: list[tuple[str, Path, int]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath, name)
-            if name == MANIFEST_NAME or (name.startswith(".") and name.endswith(".part")):
-                continue  # our own bookkeeping, never data
-            with contextlib.suppress(OSError):
-                st = path.stat()
-                found.append((path.relative_to(root).as_posix(), path, st.st_size))
-    return found
-
-
-async def upload_many(
-    storage: BaseStorage,
-    src_dir: str | os.PathLike[str],
-    bucket: str,
-    prefix: str,
-    *,
-    concurrency: int | None = None,
-    skip_existing: bool = False,
-    on_progress: ProgressCallback | None = None,
-    raise_on_error: bool = True,
-) -> TransferReport:
-    """Upload every file under ``src_dir`` to ``prefix + relative/path`` concurrently.
-
-    Small files go up with one streamed PUT each (Content-MD5 checked by the server); files of
-    ``S3_MULTIPART_THRESHOLD`` bytes or more use multipart, aborted on failure or cancellation,
-    so no half-written object remains. The download manifest and temp files are never uploaded.
-    The file list (and, with ``skip_existing``, the listing of ``prefix``) is held in memory;
-    a small file's body is streamed, a multipart one holds at most four parts per worker.
-
-    Args:
-        skip_existing: leave objects that already have the same size and the local file's MD5
-            as ETag (one listing of ``prefix``, then an MD5 of each local file of the same
-            size); a multipart object, whose ETag is no MD5, is compared by size only.
-        on_progress, raise_on_error, concurrency: as for :func:`download_many`.
-
-    Returns:
-        The :class:`TransferReport`.
-
-    Raises:
-        TransferError: some files failed (after every other file was tried); ``.report`` tells
-            which.
-        NotADirectoryError: ``src_dir`` is not a directory.
-        ValueError: ``concurrency`` is not a positive integer.
-        StorageConnectionError, ThrottledError: the endpoint stayed unreachable or throttled.
-    """
-    check_bucket(bucket, operation="upload_many")
-    settings = storage.settings
-    concurrency = _check_concurrency(
-        settings.max_concurrency if concurrency is None else concurrency
-    )
-    root = Path(src_dir)
-    if not await anyio.Path(root).is_dir():
-        raise NotADirectoryError(f"upload_many: {root} is not a directory")
-    files = await anyio.to_thread.run_sync(_list_files, root)
-    remote: dict[str, ObjectInfo] = {}
-    if skip_existing:
-        remote = {o.key: o async for o in _objects.iter_objects(storage, bucket, prefix)}
-    transport = await storage.transport()
-    io = LocalIO()
-    engine: _Engine[tuple[Path, int]] = _Engine(
-        operation="upload_many",
-        bucket=bucket,
-        concurrency=concurrency,
-        on_progress=on_progress,
-    )
-    engine.progress.total = len(files)
-
-    async def produce(send: ObjectSendStream[tuple[str, tuple[Path, int]]]) -> None:
-        for rel, path, size in files:
-            key = prefix + rel
-            try:
-                check_key(key, operation="upload_many", bucket=bucket)
-            except StorageError as exc:
-                await engine.fail(key, exc)
-                continue
-            existing = remote.get(key)
-            if (
-                existing is not None
-                and existing.size == size
-                and not _MD5_ETAG.match(existing.etag)
-            ):
-                await engine.skip(key)  # multipart ETag: same size is all we can compare cheaply
-                continue
-            await send.send((key, (path, size)))
-
-    async def work(key: str, item: tuple[Path, int]) -> int | None:
-        path, size = item
-        existing = remote.get(key)
-        if existing is not None and existing.size == size:
-            if existing.etag == await io.run(partial(_md5_file, path), size):
-                return None
-        if size >= settings.multipart_threshold:
-            await _objects.upload_file(storage, path, bucket, key)
-            return size
-        await transport.put_file(
+    async def work(key: str, get: _Get) -> int | None:
+        got = await transport.get_to_file(
             bucket,
             key,
-            path,
-            size,
-            content_type=guess_content_type(key),
+            get.path,
             io=io,
-            operation="upload_many",
+            operation="download_many",
+            mkdir=True,
+            if_none_match=get.if_none_match,
             on_throttle=engine.limit.throttled,
         )
-        return size
+        if got is None:  # 304: the object still has the ETag of the file we wrote
+            return None
+        manifest.record(
+            key.removeprefix(prefix), Entry(bucket, key, got.size, got.etag, got.mtime_ns)
+        )
+        return got.size
 
-    await engine.run(produce, work)
+    clean = False
+    try:
+        await engine.run(produce, work)
+        clean = not engine.report.failed
+    finally:
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(OSError):
+                await anyio.to_thread.run_sync(manifest.save)
+            if not clean:  # nothing left behind by a transfer that failed before writing
+                await anyio.to_thread.run_sync(_remove_empty, created)
     return engine.finish(raise_on_error)
-
-
-def _check_concurrency(value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"concurrency must be a positive integer, got {value!r}")
-    return value

@@ -13,9 +13,7 @@ regions, retries (one loop, :mod:`._retry`) and response parsing. Two implementa
 from __future__ import annotations
 
 import abc
-import base64
 import contextlib
-import hashlib
 import inspect
 import os
 import time
@@ -43,7 +41,6 @@ __all__ = [
     "Transport",
     "aws_endpoint",
     "check_length",
-    "file_digests",
     "write_body",
 ]
 
@@ -158,7 +155,7 @@ async def write_body(
         return len(data), mtime_ns
     received = 0
     async with atomic_writer(path, io) as f:
-        async for chunk in chunks():
+        async for chunk in chunks():  # STREAM_CHUNK pieces
             received += len(chunk)
             await f.write(chunk)
             if progress is not None:
@@ -166,24 +163,6 @@ async def write_body(
         if length is not None:
             check_length(received, length, operation, bucket, key)  # before the rename
     return received, (await anyio.Path(path).stat()).st_mtime_ns
-
-
-def file_digests(path: Path, *, whole: bool) -> tuple[bytes | None, str, str]:
-    """Blocking: ``(data if whole else None, base64 MD5, hex SHA-256)`` of a file, read in
-    chunks (one pass)."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        if whole:
-            data = f.read()
-            md5.update(data)
-            sha.update(data)
-        else:
-            data = None
-            while chunk := f.read(CHUNK_SIZE):
-                md5.update(chunk)
-                sha.update(chunk)
-    return data, base64.b64encode(md5.digest()).decode("ascii"), sha.hexdigest()
 
 
 class Transport(abc.ABC):
@@ -258,7 +237,7 @@ class Transport(abc.ABC):
         self,
         bucket: str,
         key: str,
-        path: Path,
+        fd: int,
         size: int,
         *,
         content_type: str,
@@ -267,8 +246,10 @@ class Transport(abc.ABC):
         progress: ByteProgress | None = None,
         on_throttle: Throttle | None = None,
     ) -> str:
-        """PUT the file (``size`` bytes, streamed; Content-MD5 checked by the server);
-        returns the ETag."""
+        """PUT the first ``size`` bytes of the open file ``fd``: read whole up to
+        :data:`SMALL_BODY`, else hashed in one streaming pass and sent in
+        :data:`~._files.STREAM_CHUNK` pieces (Content-MD5 checked by the server). Returns the
+        ETag."""
 
     @abc.abstractmethod
     async def create_multipart(

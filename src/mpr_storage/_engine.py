@@ -1,0 +1,283 @@
+"""The bulk transfer engine: a bounded stream of keys, a fixed set of workers, adaptive
+concurrency, progress, and the report (retries happen in the transport)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import anyio
+from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from ._errors import (
+    LocalFileError,
+    StorageConnectionError,
+    StorageError,
+    ThrottledError,
+    TransferError,
+)
+from ._models import ObjectInfo
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+__all__ = [
+    "AdaptiveLimit",
+    "Engine",
+    "KeySource",
+    "ProgressCallback",
+    "TransferReport",
+    "batches",
+    "check_concurrency",
+]
+
+ProgressCallback = Callable[[int, int | None, int], object]
+"""``on_progress(done_objects, total_objects, done_bytes)``; may also be a coroutine function.
+``total_objects`` is ``None`` while the keys are still being listed, then the final count (it
+never changes once known)."""
+
+KeySource = Iterable[str | ObjectInfo] | AsyncIterable[str | ObjectInfo]
+
+_PROGRESS_INTERVAL = 0.1
+_GIVE_UP_AFTER = 3  # keys in a row failing at the endpoint level (unreachable / throttled)
+
+T = TypeVar("T")
+
+
+@dataclass
+class TransferReport:
+    """What a bulk call did.
+
+    Attributes:
+        done: keys transferred, in completion order.
+        skipped: keys left alone because the destination already had them.
+        failed: keys that failed, with the error of each.
+        bytes: bytes transferred (skipped keys not counted).
+        seconds: wall time of the call.
+    """
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, StorageError] = field(default_factory=dict)
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no key failed."""
+        return not self.failed
+
+
+class Progress:
+    """Calls ``on_progress`` at most every 0.1 s, and once more with the totals at the end."""
+
+    def __init__(self, callback: ProgressCallback | None, report: TransferReport) -> None:
+        self._callback = callback
+        self._report = report
+        self.total: int | None = None  # unknown until every key has been seen
+        self.seen = 0
+        self._last = 0.0
+
+    async def update(self, *, final: bool = False) -> None:
+        if self._callback is None:
+            return
+        now = time.monotonic()
+        if not final and now - self._last < _PROGRESS_INTERVAL:
+            return
+        self._last = now
+        r = self._report
+        result = self._callback(len(r.done) + len(r.skipped) + len(r.failed), self.total, r.bytes)
+        if inspect.isawaitable(result):
+            await result
+
+
+class AdaptiveLimit:
+    """Concurrency that halves on throttling and grows back by one per window of successes."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limiter = anyio.CapacityLimiter(maximum)
+        self._streak = 0
+        self._last_cut = 0.0
+
+    def throttled(self) -> None:
+        now = time.monotonic()
+        if now - self._last_cut > 0.5:  # one cut per burst, not one per failed request
+            self._last_cut = now
+            self.limiter.total_tokens = max(1, int(self.limiter.total_tokens) // 2)
+        self._streak = 0
+
+    def succeeded(self) -> None:
+        total = int(self.limiter.total_tokens)
+        if total < self.maximum:
+            self._streak += 1
+            if self._streak >= total:
+                self._streak = 0
+                self.limiter.total_tokens = total + 1
+
+
+class _GaveUp(Exception):
+    """Stops the workers once keys keep failing at the endpoint (``Engine.gave_up`` says)."""
+
+
+class Engine(Generic[T]):
+    """Runs ``work`` on the items ``produce`` sends, ``concurrency`` at a time.
+
+    Items flow through a bounded stream to a fixed set of workers, so memory stays flat however
+    many keys there are. A failing key is recorded and the others go on; when keys keep failing
+    at the endpoint level (unreachable, throttled) with no success in between, the call gives up
+    instead of grinding through every key, and its report says so (``TransferError``).
+    Retries happen inside the transport (one loop for every call); it reports throttling
+    through ``limit.throttled``, so a bulk call lowers its concurrency.
+    """
+
+    def __init__(
+        self,
+        *,
+        operation: str,
+        bucket: str,
+        concurrency: int,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.operation = operation
+        self.bucket = bucket
+        self.concurrency = concurrency
+        self.gave_up: StorageError | None = None
+        self.report = TransferReport()
+        self.progress = Progress(on_progress, self.report)
+        self.limit = AdaptiveLimit(concurrency)
+        self._endpoint_failures = 0
+        self._started = time.monotonic()
+
+    async def skip(self, key: str) -> None:
+        self.report.skipped.append(key)
+        await self.progress.update()
+
+    async def fail(self, key: str, error: StorageError) -> None:
+        self.report.failed[key] = error
+        await self.progress.update()
+
+    async def run(
+        self,
+        produce: Callable[[ObjectSendStream[tuple[str, T]]], Awaitable[None]],
+        work: Callable[[str, T], Awaitable[int | None]],
+    ) -> None:
+        send, receive = anyio.create_memory_object_stream[tuple[str, T]](self.concurrency)
+
+        async def producer() -> None:
+            async with send:
+                await produce(send)
+
+        async def worker(stream: MemoryObjectReceiveStream[tuple[str, T]]) -> None:
+            async with stream:
+                async for key, item in stream:
+                    await self._one(key, item, work)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(producer)
+                with receive:
+                    for _ in range(self.concurrency):
+                        tg.start_soon(worker, receive.clone())
+        except BaseExceptionGroup as group:
+            # A worker giving up on the endpoint (the report tells, see finish()), or a failing
+            # on_progress callback or listing: surface the error itself, not a group.
+            rest = group.split(_GaveUp)[1]
+            if rest is not None:
+                errors = rest.exceptions
+                if len(errors) == 1 or all(isinstance(e, StorageError) for e in errors):
+                    raise errors[0] from None
+                raise rest from None
+        finally:
+            self.report.seconds = time.monotonic() - self._started
+        with anyio.CancelScope(shield=True):
+            await self.progress.update(final=True)
+
+    async def _one(
+        self, key: str, item: T, work: Callable[[str, T], Awaitable[int | None]]
+    ) -> None:
+        try:
+            async with self.limit.limiter:
+                nbytes = await work(key, item)
+        except StorageError as exc:
+            await self._failed(key, exc)
+            return
+        except OSError as exc:  # local file trouble: this key fails, the others go on
+            err = LocalFileError(
+                f"local file error: {exc.strerror or exc}",
+                path=os.fsdecode(exc.filename) if exc.filename is not None else "",
+                operation=self.operation,
+                bucket=self.bucket,
+                key=key,
+                errno=exc.errno,
+            )
+            err.__cause__ = exc
+            await self._failed(key, err)
+            return
+        self._endpoint_failures = 0
+        self.limit.succeeded()
+        if nbytes is None:  # the destination already had it
+            self.report.skipped.append(key)
+        else:
+            self.report.done.append(key)
+            self.report.bytes += nbytes
+        await self.progress.update()
+
+    async def _failed(self, key: str, exc: StorageError) -> None:
+        await self.fail(key, exc)
+        if isinstance(exc, (StorageConnectionError, ThrottledError)):
+            self._endpoint_failures += 1
+            if self._endpoint_failures >= _GIVE_UP_AFTER and self.gave_up is None:
+                self.gave_up = exc
+                raise _GaveUp
+
+    def finish(self, raise_on_error: bool) -> TransferReport:
+        report = self.report
+        if self.gave_up is not None and raise_on_error:
+            raise TransferError(
+                f"gave up after {_GIVE_UP_AFTER} keys in a row failed at the endpoint "
+                f"({len(report.done)} done, {len(report.failed)} failed): {self.gave_up}",
+                report=report,
+                operation=self.operation,
+                bucket=self.bucket,
+            ) from self.gave_up
+        if report.failed and raise_on_error:
+            first_key, first = next(iter(report.failed.items()))
+            raise TransferError(
+                f"{len(report.failed)} of {len(report.failed) + len(report.done)} keys failed "
+                f"(first: {first_key}: {first})",
+                report=report,
+                operation=self.operation,
+                bucket=self.bucket,
+            )
+        return report
+
+
+async def batches(keys: KeySource, size: int) -> AsyncIterator[list[str | ObjectInfo]]:
+    batch: list[str | ObjectInfo] = []
+    if isinstance(keys, AsyncIterable):
+        async for item in keys:
+            batch.append(item)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    else:
+        for item in keys:
+            batch.append(item)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def check_concurrency(value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"concurrency must be a positive integer, got {value!r}")
+    return value

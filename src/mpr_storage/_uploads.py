@@ -1,0 +1,169 @@
+"""Bulk uploads: a lazy walk of the source tree, files streamed in bounded memory, every entry
+that cannot be uploaded reported, and skip decisions that compare content, never size alone."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from functools import partial
+from pathlib import Path
+
+import anyio
+from anyio.abc import ObjectSendStream
+
+from . import _objects
+from ._client import BaseStorage
+from ._engine import Engine, ProgressCallback, TransferReport, check_concurrency
+from ._errors import LocalFileError, StorageError
+from ._files import LocalIO, open_regular
+from ._keys import check_bucket, check_key
+from ._manifest import same_content
+from ._models import ObjectInfo
+from ._objects import guess_content_type
+from ._walk import Found, Problem, walk_files
+
+__all__ = ["CHUNK", "MULTIPART_AT_ONCE", "upload_many"]
+
+CHUNK = 1024 * 1024
+"""A file up to this size is read whole; a larger one is streamed in chunks of this size, so a
+transfer holds at most ``concurrency x CHUNK`` bytes of file data."""
+MULTIPART_AT_ONCE = 2
+"""Files at or above the multipart threshold uploading at once in one bulk call (each with up
+to 4 parts of ``multipart_chunksize`` in flight)."""
+_STREAM_CHUNK = 256 * 1024  # the socket's buffer holds one chunk while the next is read
+_WALK_BATCH = 256
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _take(walker: Generator[Found | Problem, None, None], count: int) -> list[Found | Problem]:
+    batch: list[Found | Problem] = []
+    for item in walker:
+        batch.append(item)
+        if len(batch) >= count:
+            break
+    return batch
+
+
+async def upload_many(
+    storage: BaseStorage,
+    src_dir: str | os.PathLike[str],
+    bucket: str,
+    prefix: str,
+    *,
+    concurrency: int | None = None,
+    skip_existing: bool = False,
+    on_progress: ProgressCallback | None = None,
+    raise_on_error: bool = True,
+) -> TransferReport:
+    """Upload every file under ``src_dir`` to ``prefix + relative/path`` concurrently.
+
+    Small files go up with one streamed PUT each (Content-MD5 checked by the server); files of
+    ``S3_MULTIPART_THRESHOLD`` bytes or more use multipart, aborted on failure or cancellation,
+    so no half-written object remains. The download manifest and temp files are never uploaded.
+    The tree is walked lazily (one directory listed at a time, uploads start at once); symlinks
+    to files and directories are followed, each real directory once.
+
+    Memory: a file up to 1 MiB is read whole; a larger one is hashed in a first streaming
+    pass and sent in 256 KiB pieces, so a call holds at most ``concurrency x 1 MiB`` of file
+    data, plus, for files at or above the multipart threshold (at most 2 at once), 4 parts of
+    ``S3_MULTIPART_CHUNKSIZE`` each. With ``skip_existing`` the listing of ``prefix`` is held.
+
+    Args:
+        skip_existing: leave an object only when its content provably equals the file: same
+            size and MD5 (MD5 ETags), or the same multipart ETag recomputed with
+            ``S3_MULTIPART_CHUNKSIZE``; other ETags (SSE-KMS, SSE-C) mean upload again.
+        on_progress, raise_on_error, concurrency: as for :func:`download_many` (the total is
+            known once the walk ends).
+
+    Returns:
+        The :class:`TransferReport`.
+
+    Raises:
+        TransferError: some files failed (after every other file was tried); ``.report`` tells
+            which. Entries that cannot be uploaded are per-key :class:`LocalFileError`
+            failures, never silently dropped: unreadable files and directories, dangling
+            symlinks, FIFOs, devices and sockets (also behind symlinks; never opened), names
+            that are not valid UTF-8.
+        NotADirectoryError: ``src_dir`` is not a directory.
+        ValueError: ``concurrency`` is not a positive integer.
+        StorageConnectionError, ThrottledError: the listing for ``skip_existing`` failed.
+    """
+    check_bucket(bucket, operation="upload_many")
+    settings = storage.settings
+    concurrency = check_concurrency(
+        settings.max_concurrency if concurrency is None else concurrency
+    )
+    root = Path(src_dir)
+    if not await anyio.Path(root).is_dir():
+        raise NotADirectoryError(f"upload_many: {root} is not a directory")
+    remote: dict[str, ObjectInfo] = {}
+    if skip_existing:
+        remote = {o.key: o async for o in _objects.iter_objects(storage, bucket, prefix)}
+    transport = await storage.transport()
+    io = LocalIO()
+    big = anyio.CapacityLimiter(MULTIPART_AT_ONCE)
+    engine: Engine[Found] = Engine(
+        operation="upload_many",
+        bucket=bucket,
+        concurrency=concurrency,
+        on_progress=on_progress,
+    )
+
+    def local_error(key: str, reason: str, path: Path, errno: int | None) -> LocalFileError:
+        return LocalFileError(
+            reason, path=path, operation="upload_many", bucket=bucket, key=key, errno=errno
+        )
+
+    async def produce(send: ObjectSendStream[tuple[str, Found]]) -> None:
+        walker = walk_files(root)
+        try:
+            while batch := await anyio.to_thread.run_sync(_take, walker, _WALK_BATCH):
+                engine.progress.seen += len(batch)
+                for item in batch:
+                    key = prefix + item.rel
+                    if isinstance(item, Problem):
+                        err = local_error(key, item.reason, item.path, item.errno)
+                        await engine.fail(key, err)
+                        continue
+                    try:
+                        check_key(key, operation="upload_many", bucket=bucket)
+                    except StorageError as exc:
+                        await engine.fail(key, exc)
+                        continue
+                    await send.send((key, item))
+            engine.progress.total = engine.progress.seen  # the walk is over: now it is known
+        finally:
+            walker.close()
+
+    async def work(key: str, item: Found) -> int | None:
+        try:
+            fd = await io.run(partial(open_regular, item.path), 0)
+        except OSError as exc:
+            raise local_error(key, exc.strerror or str(exc), item.path, exc.errno) from exc
+        try:
+            size = os.fstat(fd).st_size
+            existing = remote.get(key)
+            if existing is not None and existing.size == size:
+                check = partial(same_content, fd, size, existing.etag, settings.multipart_chunksize)
+                if await io.run(check, size):
+                    return None
+            if size < settings.multipart_threshold:
+                await transport.put_file(
+                    bucket,
+                    key,
+                    fd,
+                    size,
+                    content_type=guess_content_type(key),
+                    io=io,
+                    operation="upload_many",
+                    on_throttle=engine.limit.throttled,
+                )
+                return size
+        finally:
+            os.close(fd)
+        async with big:
+            await _objects.upload_file(storage, item.path, bucket, key)
+        return size
+
+    await engine.run(produce, work)
+    return engine.finish(raise_on_error)
