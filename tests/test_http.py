@@ -13,7 +13,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
 from mpr_storage import StorageSettings
-from mpr_storage._http import FastTransport
+from mpr_storage._http import SignedRequests
 from mpr_storage._sigv4 import UNSIGNED_PAYLOAD, SigV4
 
 KEYS = [
@@ -58,7 +58,7 @@ class _Fast:
         settings = StorageSettings(
             endpoint_url=endpoint, region=region, addressing_style="virtual" if virtual else "path"
         )
-        self._transport = FastTransport(settings, endpoint, None, None)
+        self._transport = SignedRequests(settings, endpoint, None, None)
         self._signer = SigV4(creds, region)
 
     def _request(self, *args: Any) -> Any:

@@ -31,7 +31,9 @@ from ._errors import StorageConnectionError as StorageConnectionError
 from ._errors import StorageError as StorageError
 from ._errors import StorageTimeoutError as StorageTimeoutError
 from ._errors import ThrottledError as ThrottledError
-from ._errors import TransferError as TransferError
+from ._models import ProgressCallback as ProgressCallback
+from ._models import TransferError as TransferError
+from ._models import TransferReport as TransferReport
 from ._objects import ObjectInfo as ObjectInfo
 from ._storage import Storage as Storage
 from ._storage import delete_objects as delete_objects
@@ -51,8 +53,6 @@ from ._storage import stat_object as stat_object
 from ._storage import upload_file as upload_file
 from ._storage import upload_frames as upload_frames
 from ._storage import upload_many as upload_many
-from ._transfer import ProgressCallback as ProgressCallback
-from ._transfer import TransferReport as TransferReport
 
 #: The source media bucket (``S3_BUCKET_IN``, read at import).
 BUCKET_IN: str = _os.environ.get("S3_BUCKET_IN") or _DEFAULT_BUCKET_IN

@@ -13,7 +13,7 @@ import aiohttp
 
 from ._botocore import BotocoreTransport
 from ._config import StorageSettings
-from ._http import FastTransport
+from ._fast import FastTransport
 from ._transport import Transport, aws_endpoint
 
 if TYPE_CHECKING:

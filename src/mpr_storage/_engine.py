@@ -7,71 +7,25 @@ import inspect
 import os
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 import anyio
 from anyio.abc import ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._errors import (
-    LocalFileError,
-    StorageConnectionError,
-    StorageError,
-    ThrottledError,
-    TransferError,
-)
-from ._models import ObjectInfo
+from ._errors import LocalFileError, StorageConnectionError, StorageError, ThrottledError
+from ._models import KeySource, ObjectInfo, ProgressCallback, TransferError, TransferReport
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-__all__ = [
-    "AdaptiveLimit",
-    "Engine",
-    "KeySource",
-    "ProgressCallback",
-    "TransferReport",
-    "batches",
-    "check_concurrency",
-]
-
-ProgressCallback = Callable[[int, int | None, int], object]
-"""``on_progress(done_objects, total_objects, done_bytes)``; may also be a coroutine function.
-``total_objects`` is ``None`` while the keys are still being listed, then the final count (it
-never changes once known)."""
-
-KeySource = Iterable[str | ObjectInfo] | AsyncIterable[str | ObjectInfo]
+__all__ = ["AdaptiveLimit", "Engine", "batches", "check_concurrency"]
 
 _PROGRESS_INTERVAL = 0.1
 _GIVE_UP_AFTER = 3  # keys in a row failing at the endpoint level (unreachable / throttled)
 
 T = TypeVar("T")
-
-
-@dataclass
-class TransferReport:
-    """What a bulk call did.
-
-    Attributes:
-        done: keys transferred, in completion order.
-        skipped: keys left alone because the destination already had them.
-        failed: keys that failed, with the error of each.
-        bytes: bytes transferred (skipped keys not counted).
-        seconds: wall time of the call.
-    """
-
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, StorageError] = field(default_factory=dict)
-    bytes: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """True when no key failed."""
-        return not self.failed
 
 
 class Progress:

@@ -12,6 +12,8 @@
     ├── LocalFileError           (also OSError)             a local file or directory is unusable
     └── TransferError                                       a bulk call had failures (.report)
 
+(``TransferError`` lives with the report it carries, in :mod:`._models`.)
+
 Every message names the operation, the bucket and the key; none ever contains a secret.
 """
 
@@ -23,10 +25,7 @@ import email.utils
 import os
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, TypedDict
-
-if TYPE_CHECKING:
-    from ._transfer import TransferReport
+from typing import Any, TypedDict
 
 __all__ = [
     "AccessDeniedError",
@@ -39,7 +38,6 @@ __all__ = [
     "StorageError",
     "StorageTimeoutError",
     "ThrottledError",
-    "TransferError",
     "error_for_code",
     "map_errors",
     "retry_after_seconds",
@@ -152,16 +150,6 @@ class LocalFileError(StorageError, OSError):
 
     def __str__(self) -> str:  # our message, not OSError's "[Errno n] strerror: filename"
         return str(self.args[0]) if self.args else ""
-
-
-class TransferError(StorageError):
-    """A bulk transfer finished with failed keys; ``report`` has the details."""
-
-    def __init__(
-        self, message: str, *, report: TransferReport, operation: str, bucket: str
-    ) -> None:
-        super().__init__(message, operation=operation, bucket=bucket)
-        self.report = report
 
 
 _NOT_FOUND = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}

@@ -7,8 +7,8 @@ import os
 from . import _transfer
 from ._client import BaseStorage
 from ._errors import InvalidKeyError, ObjectNotFoundError
+from ._models import ProgressCallback, TransferReport
 from ._objects import iter_objects
-from ._transfer import ProgressCallback, TransferReport
 
 __all__ = ["frame_cache_exists", "frame_cache_prefix", "prefetch_frames", "upload_frames"]
 

@@ -1,25 +1,19 @@
-"""The fast transport: S3 requests signed with SigV4 and sent on one aiohttp session.
+"""Signed S3 requests on one aiohttp session: what the fast transport sends its calls with.
 
-botocore's per-request pipeline (endpoint rules, event hooks, request objects, response
-parsing) costs ~1 ms of CPU per request, and its signer alone ~50 us. Here a request is signed
-in botocore's canonical form with a cached signing key and sent on one aiohttp session whose
-pool is sized to the concurrency; what botocore does for its users is done here too: its
-credential chain (re-read whenever it says they need refreshing), its proxy and CA settings,
-region redirects remembered per bucket, namespace-agnostic parsing, and the retry loop both
-transports share.
+A request is signed in botocore's canonical SigV4 form with a cached signing key; what
+botocore does for its users around a request is done here too: its credential chain (re-read
+whenever it says they need refreshing), its proxy settings, region redirects remembered per
+bucket, and one translation of transport errors into ours (:func:`._errors.map_errors`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
-import hashlib
 import io
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from functools import partial
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -37,41 +31,27 @@ from ._errors import (
     map_errors,
     retry_after_seconds,
 )
-from ._files import STREAM_CHUNK, LocalIO, digests, fd_chunks, hash_fd, read_fd
-from ._models import ObjectInfo
 from ._sigv4 import UNSIGNED_PAYLOAD, SigV4
 from ._transport import (
     SMALL_BODY,
-    ByteProgress,
-    Fetched,
-    Throttle,
-    Transport,
     aws_endpoint,
-    write_body,
 )
 from ._xml import (
-    ListPage,
     error_fields,
-    find_etag,
-    parse_buckets,
-    parse_delete_errors,
-    parse_list,
-    parse_upload_id,
 )
 
-__all__ = ["FastTransport"]
+__all__ = ["SignedRequests", "escape", "query_string"]
 
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_META = "x-amz-meta-"
 
 
 class _Redirected(Exception):
     """The bucket answered from another region (remembered): send the request again."""
 
 
-class FastTransport(Transport):
-    """Signs and sends S3 requests for one store on one aiohttp session."""
+class SignedRequests:
+    """Signs S3 requests for one store and sends them on one aiohttp session: credentials
+    re-read per request, regions remembered per bucket, botocore's proxies, errors translated."""
 
     def __init__(
         self,
@@ -80,7 +60,9 @@ class FastTransport(Transport):
         credentials: Any,
         http: aiohttp.ClientSession | None,
     ) -> None:
-        super().__init__(settings, endpoint_url, credentials)
+        self.settings = settings
+        self.endpoint_url = endpoint_url
+        self._credentials = credentials  # botocore's (refreshable) credentials, or None
         parts = urlsplit(endpoint_url)
         self._http = http
         self._scheme = parts.scheme
@@ -161,7 +143,7 @@ class FastTransport(Transport):
         return found
 
     @contextlib.asynccontextmanager
-    async def _send(
+    async def send(
         self,
         method: str,
         bucket: str,
@@ -243,281 +225,6 @@ class FastTransport(Transport):
             retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
 
-    # --- the interface ----------------------------------------------------------------------
-
-    async def list_page(
-        self,
-        bucket: str,
-        prefix: str,
-        token: str | None,
-        *,
-        max_keys: int | None = None,
-        operation: str = "list_objects",
-    ) -> ListPage:
-        params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
-        if token is not None:
-            params["continuation-token"] = token
-        if max_keys is not None:
-            params["max-keys"] = str(max_keys)
-
-        async def attempt() -> ListPage:
-            async with self._send(
-                "GET", bucket, operation=operation, query=_query(params), label=prefix
-            ) as r:
-                body = await r.read()
-            return parse_list(body, operation=operation, bucket=bucket)
-
-        return await self.retry(attempt, None)
-
-    async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:
-        async def attempt() -> ObjectInfo:
-            async with self._send("HEAD", bucket, key, operation=operation) as r:
-                headers = r.headers
-                modified = headers.get("Last-Modified")
-                return ObjectInfo(
-                    key,
-                    int(headers.get("Content-Length", "0")),
-                    headers.get("ETag", "").strip('"'),
-                    email.utils.parsedate_to_datetime(modified) if modified else None,
-                    headers.get("Content-Type"),
-                    {
-                        name[len(_META) :]: value
-                        for name, value in headers.items()
-                        if name.lower().startswith(_META)
-                    },
-                )
-
-        return await self.retry(attempt, None)
-
-    async def get_to_file(
-        self,
-        bucket: str,
-        key: str,
-        path: Path,
-        *,
-        io: LocalIO,
-        operation: str,
-        mkdir: bool = False,
-        if_none_match: str | None = None,
-        progress: ByteProgress | None = None,
-        on_throttle: Throttle | None = None,
-    ) -> Fetched | None:
-        extra = {"If-None-Match": f'"{if_none_match}"'} if if_none_match else None
-
-        async def attempt() -> Fetched | None:
-            async with self._send(
-                "GET", bucket, key, operation=operation, extra=extra, ok=(200, 304)
-            ) as r:
-                if r.status == 304:
-                    return None
-                size, mtime_ns = await write_body(
-                    path,
-                    r.content_length,
-                    r.read,
-                    partial(r.content.iter_chunked, STREAM_CHUNK),
-                    io=io,
-                    where=(operation, bucket, key),
-                    mkdir=mkdir,
-                    progress=progress,
-                )
-                return Fetched(size, r.headers.get("ETag", "").strip('"'), mtime_ns)
-
-        return await self.retry(attempt, on_throttle)
-
-    async def put_file(
-        self,
-        bucket: str,
-        key: str,
-        fd: int,
-        size: int,
-        *,
-        content_type: str,
-        io: LocalIO,
-        operation: str,
-        progress: ByteProgress | None = None,
-        on_throttle: Throttle | None = None,
-    ) -> str:
-        whole = size <= SMALL_BODY
-        if whole:
-            data: bytes | None = await io.run(partial(read_fd, fd, size), size)
-            assert data is not None
-            _, md5_b64, sha256 = digests(data)
-        else:
-            data = None
-            _, md5_b64, sha256 = await io.run(partial(hash_fd, fd, size), size)
-        extra = {"Content-Type": content_type, "Content-MD5": md5_b64}
-        if not whole:
-            extra["Content-Length"] = str(size)  # sent as is: never chunked
-
-        async def stream() -> AsyncIterator[bytes]:
-            if progress is not None:
-                progress.start(size)
-            async for chunk in fd_chunks(fd, size, io):
-                if progress is not None:
-                    await progress.add(len(chunk))
-                yield chunk
-
-        async def attempt() -> str:
-            async with self._send(
-                "PUT",
-                bucket,
-                key,
-                operation=operation,
-                extra=extra,
-                data=data if whole else stream,
-                payload_hash=sha256,
-            ) as r:
-                await r.read()
-                if whole and progress is not None:
-                    progress.start(size)
-                    await progress.add(size)
-                return r.headers.get("ETag", "").strip('"')
-
-        return await self.retry(attempt, on_throttle)
-
-    async def create_multipart(
-        self, bucket: str, key: str, *, content_type: str, operation: str
-    ) -> str:
-        async def attempt() -> str:
-            async with self._send(
-                "POST",
-                bucket,
-                key,
-                operation=operation,
-                query="uploads=",
-                extra={"Content-Type": content_type},
-                payload_hash=_EMPTY_SHA256,
-            ) as r:
-                body = await r.read()
-            return parse_upload_id(body, operation=operation, bucket=bucket)
-
-        return await self.retry(attempt, None)
-
-    async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
-    ) -> str:
-        query = _query({"partNumber": str(number), "uploadId": upload_id})
-        _, md5_b64, sha256 = await LocalIO().run(partial(digests, data), len(data))
-        extra = {"Content-MD5": md5_b64}
-
-        async def attempt() -> str:
-            async with self._send(
-                "PUT",
-                bucket,
-                key,
-                operation=operation,
-                query=query,
-                extra=extra,
-                data=data,
-                payload_hash=sha256,
-            ) as r:
-                await r.read()
-                return r.headers.get("ETag", "")
-
-        return await self.retry(attempt, None)
-
-    async def complete_multipart(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        parts: list[tuple[int, str]],
-        *,
-        operation: str,
-    ) -> str:
-        xml = "".join(
-            f"<Part><PartNumber>{n}</PartNumber><ETag>{_escape(etag)}</ETag></Part>"
-            for n, etag in parts
-        )
-        body = f"<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>".encode()
-        _, md5_b64, sha256 = digests(body)
-
-        async def attempt() -> str:
-            async with self._send(
-                "POST",
-                bucket,
-                key,
-                operation=operation,
-                query=_query({"uploadId": upload_id}),
-                extra={"Content-MD5": md5_b64},
-                data=body,
-                payload_hash=sha256,
-            ) as r:
-                answer = await r.read()
-                code, message, _ = error_fields(answer)
-                if code is not None and b"CompleteMultipartUploadResult" not in answer:
-                    # S3 may answer 200 and report the failure in the body.
-                    raise error_for_code(
-                        code,
-                        message or code,
-                        operation=operation,
-                        bucket=bucket,
-                        key=key,
-                        status=500 if code == "InternalError" else None,
-                    )
-            return find_etag(answer)
-
-        return await self.retry(attempt, None)
-
-    async def abort_multipart(
-        self, bucket: str, key: str, upload_id: str, *, operation: str
-    ) -> None:
-        async def attempt() -> None:
-            async with self._send(
-                "DELETE",
-                bucket,
-                key,
-                operation=operation,
-                query=_query({"uploadId": upload_id}),
-                ok=(200, 204, 404),
-            ) as r:
-                await r.read()
-
-        await self.retry(attempt, None)
-
-    async def delete_batch(
-        self, bucket: str, keys: list[str], *, operation: str
-    ) -> list[tuple[str, str, str]]:
-        objects = "".join(f"<Object><Key>{_escape(k)}</Key></Object>" for k in keys)
-        body = f"<Delete><Quiet>true</Quiet>{objects}</Delete>".encode()
-        _, md5_b64, sha256 = digests(body)
-
-        async def attempt() -> list[tuple[str, str, str]]:
-            async with self._send(
-                "POST",
-                bucket,
-                operation=operation,
-                query="delete=",
-                extra={"Content-MD5": md5_b64, "Content-Type": "application/xml"},
-                data=body,
-                payload_hash=sha256,
-            ) as r:
-                answer = await r.read()
-            return parse_delete_errors(answer, operation=operation, bucket=bucket)
-
-        return await self.retry(attempt, None)
-
-    async def delete_one(self, bucket: str, key: str, *, operation: str) -> None:
-        async def attempt() -> None:
-            async with self._send(
-                "DELETE", bucket, key, operation=operation, ok=(200, 204, 404)
-            ) as r:
-                body = await r.read()
-                if r.status == 404 and error_fields(body)[0] == "NoSuchBucket":
-                    raise error_for_code(
-                        "NoSuchBucket", "no such bucket", operation=operation, bucket=bucket
-                    )
-
-        await self.retry(attempt, None)
-
-    async def list_buckets(self, *, operation: str = "list_buckets") -> list[str]:
-        async def attempt() -> list[str]:
-            async with self._send("GET", "", operation=operation) as r:
-                body = await r.read()
-            return parse_buckets(body, operation=operation)
-
-        return await self.retry(attempt, None)
-
 
 def _body(data: Any) -> Any:
     """What aiohttp sends for ``data``: a fresh stream from a factory, large bytes as a
@@ -533,12 +240,12 @@ def _large(data: Any) -> bool:
     return callable(data) or (isinstance(data, bytes) and len(data) > SMALL_BODY)
 
 
-def _query(params: Mapping[str, str]) -> str:
+def query_string(params: Mapping[str, str]) -> str:
     """A canonical query string: sorted, every value percent-encoded as SigV4 wants."""
     return "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

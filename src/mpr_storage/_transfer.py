@@ -15,13 +15,13 @@ from anyio.abc import ObjectSendStream
 
 from ._client import BaseStorage
 from ._engine import AdaptiveLimit as _AdaptiveLimit
-from ._engine import Engine, KeySource, ProgressCallback, TransferReport, batches
+from ._engine import Engine, batches
 from ._engine import check_concurrency as _check_concurrency
 from ._errors import LocalFileError, StorageError
 from ._files import LocalIO
 from ._keys import KeyMapper, check_bucket, check_key
 from ._manifest import MANIFEST_NAME, Entry, Manifest, same_content
-from ._models import ObjectInfo
+from ._models import KeySource, ObjectInfo, ProgressCallback, TransferReport
 from ._uploads import upload_many
 
 __all__ = [

@@ -13,12 +13,12 @@ from anyio.abc import ObjectSendStream
 
 from . import _objects
 from ._client import BaseStorage
-from ._engine import Engine, ProgressCallback, TransferReport, check_concurrency
+from ._engine import Engine, check_concurrency
 from ._errors import LocalFileError, StorageError
 from ._files import LocalIO, open_regular
 from ._keys import check_bucket, check_key
 from ._manifest import same_content
-from ._models import ObjectInfo
+from ._models import ObjectInfo, ProgressCallback, TransferReport
 from ._objects import guess_content_type
 from ._walk import Found, Problem, walk_files
 
