@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -43,6 +43,8 @@ from ._xml import (
 
 __all__ = ["FastTransport"]
 
+T = TypeVar("T")
+
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _META = "x-amz-meta-"
 
@@ -60,6 +62,30 @@ class FastTransport(Transport):
         super().__init__(settings, endpoint_url, credentials)
         self._wire = SignedRequests(settings, endpoint_url, credentials, http)
 
+    async def _call(
+        self,
+        parse: Callable[[aiohttp.ClientResponse, bytes], T],
+        method: str,
+        bucket: str,
+        key: str = "",
+        *,
+        operation: str,
+        body: bytes | None = None,
+        **send: Any,
+    ) -> T:
+        """One request whose answer is read whole and parsed, retried; a ``body`` (an XML
+        document) goes with its Content-MD5 and payload hash."""
+        if body is not None:
+            _, md5_b64, sha256 = digests(body)
+            send.update(data=body, payload_hash=sha256)
+            send["extra"] = {**send.get("extra", {}), "Content-MD5": md5_b64}
+
+        async def attempt() -> T:
+            async with self._wire.send(method, bucket, key, operation=operation, **send) as r:
+                return parse(r, await r.read())
+
+        return await self.retry(attempt, None)
+
     async def list_page(
         self,
         bucket: str,
@@ -74,35 +100,19 @@ class FastTransport(Transport):
             params["continuation-token"] = token
         if max_keys is not None:
             params["max-keys"] = str(max_keys)
-
-        async def attempt() -> ListPage:
-            async with self._wire.send(
-                "GET", bucket, operation=operation, query=query_string(params), label=prefix
-            ) as r:
-                body = await r.read()
-            return parse_list(body, operation=operation, bucket=bucket)
-
-        return await self.retry(attempt, None)
+        return await self._call(
+            lambda _, body: parse_list(body, operation=operation, bucket=bucket),
+            "GET",
+            bucket,
+            operation=operation,
+            query=query_string(params),
+            label=prefix,
+        )
 
     async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:
-        async def attempt() -> ObjectInfo:
-            async with self._wire.send("HEAD", bucket, key, operation=operation) as r:
-                headers = r.headers
-                modified = headers.get("Last-Modified")
-                return ObjectInfo(
-                    key,
-                    int(headers.get("Content-Length", "0")),
-                    headers.get("ETag", "").strip('"'),
-                    email.utils.parsedate_to_datetime(modified) if modified else None,
-                    headers.get("Content-Type"),
-                    {
-                        name[len(_META) :]: value
-                        for name, value in headers.items()
-                        if name.lower().startswith(_META)
-                    },
-                )
-
-        return await self.retry(attempt, None)
+        return await self._call(
+            lambda r, _: _head_info(key, r.headers), "HEAD", bucket, key, operation=operation
+        )
 
     async def get_to_file(
         self,
@@ -193,43 +203,32 @@ class FastTransport(Transport):
     async def create_multipart(
         self, bucket: str, key: str, *, content_type: str, operation: str
     ) -> str:
-        async def attempt() -> str:
-            async with self._wire.send(
-                "POST",
-                bucket,
-                key,
-                operation=operation,
-                query="uploads=",
-                extra={"Content-Type": content_type},
-                payload_hash=_EMPTY_SHA256,
-            ) as r:
-                body = await r.read()
-            return parse_upload_id(body, operation=operation, bucket=bucket)
-
-        return await self.retry(attempt, None)
+        return await self._call(
+            lambda _, body: parse_upload_id(body, operation=operation, bucket=bucket),
+            "POST",
+            bucket,
+            key,
+            operation=operation,
+            query="uploads=",
+            extra={"Content-Type": content_type},
+            payload_hash=_EMPTY_SHA256,
+        )
 
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
     ) -> str:
-        query = query_string({"partNumber": str(number), "uploadId": upload_id})
         _, md5_b64, sha256 = await LocalIO().run(partial(digests, data), len(data))
-        extra = {"Content-MD5": md5_b64}
-
-        async def attempt() -> str:
-            async with self._wire.send(
-                "PUT",
-                bucket,
-                key,
-                operation=operation,
-                query=query,
-                extra=extra,
-                data=data,
-                payload_hash=sha256,
-            ) as r:
-                await r.read()
-                return r.headers.get("ETag", "")
-
-        return await self.retry(attempt, None)
+        return await self._call(
+            lambda r, _: str(r.headers.get("ETag", "")),
+            "PUT",
+            bucket,
+            key,
+            operation=operation,
+            query=query_string({"partNumber": str(number), "uploadId": upload_id}),
+            extra={"Content-MD5": md5_b64},
+            data=data,
+            payload_hash=sha256,
+        )
 
     async def complete_multipart(
         self,
@@ -244,91 +243,84 @@ class FastTransport(Transport):
             f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
             for n, etag in parts
         )
-        body = f"<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>".encode()
-        _, md5_b64, sha256 = digests(body)
 
-        async def attempt() -> str:
-            async with self._wire.send(
-                "POST",
-                bucket,
-                key,
-                operation=operation,
-                query=query_string({"uploadId": upload_id}),
-                extra={"Content-MD5": md5_b64},
-                data=body,
-                payload_hash=sha256,
-            ) as r:
-                answer = await r.read()
-                code, message, _ = error_fields(answer)
-                if code is not None and b"CompleteMultipartUploadResult" not in answer:
-                    # S3 may answer 200 and report the failure in the body.
-                    raise error_for_code(
-                        code,
-                        message or code,
-                        operation=operation,
-                        bucket=bucket,
-                        key=key,
-                        status=500 if code == "InternalError" else None,
-                    )
+        def completed(_: aiohttp.ClientResponse, answer: bytes) -> str:
+            code, message, _region = error_fields(answer)
+            if code is not None and b"CompleteMultipartUploadResult" not in answer:
+                # S3 may answer 200 and report the failure in the body.
+                raise error_for_code(
+                    code,
+                    message or code,
+                    operation=operation,
+                    bucket=bucket,
+                    key=key,
+                    status=500 if code == "InternalError" else None,
+                )
             return find_etag(answer)
 
-        return await self.retry(attempt, None)
+        return await self._call(
+            completed,
+            "POST",
+            bucket,
+            key,
+            operation=operation,
+            query=query_string({"uploadId": upload_id}),
+            body=f"<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>".encode(),
+        )
 
     async def abort_multipart(
         self, bucket: str, key: str, upload_id: str, *, operation: str
     ) -> None:
-        async def attempt() -> None:
-            async with self._wire.send(
-                "DELETE",
-                bucket,
-                key,
-                operation=operation,
-                query=query_string({"uploadId": upload_id}),
-                ok=(200, 204, 404),
-            ) as r:
-                await r.read()
-
-        await self.retry(attempt, None)
+        await self._call(
+            lambda _r, _b: None,
+            "DELETE",
+            bucket,
+            key,
+            operation=operation,
+            query=query_string({"uploadId": upload_id}),
+            ok=(200, 204, 404),
+        )
 
     async def delete_batch(
         self, bucket: str, keys: list[str], *, operation: str
     ) -> list[tuple[str, str, str]]:
         objects = "".join(f"<Object><Key>{escape(k)}</Key></Object>" for k in keys)
-        body = f"<Delete><Quiet>true</Quiet>{objects}</Delete>".encode()
-        _, md5_b64, sha256 = digests(body)
-
-        async def attempt() -> list[tuple[str, str, str]]:
-            async with self._wire.send(
-                "POST",
-                bucket,
-                operation=operation,
-                query="delete=",
-                extra={"Content-MD5": md5_b64, "Content-Type": "application/xml"},
-                data=body,
-                payload_hash=sha256,
-            ) as r:
-                answer = await r.read()
-            return parse_delete_errors(answer, operation=operation, bucket=bucket)
-
-        return await self.retry(attempt, None)
+        return await self._call(
+            lambda _, answer: parse_delete_errors(answer, operation=operation, bucket=bucket),
+            "POST",
+            bucket,
+            operation=operation,
+            query="delete=",
+            extra={"Content-Type": "application/xml"},
+            body=f"<Delete><Quiet>true</Quiet>{objects}</Delete>".encode(),
+        )
 
     async def delete_one(self, bucket: str, key: str, *, operation: str) -> None:
-        async def attempt() -> None:
-            async with self._wire.send(
-                "DELETE", bucket, key, operation=operation, ok=(200, 204, 404)
-            ) as r:
-                body = await r.read()
-                if r.status == 404 and error_fields(body)[0] == "NoSuchBucket":
-                    raise error_for_code(
-                        "NoSuchBucket", "no such bucket", operation=operation, bucket=bucket
-                    )
+        def deleted(r: aiohttp.ClientResponse, answer: bytes) -> None:
+            if r.status == 404 and error_fields(answer)[0] == "NoSuchBucket":
+                raise error_for_code(
+                    "NoSuchBucket", "no such bucket", operation=operation, bucket=bucket
+                )
 
-        await self.retry(attempt, None)
+        await self._call(deleted, "DELETE", bucket, key, operation=operation, ok=(200, 204, 404))
 
     async def list_buckets(self, *, operation: str = "list_buckets") -> list[str]:
-        async def attempt() -> list[str]:
-            async with self._wire.send("GET", "", operation=operation) as r:
-                body = await r.read()
-            return parse_buckets(body, operation=operation)
+        return await self._call(
+            lambda _, body: parse_buckets(body, operation=operation), "GET", "", operation=operation
+        )
 
-        return await self.retry(attempt, None)
+
+def _head_info(key: str, headers: Mapping[str, str]) -> ObjectInfo:
+    modified = headers.get("Last-Modified")
+    return ObjectInfo(
+        key,
+        int(headers.get("Content-Length", "0")),
+        headers.get("ETag", "").strip('"'),
+        email.utils.parsedate_to_datetime(modified) if modified else None,
+        headers.get("Content-Type"),
+        {
+            name[len(_META) :]: value
+            for name, value in headers.items()
+            if name.lower().startswith(_META)
+        },
+    )
