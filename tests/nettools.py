@@ -4,6 +4,7 @@ that accepts connections and resets them."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -12,64 +13,47 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
-_HERE = Path(__file__).resolve().parent
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+_FORWARDED = re.compile(r"^http \S+ -> \S+")
 
 
 class ForwardProxy:
-    """proxy.py (a real HTTP forward proxy) in its own process on 127.0.0.1; every request it
-    handles is logged by ``forward_proxy_plugin.CountRequests``."""
+    """pproxy (a real HTTP forward proxy) in its own process on 127.0.0.1. It logs one line per
+    client connection it forwards (``http <client> -> <host:port>``); :meth:`count` reads it.
+
+    (proxy.py would log every request, but it stalls botocore's ``Expect: 100-continue`` PUTs.)
+    """
 
     def __init__(self, workdir: Path) -> None:
         self._dir = workdir
-        self._log = workdir / "requests.log"
-        self._port_file = workdir / "port"
+        self._log = workdir / "proxy.log"
         self._process: subprocess.Popen[bytes] | None = None
-        self._output = None
+        self._output: BinaryIO | None = None
+        self._start = 0
         self.url = ""
 
     def __enter__(self) -> ForwardProxy:
         self._dir.mkdir(parents=True, exist_ok=True)
-        self._log.write_text("")
-        env = {
-            **os.environ,
-            "FORWARD_PROXY_LOG": str(self._log),
-            "PYTHONPATH": os.pathsep.join([str(_HERE), os.environ.get("PYTHONPATH", "")]),
-        }
-        for name in list(env):
-            if name.upper() in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-                del env[name]  # the proxy itself connects directly
-        self._output = (self._dir / "proxy.out").open("wb")
+        env = {k: v for k, v in os.environ.items() if k.upper() not in _PROXY_VARIABLES}
+        port = closed_port()
+        self._output = self._log.open("wb")
         self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "proxy",
-                "--hostname",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--port-file",
-                str(self._port_file),
-                "--num-acceptors",
-                "1",
-                "--num-workers",
-                "1",
-                "--plugins",
-                "forward_proxy_plugin.CountRequests",
-            ],
+            [sys.executable, "-m", "pproxy", "-l", f"http://127.0.0.1:{port}", "-v"],
             env=env,
+            stdin=subprocess.DEVNULL,
             stdout=self._output,
             stderr=subprocess.STDOUT,
-            cwd=self._dir,
         )
         deadline = time.monotonic() + 30
-        while not self._port_file.exists() or not self._port_file.read_text().strip():
+        while b"Serving on" not in self._log.read_bytes():
             if self._process.poll() is not None or time.monotonic() > deadline:
+                text = self._log.read_text(errors="replace")[-2000:]
                 self.__exit__(None, None, None)
-                raise RuntimeError(f"the forward proxy did not start: {self._output_text()}")
+                raise RuntimeError(f"the forward proxy did not start: {text}")
             time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{self._port_file.read_text().strip()}"
+        self.url = f"http://127.0.0.1:{port}"
         return self
 
     def __exit__(
@@ -90,21 +74,16 @@ class ForwardProxy:
             self._output.close()
             self._output = None
 
-    def _output_text(self) -> str:
-        path = self._dir / "proxy.out"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+    def _lines(self) -> list[str]:
+        return self._log.read_text(errors="replace").splitlines()
 
-    @property
-    def requests(self) -> list[tuple[str, str]]:
-        """``(method, path)`` of every request the proxy handled, in order."""
-        lines = self._log.read_text().splitlines()
-        return [(m, p) for m, _, p in (line.partition(" ") for line in lines)]
-
-    def count(self, method: str | None = None) -> int:
-        return sum(1 for m, _ in self.requests if method is None or m == method)
+    def count(self) -> int:
+        """Client connections forwarded since the last :meth:`reset` (pproxy relays every
+        request of a keep-alive connection on one upstream connection)."""
+        return sum(1 for line in self._lines()[self._start :] if _FORWARDED.match(line))
 
     def reset(self) -> None:
-        self._log.write_text("")
+        self._start = len(self._lines())
 
 
 def closed_port() -> int:

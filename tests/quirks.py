@@ -203,6 +203,7 @@ def write_credential_process(
 
     Returns ``(config_file, generations_file)``; each run of the process appends one line,
     ``<generation> <issued at>``, to the generations file."""
+    root.mkdir(parents=True, exist_ok=True)
     script = root / "credential_process.py"
     script.write_text(CREDENTIAL_PROCESS)
     generations = root / "generations.txt"

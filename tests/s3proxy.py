@@ -50,6 +50,8 @@ class Seen:
     status: int
     at: float = 0.0
     headers: Mapping[str, str] = field(default_factory=dict, compare=False)
+    peer: str = ""
+    """The client's ``host:port``: requests with the same peer came on one connection."""
 
     @property
     def is_object(self) -> bool:
@@ -233,8 +235,10 @@ class FaultProxy:
         raw = request.raw_path
         path, _, query = raw.partition("?")
         headers = {k.lower(): v for k, v in request.headers.items()}
+        address = request.transport.get_extra_info("peername") if request.transport else None
+        peer = f"{address[0]}:{address[1]}" if address else ""
         with self._lock:
-            self._seen.append(Seen(request.method, path, query, status, at, headers))
+            self._seen.append(Seen(request.method, path, query, status, at, headers, peer))
 
     # --- hooks for subclasses that emulate a provider (tests/quirks.py) -----------------
 
