@@ -22,7 +22,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 from xml.sax.saxutils import escape
 
 from aiohttp import web
@@ -154,7 +154,9 @@ class QuirkProxy(FaultProxy):
     ) -> dict[str, str]:
         """Sign the request again for the server with its own static keys."""
         kept = {k: v for k, v in headers.items() if k.lower() not in _UNSIGNED_DROP}
-        aws = AWSRequest(request.method, self.upstream + request.raw_path, kept, body)
+        path, _, query = request.raw_path.partition("?")
+        params = dict(parse_qsl(query, keep_blank_values=True))  # signed in canonical form
+        aws = AWSRequest(request.method, self.upstream + path, kept, body, params=params)
         creds = Credentials(self.server.access_key_id, self.server.secret_access_key)
         S3SigV4Auth(creds, "s3", "us-east-1").add_auth(aws)
         return dict(aws.headers.items())
@@ -175,7 +177,7 @@ def _xml_error(status: int, code: str, message: str) -> web.Response:
 
 # --- short-lived credentials from a credential_process -------------------------------------
 
-CREDENTIAL_PROCESS = '''\
+CREDENTIAL_PROCESS = """\
 import datetime, json, sys, time
 counter, key, secret, lifetime = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 with open(counter, "a+") as f:
@@ -193,7 +195,7 @@ print(json.dumps({
     "SessionToken": f"generation-{generation}",
     "Expiration": expires.isoformat(),
 }))
-'''
+"""
 
 
 def write_credential_process(

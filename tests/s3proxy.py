@@ -290,9 +290,11 @@ class FaultProxy:
             if request.method == "HEAD":
                 xml = b""
             kind = "text/html" if rule.body else "application/xml"
-            return web.Response(status=rule.status, body=xml, headers={
-                **rule.headers, **({"Content-Type": kind} if xml else {})
-            })
+            return web.Response(
+                status=rule.status,
+                body=xml,
+                headers={**rule.headers, **({"Content-Type": kind} if xml else {})},
+            )
         answer = await self.intercept(request, body)
         if answer is not None:
             self._record(request, answer.status, arrived)

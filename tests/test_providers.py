@@ -40,7 +40,9 @@ async def test_gcs_listing_namespace_is_understood(
         async with Storage(settings) as st:
             listed = await st.list_objects(s3.bucket, f"frames/{timeline}/")
             report = await st.prefetch_frames(timeline, tmp_path / "dst", bucket=s3.bucket)
-    expected = {f"frames/{timeline}/{rel}": hashlib.md5(data).hexdigest() for rel, data in files.items()}
+    expected = {
+        f"frames/{timeline}/{rel}": hashlib.md5(data).hexdigest() for rel, data in files.items()
+    }
     assert {o.key: o.etag for o in listed} == expected
     assert report.ok and len(report.done) == len(files)
     assert tree(tmp_path / "dst") == files

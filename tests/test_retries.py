@@ -54,20 +54,24 @@ async def test_server_errors_are_retried_on_lists_gets_puts_and_heads(
     timeline = seaweed.prefix.strip("/")
     prefix = f"frames/{timeline}/"
     (tmp_path / "up.bin").write_bytes(b"uploaded")
-    fault = dict(status=status, code=code, body=body)
+
+    def fail(n: int, **where: str) -> None:
+        proxy.fail(n, status=status, code=code, body=body, **where)  # type: ignore[arg-type]
+
     with QuirkProxy(seaweed.server) as proxy:
         settings = seaweed.settings(endpoint_url=proxy.url, fast_path=fast_path, max_attempts=3)
         async with Storage(settings) as st:
-            proxy.fail(1, target="list", **fault)  # type: ignore[arg-type]
+            fail(1, target="list")
             listed = await st.list_objects(seaweed.bucket, prefix)
-            proxy.fail(1, method="GET", **fault)  # type: ignore[arg-type]
-            one = await st.download_file(seaweed.bucket, prefix + "frame_000000.jpg", tmp_path / "1")
-            proxy.fail(1, method="PUT", **fault)  # type: ignore[arg-type]
+            fail(1, method="GET")
+            first = prefix + "frame_000000.jpg"
+            one = await st.download_file(seaweed.bucket, first, tmp_path / "1")
+            fail(1, method="PUT")
             await st.upload_file(tmp_path / "up.bin", seaweed.bucket, seaweed.key("up.bin"))
-            proxy.fail(1, method="HEAD", **fault)  # type: ignore[arg-type]
+            fail(1, method="HEAD")
             assert await st.object_exists(seaweed.bucket, seaweed.key("up.bin"))
-            proxy.fail(1, target="list", **fault)  # type: ignore[arg-type]
-            proxy.fail(2, method="GET", **fault)  # type: ignore[arg-type]
+            fail(1, target="list")
+            fail(2, method="GET")
             report = await st.prefetch_frames(timeline, tmp_path / "dst", bucket=seaweed.bucket)
     assert sorted(o.key for o in listed) == sorted(prefix + rel for rel in files)
     assert one.read_bytes() == files["frame_000000.jpg"]
@@ -121,7 +125,8 @@ async def test_a_listing_resumes_from_the_page_that_failed(
     assert len(keys) == len(set(keys)) == len(files)
     assert sorted(keys) == sorted(prefix + rel for rel in files)
     for seen, status in ((lists, 503), (prefetch_lists, 500)):
-        assert [(s.continues, s.status) for s in seen] == [(False, 200), (True, status), (True, 200)]
+        pages = [(s.continues, s.status) for s in seen]
+        assert pages == [(False, 200), (True, status), (True, 200)]
         assert seen[1].query == seen[2].query  # the same continuation token, page 1 not again
     assert report.ok and len(report.done) == len(files)
 
