@@ -278,7 +278,7 @@ class FaultProxy:
         if request.headers.get("Expect", "").lower() == "100-continue":
             # botocore asks before sending a PUT body; the low-level server doesn't answer it.
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = await request.read()
+        body = await request.content.read()  # no client_max_size: parts are 5 MiB+
         if rule is not None and rule.kind == "fail":
             self._record(request, rule.status, arrived)
             xml = (

@@ -198,7 +198,8 @@ async def test_an_unreachable_endpoint_reads_the_same_on_both_paths(
     # A bulk call may name its listing step (list_objects) as the operation that failed.
     assert info.value.operation in (operation, "list_objects")
     assert f"s3://{BUCKET}" in str(info.value)
-    assert not (tmp_path / "k.jpg").exists() and not (tmp_path / "dst").exists()
+    assert not (tmp_path / "k.jpg").exists()
+    assert not any(p.is_file() for p in (tmp_path / "dst").rglob("*"))  # no partial download
 
 
 @PATHS
