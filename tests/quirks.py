@@ -6,7 +6,8 @@ rewrites answers the way other S3 implementations write them:
 - ``gcs``: Google Cloud Storage's XML API (listing namespace, ETags in literal quotes);
 - ``echo_encoding=False``: a server that ignores ``encoding-type=url`` (keys come back raw);
 - ``list_body``: a 200 LIST answer whose body is not an S3 listing (a gateway's page);
-- ``bucket_region``: AWS for a bucket in another region (``AuthorizationHeaderMalformed``);
+- ``bucket_region``: AWS for a bucket in another region (``AuthorizationHeaderMalformed``; a
+  HEAD gets ``head_status``, 400 or 301, without a body);
 - ``public``: a public bucket behind a gateway that signs unsigned requests for the server;
 - ``generations``: short-lived credentials whose session token names a generation; a token
   older than ``token_lifetime`` seconds is answered with ``400 ExpiredToken``.
@@ -58,6 +59,7 @@ class QuirkProxy(FaultProxy):
         echo_encoding: bool = True,
         list_body: bytes | None = None,
         bucket_region: str | None = None,
+        head_status: int = 400,
         public: bool = False,
         generations: Path | None = None,
         token_lifetime: float = 2.0,
@@ -69,6 +71,7 @@ class QuirkProxy(FaultProxy):
         self.echo_encoding = echo_encoding
         self.list_body = list_body
         self.bucket_region = bucket_region
+        self.head_status = head_status
         self.public = public
         self.generations = generations
         self.token_lifetime = token_lifetime
@@ -130,7 +133,7 @@ class QuirkProxy(FaultProxy):
         assert self.bucket_region is not None
         header = {"x-amz-bucket-region": self.bucket_region}
         if request.method == "HEAD":
-            return web.Response(status=400, headers=header)
+            return web.Response(status=self.head_status, headers=header)
         xml = (
             '<?xml version="1.0" encoding="UTF-8"?><Error>'
             "<Code>AuthorizationHeaderMalformed</Code><Message>The authorization header is "

@@ -39,8 +39,9 @@ async def test_a_long_prefetch_outlives_its_temporary_credentials(
     config, generations = write_credential_process(tmp_path / "creds", seaweed.server)
     no_static_credentials(monkeypatch)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
-    with QuirkProxy(seaweed.server, generations=generations, token_lifetime=2.0) as proxy:
-        proxy.stall(10_000, seconds=0.25, method="GET")  # ~3 s for the prefetch at 2 at a time
+    # Refreshed after 1 s, refused after 3 s: the slack covers a slow credential process.
+    with QuirkProxy(seaweed.server, generations=generations, token_lifetime=3.0) as proxy:
+        proxy.stall(10_000, seconds=0.3, method="GET")  # ~4 s for the prefetch at 2 at a time
         settings = StorageSettings.from_env(
             endpoint_url=proxy.url, fast_path=fast_path, max_attempts=3, max_concurrency=2
         )

@@ -91,13 +91,14 @@ async def test_bucket_in_another_region_is_found_and_remembered(
 
 
 @PATHS
+@pytest.mark.parametrize("head_status", [400, 301])
 async def test_region_is_found_when_the_first_call_is_a_head(
-    s3: S3Target, tmp_path: Path, fast_path: bool
+    s3: S3Target, tmp_path: Path, fast_path: bool, head_status: int
 ) -> None:
     async with Storage(s3.settings()) as st:
         (tmp_path / "x.bin").write_bytes(b"x")
         await st.upload_file(tmp_path / "x.bin", s3.bucket, s3.key("x.bin"))
-    with QuirkProxy(s3.server, bucket_region="eu-west-3") as proxy:
+    with QuirkProxy(s3.server, bucket_region="eu-west-3", head_status=head_status) as proxy:
         settings = s3.settings(endpoint_url=proxy.url, region=None, fast_path=fast_path)
         async with Storage(settings) as st:
             assert await st.object_exists(s3.bucket, s3.key("x.bin"))

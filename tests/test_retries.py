@@ -7,12 +7,14 @@ client never sees it past); the same assertions hold on the fast path and on bot
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from conftest import S3Target
-from mpr_storage import Storage
+from mpr_storage import Storage, ThrottledError
 from quirks import QuirkProxy
 from test_transfer import make_frames, tree
 
@@ -129,6 +131,29 @@ async def test_a_listing_resumes_from_the_page_that_failed(
         assert pages == [(False, 200), (True, status), (True, 200)]
         assert seen[1].query == seen[2].query  # the same continuation token, page 1 not again
     assert report.ok and len(report.done) == len(files)
+
+
+@PATHS
+async def test_the_retry_budget_bounds_one_request(
+    seaweed: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    await seed(seaweed, tmp_path, count=1)
+    key = f"frames/{seaweed.prefix.strip('/')}/frame_000000.jpg"
+    with QuirkProxy(seaweed.server) as proxy:
+        proxy.fail(1000, status=503, code="SlowDown", headers={"Retry-After": "1"})
+        settings = seaweed.settings(
+            endpoint_url=proxy.url, fast_path=fast_path, max_attempts=20, retry_budget=3
+        )
+        started = time.monotonic()
+        async with Storage(settings) as st:
+            with anyio.fail_after(20), pytest.raises(ThrottledError) as info:
+                await st.download_file(seaweed.bucket, key, tmp_path / "one.jpg")
+        spent = time.monotonic() - started
+    gets = proxy.count("GET", objects_only=True)
+    assert 2 <= gets < 20  # it retried, and the budget (not max_attempts) ended it
+    assert spent < 3 + 5  # the budget plus one attempt's slack, never the 20 attempts
+    assert key in str(info.value) and info.value.operation == "download_file"
+    assert not (tmp_path / "one.jpg").exists()
 
 
 TOKEN_ERRORS = {
