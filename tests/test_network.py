@@ -53,17 +53,19 @@ async def every_kind_of_request(st: Storage, s3: S3Target, tmp_path: Path) -> No
 
 
 @PATHS
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
 async def test_a_forward_proxy_sees_every_request(
     s3: S3Target,
     forward_proxy: ForwardProxy,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     fast_path: bool,
+    variable: str,
 ) -> None:
     await seed(s3, tmp_path)
     # client -> forward proxy -> counting proxy -> server: both must see the same requests.
     with FaultProxy(s3.server.endpoint_url) as counter:
-        monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
+        monkeypatch.setenv(variable, forward_proxy.url)
         async with Storage(s3.settings(endpoint_url=counter.url, fast_path=fast_path)) as st:
             await every_kind_of_request(st, s3, tmp_path)
     assert all(counter.count(method) > 0 for method in ("GET", "PUT", "HEAD"))
@@ -132,6 +134,28 @@ async def test_a_tls_endpoint_signed_by_the_given_ca_is_accepted(
     async with Storage(settings.replace(fast_path=fast_path)) as st:
         await every_kind_of_request(st, seaweed, tmp_path)
     assert tls_front.count("GET") > 0 and tls_front.count("PUT") > 0
+
+
+@PATHS
+async def test_an_https_proxy_tunnels_every_connection_to_a_tls_endpoint(
+    seaweed: S3Target,
+    tls_front: FaultProxy,
+    ca_file: Path,
+    forward_proxy: ForwardProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fast_path: bool,
+) -> None:
+    await seed(seaweed, tmp_path)
+    monkeypatch.setenv("HTTPS_PROXY", forward_proxy.url)
+    settings = seaweed.settings(
+        endpoint_url=tls_front.url, ca_bundle=str(ca_file), fast_path=fast_path
+    )
+    async with Storage(settings) as st:
+        await every_kind_of_request(st, seaweed, tmp_path)
+    connections = {s.peer for s in tls_front.requests}
+    assert forward_proxy.count() > 0
+    assert len(connections) == forward_proxy.count()  # every connection came through a CONNECT
 
 
 @PATHS
