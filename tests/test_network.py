@@ -20,8 +20,16 @@ from test_transfer import make_frames, tree
 PATHS = pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
 
 
-async def seed(s3: S3Target, tmp_path: Path, count: int = 4) -> dict[str, bytes]:
+async def seed(
+    s3: S3Target, tmp_path: Path, count: int = 4, *, no_crlf: bool = False
+) -> dict[str, bytes]:
     files = make_frames(tmp_path / "src", count)
+    if no_crlf:
+        # pproxy re-parses every chunk of a plain-HTTP connection that holds a CRLF as a new
+        # request and drops the connection when that fails: keep CRLF out of binary bodies.
+        for rel, data in files.items():
+            files[rel] = data.replace(b"\r", b"-")
+            (tmp_path / "src" / rel).write_bytes(files[rel])
     async with Storage(s3.settings()) as st:
         assert (await st.upload_frames(s3.prefix.strip("/"), tmp_path / "src", bucket=s3.bucket)).ok
     return files
@@ -62,7 +70,7 @@ async def test_a_forward_proxy_sees_every_request(
     fast_path: bool,
     variable: str,
 ) -> None:
-    await seed(s3, tmp_path)
+    await seed(s3, tmp_path, no_crlf=True)
     # client -> forward proxy -> counting proxy -> server: both must see the same requests.
     with FaultProxy(s3.server.endpoint_url) as counter:
         monkeypatch.setenv(variable, forward_proxy.url)

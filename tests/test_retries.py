@@ -146,7 +146,7 @@ async def test_the_retry_budget_bounds_one_request(
         )
         started = time.monotonic()
         async with Storage(settings) as st:
-            with anyio.fail_after(20), pytest.raises(ThrottledError) as info:
+            with anyio.fail_after(12), pytest.raises(ThrottledError) as info:
                 await st.download_file(seaweed.bucket, key, tmp_path / "one.jpg")
         spent = time.monotonic() - started
     gets = proxy.count("GET", objects_only=True)
