@@ -13,6 +13,7 @@ import pytest
 
 from mpr_storage import Storage, StorageSettings
 from mpr_storage._server import LocalS3Server
+from nettools import ForwardProxy
 from s3proxy import FaultProxy
 
 BUCKET = "mpr-test"
@@ -21,13 +22,14 @@ SERVER_KINDS = ("moto", "seaweedfs")
 # (tests that choose a path themselves keep their choice). Read before isolated_env clears it.
 FAST_PATH = os.environ.get("S3_FAST_PATH", "")
 _counter = itertools.count()
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No test sees the developer's AWS configuration or S3 variables."""
+    """No test sees the developer's AWS configuration, S3 variables or proxy settings."""
     for name in list(os.environ):
-        if name.startswith(("AWS_", "S3_")):
+        if name.startswith(("AWS_", "S3_")) or name.upper() in _PROXY_VARIABLES:
             monkeypatch.delenv(name)
     empty = tmp_path_factory.getbasetemp() / "no-aws-config"
     monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
@@ -121,3 +123,24 @@ def proxy(s3: S3Target) -> Iterator[FaultProxy]:
 async def storage(s3: S3Target) -> AsyncIterator[Storage]:
     async with Storage(s3.settings()) as st:
         yield st
+
+
+@pytest.fixture(scope="session")
+def _forward_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardProxy]:
+    with ForwardProxy(tmp_path_factory.mktemp("forward-proxy")) as p:
+        yield p
+
+
+@pytest.fixture
+def forward_proxy(_forward_proxy: ForwardProxy) -> ForwardProxy:
+    """A real HTTP forward proxy (proxy.py) on loopback; its request log starts empty."""
+    _forward_proxy.reset()
+    return _forward_proxy
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> Any:
+    """A throw-away certificate authority (``trustme.CA``) for TLS fronts on 127.0.0.1."""
+    import trustme
+
+    return trustme.CA()

@@ -8,8 +8,11 @@ signed for the proxy's host, and the server checks the signature against the Hos
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
@@ -29,21 +32,41 @@ _HOP = {
     "content-length",
 }
 FaultKind = Literal["fail", "cut", "stall", "reset"]
+Target = Literal["object", "list", "page2", "any"]
+"""Which requests a fault hits: object requests, LIST requests, LIST requests that continue a
+listing (they carry a continuation token), or any request."""
 
 
 @dataclass(frozen=True)
 class Seen:
-    """One request as the proxy saw it (``path`` is the raw, percent-encoded path)."""
+    """One request as the proxy saw it (``path`` is the raw, percent-encoded path).
+
+    ``at`` is when it arrived (``time.monotonic()``); ``headers`` are the request's headers
+    (lowercase names)."""
 
     method: str
     path: str
     query: str
     status: int
+    at: float = 0.0
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False)
+    peer: str = ""
+    """The client's ``host:port``: requests with the same peer came on one connection."""
 
     @property
     def is_object(self) -> bool:
         """A request for one object (``/bucket/key``), not a bucket-level call like LIST."""
         return "/" in self.path.strip("/")
+
+    @property
+    def is_list(self) -> bool:
+        """A ListObjects(V2) request (a GET on the bucket with ``list-type`` or ``prefix``)."""
+        return self.method == "GET" and not self.is_object and _is_listing(self.query)
+
+    @property
+    def continues(self) -> bool:
+        """A LIST request for a page after the first one."""
+        return self.is_list and "continuation-token=" in self.query
 
 
 @dataclass
@@ -55,14 +78,36 @@ class _Rule:
     code: str = "SlowDown"
     after_bytes: int = 0
     seconds: float = 0.0
+    target: Target = "object"
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def hits(self, method: str, path: str, query: str) -> bool:
+        if self.remaining <= 0 or self.method not in (None, method):
+            return False
+        is_object = "/" in path.strip("/")
+        listing = method == "GET" and not is_object and _is_listing(query)
+        if self.target == "object":
+            return is_object
+        if self.target == "list":
+            return listing
+        if self.target == "page2":
+            return listing and "continuation-token=" in query
+        return True
+
+
+def _is_listing(query: str) -> bool:
+    names = {part.partition("=")[0] for part in query.split("&")}
+    return bool(names & {"list-type", "prefix", "delimiter", "marker"}) or query == ""
 
 
 class FaultProxy:
     """``with FaultProxy(upstream_url) as proxy:`` then point the client at ``proxy.url``."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self.upstream = upstream.rstrip("/")
         self.url = ""
+        self._ssl = ssl_context
         self._lock = threading.Lock()
         self._seen: list[Seen] = []
         self._rules: list[_Rule] = []
@@ -107,10 +152,10 @@ class FaultProxy:
         server = web.Server(self._handle)
         self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl)
         await site.start()
         host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self.url = f"{'https' if self._ssl else 'http'}://{host}:{port}"
 
     async def _stop(self) -> None:
         assert self._closing is not None and self._runner is not None
@@ -126,11 +171,15 @@ class FaultProxy:
         with self._lock:
             return list(self._seen)
 
-    def count(self, method: str | None = None, *, objects_only: bool = False) -> int:
+    def count(
+        self, method: str | None = None, *, objects_only: bool = False, lists_only: bool = False
+    ) -> int:
         return sum(
             1
             for s in self.requests
-            if (method is None or s.method == method) and (not objects_only or s.is_object)
+            if (method is None or s.method == method)
+            and (not objects_only or s.is_object)
+            and (not lists_only or s.is_list)
         )
 
     def reset(self) -> None:
@@ -140,10 +189,23 @@ class FaultProxy:
             self.max_in_flight = 0
 
     def fail(
-        self, n: int, *, status: int = 503, code: str = "SlowDown", method: str = "GET"
+        self,
+        n: int,
+        *,
+        status: int = 503,
+        code: str = "SlowDown",
+        method: str | None = "GET",
+        target: Target = "object",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        """Answer the next ``n`` object requests with an S3 error, without the server."""
-        self._add(_Rule("fail", n, method, status=status, code=code))
+        """Answer the next ``n`` matching requests with an S3 error, without the server.
+
+        ``body`` replaces the XML error document (e.g. an HTML page of a load balancer, or
+        ``b""``); ``headers`` are added to the answer (e.g. ``Retry-After``)."""
+        rule = _Rule("fail", n, method, status=status, code=code, target=target, body=body)
+        rule.headers = dict(headers or {})
+        self._add(rule)
 
     def cut(self, n: int, *, after_bytes: int = 1000, method: str = "GET") -> None:
         """Send headers and ``after_bytes`` of the body of the next ``n`` responses, then abort."""
@@ -161,21 +223,40 @@ class FaultProxy:
         with self._lock:
             self._rules.append(rule)
 
-    def _take(self, method: str, path: str) -> _Rule | None:
-        if "/" not in path.strip("/"):
-            return None  # faults only hit object requests, never LIST or bucket calls
+    def _take(self, method: str, path: str, query: str) -> _Rule | None:
         with self._lock:
             for rule in self._rules:
-                if rule.remaining > 0 and rule.method in (None, method):
+                if rule.hits(method, path, query):
                     rule.remaining -= 1
                     return rule
         return None
 
-    def _record(self, request: web.BaseRequest, status: int) -> None:
+    def _record(self, request: web.BaseRequest, status: int, at: float) -> None:
         raw = request.raw_path
         path, _, query = raw.partition("?")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        address = request.transport.get_extra_info("peername") if request.transport else None
+        peer = f"{address[0]}:{address[1]}" if address else ""
         with self._lock:
-            self._seen.append(Seen(request.method, path, query, status))
+            self._seen.append(Seen(request.method, path, query, status, at, headers, peer))
+
+    # --- hooks for subclasses that emulate a provider (tests/quirks.py) -----------------
+
+    async def intercept(self, request: web.BaseRequest, body: bytes) -> web.Response | None:
+        """Answer ``request`` without the server (return a response), or ``None`` to forward."""
+        return None
+
+    def upstream_headers(
+        self, request: web.BaseRequest, body: bytes, headers: dict[str, str]
+    ) -> dict[str, str]:
+        """The headers sent to the server (e.g. re-signed); default: the client's, unchanged."""
+        return headers
+
+    def rewrite(
+        self, request: web.BaseRequest, status: int, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Change the server's answer before the client gets it; default: unchanged."""
+        return status, headers, body
 
     # --- the proxy --------------------------------------------------------------------------
 
@@ -191,19 +272,35 @@ class FaultProxy:
 
     async def _forward(self, request: web.BaseRequest) -> web.StreamResponse:
         assert self._session is not None and self._closing is not None
-        rule = self._take(request.method, request.raw_path.partition("?")[0])
-        body = await request.read()
+        arrived = time.monotonic()
+        path, _, query = request.raw_path.partition("?")
+        rule = self._take(request.method, path, query)
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            # botocore asks before sending a PUT body; the low-level server doesn't answer it.
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = await request.content.read()  # no client_max_size: parts are 5 MiB+
         if rule is not None and rule.kind == "fail":
-            self._record(request, rule.status)
+            self._record(request, rule.status, arrived)
             xml = (
                 f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{rule.code}</Code>'
                 f"<Message>injected by the test proxy</Message><RequestId>proxy</RequestId></Error>"
-            )
+            ).encode()
+            if rule.body is not None:
+                xml = rule.body
+            if request.method == "HEAD":
+                xml = b""
+            kind = "text/html" if rule.body else "application/xml"
             return web.Response(
-                status=rule.status, body=xml.encode(), content_type="application/xml"
+                status=rule.status,
+                body=xml,
+                headers={**rule.headers, **({"Content-Type": kind} if xml else {})},
             )
+        answer = await self.intercept(request, body)
+        if answer is not None:
+            self._record(request, answer.status, arrived)
+            return answer
         if rule is not None and rule.kind == "reset":
-            self._record(request, 0)
+            self._record(request, 0, arrived)
             return _abort(request)
         if rule is not None and rule.kind == "stall":
             try:
@@ -211,6 +308,7 @@ class FaultProxy:
             except asyncio.TimeoutError:
                 pass
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        headers = self.upstream_headers(request, body, headers)
         async with self._session.request(
             request.method,
             URL(self.upstream + request.raw_path, encoded=True),
@@ -220,14 +318,25 @@ class FaultProxy:
         ) as upstream:
             data = await upstream.read()
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
-            self._record(request, upstream.status)
+            status = upstream.status
+        status, out_headers, data = self.rewrite(request, status, out_headers, data)
+        self._record(request, status, arrived)
         if rule is not None and rule.kind == "cut":
-            response = web.StreamResponse(status=upstream.status, headers=out_headers)
+            response = web.StreamResponse(status=status, headers=out_headers)
             response.content_length = len(data)
             await response.prepare(request)
             await response.write(data[: rule.after_bytes])
             return _abort(request, response)
-        return web.Response(status=upstream.status, headers=out_headers, body=data)
+        if request.method == "HEAD":
+            # Keep the server's Content-Length: a HEAD answer describes the object, no body.
+            response = web.StreamResponse(status=status, headers=out_headers)
+            length = upstream.headers.get("Content-Length")
+            if length is not None:
+                response.headers["Content-Length"] = length
+            await response.prepare(request)
+            await response.write_eof()
+            return response
+        return web.Response(status=status, headers=out_headers, body=data)
 
 
 def _abort(
