@@ -76,6 +76,7 @@ class Storage(BaseStorage):
 
     async def delete_objects(self, bucket: str, keys: Iterable[str]) -> None:
         """See :func:`mpr_storage.delete_objects`."""
+        check_key_iterable(keys, operation="delete_objects", bucket=bucket)
         await _objects.delete_objects(self, bucket, keys)
 
     async def download_file(self, bucket: str, key: str, dest: PathLike) -> Path:
@@ -202,6 +203,17 @@ class Storage(BaseStorage):
         )
 
 
+def check_key_iterable(keys: object, *, operation: str, bucket: str) -> None:
+    """Refuse a bare ``str``/``bytes`` where an iterable of keys is expected, before any
+    request: iterating it would act on one-character keys."""
+    if isinstance(keys, (str, bytes, bytearray, memoryview)):
+        kind = type(keys).__name__
+        raise TypeError(
+            f"{operation} s3://{bucket}: keys must be an iterable of keys, not a single {kind} "
+            f"(wrap one key in a list: [key])"
+        )
+
+
 # --- the per-loop default --------------------------------------------------------------------
 
 _defaults: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Storage] = (
@@ -295,9 +307,12 @@ async def object_exists(bucket: str, key: str) -> bool:
 async def delete_objects(bucket: str, keys: Iterable[str]) -> None:
     """Delete ``keys`` (batched ``DeleteObjects``; one by one where the provider lacks it).
 
-    Missing keys are not an error, as in S3.
+    ``keys`` is any iterable of keys (list, tuple, set, generator); missing keys are not an
+    error, as in S3.
 
     Raises:
+        TypeError: ``keys`` is a single ``str`` or ``bytes`` (it would be read as one key per
+            character); nothing is deleted. Pass ``[key]``.
         StorageError: a key could not be deleted (the message names it).
     """
     await (await default_storage()).delete_objects(bucket, keys)

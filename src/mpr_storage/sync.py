@@ -63,6 +63,8 @@ from mpr_storage import (
     frame_cache_prefix,
 )
 
+from mpr_storage._storage import check_key_iterable
+
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 else:
@@ -388,6 +390,7 @@ def object_exists(bucket: str, key: str) -> bool:
 
 def delete_objects(bucket: str, keys: Iterable[str]) -> None:
     """Blocking form of :func:`mpr_storage.delete_objects`."""
+    check_key_iterable(keys, operation="delete_objects", bucket=bucket)  # before list(keys)
     _portal.call(_aio.delete_objects, bucket, list(keys))
 
 
