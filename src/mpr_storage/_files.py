@@ -22,21 +22,30 @@ T = TypeVar("T")
 
 _SALT = secrets.token_hex(3)
 _serial = itertools.count()
+_STEM_BYTES = 100  # of the target's name in a temp name: 1 + 100 + 1 + 8 + 6 + 16 + 5 < 255
 _FLAGS = (
     os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 )
 
 
+def _cut_utf8(name: str, limit: int) -> str:
+    """``name`` cut to at most ``limit`` bytes as the file system sees it, never mid-character
+    (bytes that are not UTF-8 are dropped: the result only has to be a recognisable prefix)."""
+    return os.fsencode(name)[:limit].decode("utf-8", "ignore")
+
+
 def temp_path_for(path: Path) -> tuple[int, str]:
     """Create a hidden, uniquely named temp file in ``path``'s directory: ``(fd, name)``.
+
+    The name starts with at most 100 bytes of ``path``'s name (cut by UTF-8 bytes, not
+    characters), so it fits the 255-byte limit of a file name whatever ``path``'s name is.
 
     Its mode is 0o666 minus the umask, what a plain ``open()`` of ``path`` would give (not
     mkstemp's 0o600), and the name is a counter, not mkstemp's random draw per file.
     """
+    stem = _cut_utf8(path.name, _STEM_BYTES)
     for _ in range(100):
-        name = os.path.join(
-            path.parent, f".{path.name[:100]}.{os.getpid():x}{_SALT}{next(_serial):x}.part"
-        )
+        name = os.path.join(path.parent, f".{stem}.{os.getpid():x}{_SALT}{next(_serial):x}.part")
         try:
             return os.open(name, _FLAGS, 0o666), name
         except FileExistsError:

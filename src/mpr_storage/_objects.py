@@ -39,6 +39,9 @@ CHUNK_SIZE = 1024 * 1024
 SMALL_OBJECT = 4 * 1024 * 1024  # bodies up to this are read whole and written in one go
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 _PART_CONCURRENCY = 4
+MAX_PARTS = 10_000  # S3's limit of parts per multipart upload
+MIN_PART = 5 * 1024 * 1024  # S3's minimum size of every part but the last
+_PART_STEP = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,14 +257,25 @@ async def download_to_temp(
     check_key(key, operation="download_to_temp", bucket=bucket)
     if suffix is None:
         suffix = "".join(PurePosixPath(key).suffixes[-1:])
+    # The file is private (0600) from its first byte: the body goes to a 0700 directory beside
+    # it, and is made 0600 there before it replaces the (0600) placeholder that holds the name.
     fd, name = tempfile.mkstemp(prefix="mpr-", suffix=suffix)
     os.close(fd)
+    private = tempfile.mkdtemp(prefix=".mpr-", dir=os.path.dirname(name))
+    inner = os.path.join(private, "body")
     try:
-        return await download_file(storage, bucket, key, name)
+        await download_file(storage, bucket, key, inner)
+        os.chmod(inner, 0o600)
+        os.replace(inner, name)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
         raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(inner)
+        os.rmdir(private)
+    return Path(name)
 
 
 def guess_content_type(name: str) -> str:
@@ -294,16 +308,29 @@ async def upload_file(
                 Bucket=bucket, Key=key, Body=data, ContentType=content_type
             )
         return ObjectInfo(key, len(data), _etag(response.get("ETag")))
-    etag = await _upload_multipart(storage, path, bucket, key, content_type)
+    etag = await _upload_multipart(storage, path, bucket, key, content_type, size)
     return ObjectInfo(key, size, etag)
 
 
+def part_size_for(size: int, configured: int, *, max_parts: int | None = None) -> int:
+    """The part size for a ``size``-byte multipart upload: ``configured`` (at least 5 MiB) when
+    it needs at most ``max_parts`` (S3's 10,000) parts, else the smallest whole number of MiB
+    that does."""
+    limit = MAX_PARTS if max_parts is None else max_parts
+    part = max(configured, MIN_PART)
+    if -(-size // part) <= limit:
+        return part
+    needed = -(-size // limit)
+    return -(-needed // _PART_STEP) * _PART_STEP
+
+
 async def _upload_multipart(
-    storage: BaseStorage, path: Path, bucket: str, key: str, content_type: str
+    storage: BaseStorage, path: Path, bucket: str, key: str, content_type: str, size: int
 ) -> str:
-    """Upload ``path`` in parts; any failure or cancellation aborts the upload (shielded)."""
+    """Upload ``path`` (``size`` bytes) in parts of :func:`part_size_for`; any failure or
+    cancellation aborts the upload (shielded)."""
     client = await storage.client()
-    part_size = storage.settings.multipart_chunksize
+    part_size = part_size_for(size, storage.settings.multipart_chunksize)
     with map_errors("upload_file", bucket, key):
         upload_id = (
             await client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)

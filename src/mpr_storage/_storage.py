@@ -336,6 +336,8 @@ async def download_file(bucket: str, key: str, dest: PathLike) -> Path:
 async def download_to_temp(bucket: str, key: str, *, suffix: str | None = None) -> Path:
     """Download ``key`` to a new temp file and return its path; the caller deletes it.
 
+    The file is readable by its owner only (mode 0600) from its first byte, whatever the umask.
+
     Args:
         suffix: the temp file's suffix; defaults to the key's extension (``.mp4``).
 
@@ -350,8 +352,9 @@ async def upload_file(
 ) -> ObjectInfo:
     """Upload the file ``src`` to ``key`` (boto3's argument order) and describe the object.
 
-    Files of ``S3_MULTIPART_THRESHOLD`` bytes or more go up in parts; a failed or cancelled
-    multipart upload is aborted, so no half-written object remains.
+    Files of ``S3_MULTIPART_THRESHOLD`` bytes or more go up in parts of
+    ``S3_MULTIPART_CHUNKSIZE``, grown (to whole MiB) where needed to stay within S3's 10,000
+    parts; a failed or cancelled multipart upload is aborted, so no half-written object remains.
 
     Args:
         content_type: defaults to a guess from the key's extension.

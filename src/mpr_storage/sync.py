@@ -62,7 +62,6 @@ from mpr_storage import (
     TransferReport,
     frame_cache_prefix,
 )
-
 from mpr_storage._storage import check_key_iterable
 
 if TYPE_CHECKING:
