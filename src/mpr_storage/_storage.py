@@ -228,9 +228,11 @@ async def _close_at_loop_shutdown(storage: Storage) -> AsyncGenerator[None, None
     # A started, suspended async generator is finalised by the loop's
     # ``shutdown_asyncgens()`` (which ``asyncio.run`` and ``asyncio.Runner`` call before
     # closing the loop), so the client is closed on its own loop, and nobody calls close().
+    # Once finished it must go: a generator keeps its loop's finaliser hook, and so its loop.
     try:
         yield
     finally:
+        _closers.pop(storage, None)
         await storage.aclose()
 
 
