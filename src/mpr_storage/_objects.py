@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 1024 * 1024
+_READ_SIZE = 64 * 1024  # botocore body reads, gathered into CHUNK_SIZE writes by write_all
 SMALL_OBJECT = 4 * 1024 * 1024  # bodies up to this are read whole and written in one go
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 _PART_CONCURRENCY = 4
@@ -192,12 +193,9 @@ async def download_file(
             streaming = True
             expected = int(response["ContentLength"])
             path.parent.mkdir(parents=True, exist_ok=True)
-            received = 0
             body = response["Body"]
             async with body, atomic_writer(path) as f:
-                async for chunk in body.iter_chunks(CHUNK_SIZE):
-                    received += len(chunk)
-                    await f.write(chunk)
+                received = await f.write_all(body.iter_chunks(_READ_SIZE))
                 check_length(received, expected, "download_file", bucket, key)
 
     await retry(
@@ -229,11 +227,9 @@ async def get_to_file(
             data = await response.read()
             check_length(len(data), length, operation, bucket, key)
             return len(data), etag, await io.run(partial(write_atomic, path, data), len(data))
-        received = 0
         async with atomic_writer(path, io) as f:
-            async for chunk in response.content.iter_chunked(CHUNK_SIZE):
-                received += len(chunk)
-                await f.write(chunk)
+            # The pieces as they arrive (no joined copies): write_all's one buffer gathers them.
+            received = await f.write_all(response.content.iter_any())
             if length is not None:
                 check_length(received, length, operation, bucket, key)  # before the rename
     return received, etag, (await anyio.Path(path).stat()).st_mtime_ns
