@@ -239,8 +239,10 @@ async def _close_at_loop_shutdown(storage: Storage) -> AsyncGenerator[None, None
 async def default_storage() -> Storage:
     """The default :class:`Storage` of the running event loop (settings from the environment).
 
-    Created on first use and closed automatically when the loop shuts down, so code that calls
-    ``asyncio.run()`` several times keeps working and no client is left unclosed.
+    Created on first use and closed automatically when the loop shuts down (its
+    ``shutdown_asyncgens()``, which ``asyncio.run()`` and ``asyncio.Runner`` call), so code that
+    calls ``asyncio.run()`` several times keeps working and no client is left unclosed. It holds
+    its loop weakly and dies with it: one loop per job keeps memory flat.
     """
     loop = asyncio.get_running_loop()
     storage = _defaults.get(loop)
@@ -323,8 +325,10 @@ async def delete_objects(bucket: str, keys: Iterable[str]) -> None:
 async def download_file(bucket: str, key: str, dest: PathLike) -> Path:
     """Download ``key`` to the file ``dest`` (parents created) and return its path.
 
-    The body is streamed in chunks to a temp file beside ``dest`` and renamed into place only
-    when complete; a failed or cancelled download leaves neither a partial nor a temp file.
+    The body is streamed to a temp file beside ``dest`` through one reused 1 MiB block and
+    renamed into place only when complete; a failed or cancelled download leaves neither a
+    partial nor a temp file. Any valid file name works for ``dest`` (temp names are cut by
+    bytes).
 
     Raises:
         ObjectNotFoundError: the key does not exist (also a ``FileNotFoundError``).
