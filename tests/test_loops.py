@@ -72,8 +72,9 @@ AT_EXIT = textwrap.dedent(
         from mpr_storage import sync
         try:
             exists = sync.object_exists(bucket, key)
+            listed = [obj.key for obj in sync.iter_objects(bucket, key)]
             body = Path(sync.download_file(bucket, key, out)).read_bytes().decode()
-            print(json.dumps({"exists": exists, "body": body}), flush=True)
+            print(json.dumps({"exists": exists, "listed": listed, "body": body}), flush=True)
         except RuntimeError as exc:
             print(json.dumps({"error": str(exc)}), flush=True)
 
@@ -109,7 +110,7 @@ async def test_sync_calls_from_an_atexit_callback_settle(
     assert result.returncode == 0 and not result.stderr, result.stderr.decode()[-3000:]
     outcome = json.loads(result.stdout)
     if sys.version_info[:2] != (3, 12):
-        assert outcome == {"exists": True, "body": "bye"}
+        assert outcome == {"exists": True, "listed": [key], "body": "bye"}
     elif mode == "used-before-exit":  # Python 3.12 refuses new threads at exit (file I/O)
         assert "interpreter shutdown" in outcome.get("error", ""), outcome
     else:  # nor can the loop thread start

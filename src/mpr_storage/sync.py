@@ -205,6 +205,8 @@ class _Portal:
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._exited = False  # the atexit hook ran: calls made after it stop the loop again
+        self._users = 0  # calls and iterations in progress
+        self._users_lock = threading.RLock()  # re-entrant: a finaliser may leave an iteration
         # A forked child's copy of the parent's loop (see _after_fork_in_child).
         self._inherited: list[object] = []
 
@@ -237,6 +239,7 @@ class _Portal:
                 failed.append(exc)  # hand out the items before it, as async iteration would
             return items
 
+        self._enter()
         try:
             while True:
                 _refuse_in_loop(name)
@@ -254,16 +257,34 @@ class _Portal:
                     _refuse_in_loop(name)
                     self._run(aclose())
             raise
+        finally:
+            self._leave()
+
+    def _enter(self) -> None:
+        with self._users_lock:
+            self._users += 1
+
+    def _leave(self) -> None:
+        with self._users_lock:
+            self._users -= 1
+            last = self._users == 0
+        if last and self._exited:  # after the exit hook: nobody else would close this loop
+            self.stop()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         call = _Call(coro)
-        with self._lock:
-            try:
-                loop, thread = self._running_loop()
-                loop.call_soon_threadsafe(call.start)
-            except BaseException:
-                coro.close()
-                raise
+        self._enter()
+        try:
+            with self._lock:
+                try:
+                    loop, thread = self._running_loop()
+                    loop.call_soon_threadsafe(call.start)
+                except BaseException:
+                    coro.close()
+                    raise
+        except BaseException:
+            self._leave()
+            raise
         try:
             call.wait(thread)
         except BaseException:
@@ -275,8 +296,7 @@ class _Portal:
                 call.wait(thread)
             raise
         finally:
-            if self._exited:  # after the exit hook: nobody else would close this loop
-                self.stop()
+            self._leave()
         result: T = call.future.result()
         return result
 
@@ -369,6 +389,8 @@ class _Portal:
         if self._loop is not None:
             self._inherited.append((self._loop, self._stop, self._thread))
         self._lock = threading.Lock()
+        self._users_lock = threading.RLock()
+        self._users = 0
         self._loop = self._stop = self._thread = None
 
 
