@@ -7,12 +7,17 @@ import os
 import subprocess
 import sys
 import textwrap
+import tracemalloc
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from conftest import S3Target
 from mpr_storage import Storage
+from mpr_storage._files import LocalIO, atomic_writer
+from s3proxy import FaultProxy
 
 MiB = 1024 * 1024
 
@@ -82,3 +87,100 @@ async def test_ten_thousand_keys_without_memory_growth(seaweed: S3Target, tmp_pa
     delta = _peak_delta("many", seaweed.bucket, seaweed.prefix, str(tmp_path / "dst"), str(count))
     assert len(os.listdir(tmp_path / "dst")) == count + 1  # and the manifest
     assert delta < 80, f"peak RSS grew by {delta:.0f} MiB for {count} small keys"
+
+
+# A 300 MiB download in the harshest conditions found: the same process has just fetched
+# thousands of objects, every write goes to a worker thread and is slow (a disk busy with
+# dirty pages), and the body is cut once mid-way (a retry starts it again).
+HARSH = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    import mpr_storage
+    from mpr_storage import _files
+
+    def peak_kib():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+    _files.LocalIO.INLINE_MAX = 0  # every write on a worker thread
+    write = _files.AtomicFile.write
+
+    async def slow_write(self, data):
+        time.sleep(0.002)  # on the loop: the disk is slow, and the body keeps coming
+        await write(self, data)
+
+    _files.AtomicFile.write = slow_write
+
+    async def main(bucket, key, dest, many, proxy):
+        await mpr_storage.list_objects(bucket, "no-such-prefix/")  # client created: baseline
+        baseline = peak_kib()
+        report = await mpr_storage.download_many(
+            bucket, mpr_storage.iter_objects(bucket, many), dest + ".many", prefix=many
+        )
+        assert report.ok, report.failed
+        settings = mpr_storage.StorageSettings.from_env(endpoint_url=proxy)  # cuts the body once
+        async with mpr_storage.Storage(settings) as st:
+            await st.download_file(bucket, key, dest)
+        print(json.dumps({"delta_mib": (peak_kib() - baseline) / 1024}))
+
+    asyncio.run(main(*sys.argv[1:6]))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "botocore"])
+async def test_large_download_after_many_with_slow_disk_and_a_retry(
+    seaweed: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    size = 300 * MiB
+    src = tmp_path / "large.bin"
+    with open(src, "wb") as f:
+        block = os.urandom(MiB)
+        for i in range(size // MiB):
+            f.write(block[i:] + block[:i])
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(2000):
+        (many / f"frame_{i:06d}.jpg").write_bytes(os.urandom(20_000 + i % 50 * 1000))
+    key = seaweed.key("large.bin")
+    async with Storage(seaweed.settings()) as st:
+        await st.upload_file(src, seaweed.bucket, key)
+        assert (await st.upload_many(many, seaweed.bucket, seaweed.key("many/"))).ok
+    src.unlink()
+    dest = tmp_path / "out.bin"
+    with FaultProxy(seaweed.server.endpoint_url) as proxy:
+        proxy.cut(1, after_bytes=200 * MiB)
+        args = [seaweed.bucket, key, str(dest), seaweed.key("many/"), proxy.url]
+        result = await anyio.run_process(
+            [sys.executable, "-c", HARSH, *args],
+            check=False,
+            env={**os.environ, "S3_FAST_PATH": str(int(fast_path))},
+        )
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        assert proxy.count("GET", objects_only=True) == 2  # the cut body was fetched again
+    delta = float(json.loads(result.stdout)["delta_mib"])
+    assert dest.stat().st_size == size
+    assert delta < 100, f"peak RSS grew by {delta:.0f} MiB for a {size // MiB} MiB object"
+
+
+async def test_a_body_is_written_through_one_reused_block(tmp_path: Path) -> None:
+    pieces = [os.urandom(n) for n in (1, 70_000, 300_000, MiB, 3 * MiB + 5, 65_536, 17)]
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(4):
+            for piece in pieces:
+                yield piece
+
+    io = LocalIO()
+    io.threaded = True  # a slow disk: every write on a worker thread
+    tracemalloc.start()
+    try:
+        async with atomic_writer(tmp_path / "out.bin", io) as f:
+            written = await f.write_all(body())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert written == 4 * sum(map(len, pieces))
+    assert (tmp_path / "out.bin").read_bytes() == b"".join(pieces) * 4
+    assert peak < 2 * MiB, f"{peak / MiB:.1f} MiB allocated at the peak"  # one block

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from ._config import StorageSettings
 from ._errors import StorageError, map_errors
-from ._files import STREAM_CHUNK, LocalIO, digests, hash_fd, read_fd
+from ._files import LocalIO, digests, hash_fd, read_fd
 from ._models import ObjectInfo
 from ._transport import (
     SMALL_BODY,
@@ -30,6 +30,7 @@ from ._xml import ListPage
 __all__ = ["BotocoreTransport"]
 
 T = TypeVar("T")
+_READ_SIZE = 64 * 1024  # botocore body reads, gathered into blocks by AtomicFile.write_all
 
 
 def _etag(value: object) -> str:
@@ -127,7 +128,7 @@ class BotocoreTransport(Transport):
                     path,
                     int(response["ContentLength"]),
                     body.read,
-                    partial(body.iter_chunks, STREAM_CHUNK),
+                    partial(body.iter_chunks, _READ_SIZE),
                     io=io,
                     where=(operation, bucket, key),
                     mkdir=mkdir,

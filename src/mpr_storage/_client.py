@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,8 @@ class BaseStorage:
         self._state = _State.UNOPENED
         self._stack = contextlib.AsyncExitStack()
         self._lock: asyncio.Lock | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # Weak: a loop's default storage is held in a dict keyed weakly by that loop.
+        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._session: Any = None
         self._client: S3Client | None = None
         self._public_client: S3Client | None = None
@@ -120,7 +122,12 @@ class BaseStorage:
         self._state = _State.CLOSED
         self._client = self._public_client = None
         self._transport = None
-        await self._stack.aclose()
+        try:
+            await self._stack.aclose()
+        finally:
+            # Nothing of a closed storage may keep its loop alive (asyncio.Lock binds to it).
+            self._session = None
+            self._lock = None
 
     def _check_open(self) -> None:
         if self._state is _State.CLOSED:
@@ -214,8 +221,8 @@ class BaseStorage:
     def _check_loop(self) -> None:
         loop = asyncio.get_running_loop()
         if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
+            self._loop = weakref.ref(loop)
+        elif self._loop() is not loop:
             raise RuntimeError(
                 "this Storage was opened on another event loop; create one Storage per loop "
                 "(the module-level functions do that for you)"

@@ -129,7 +129,8 @@ class StorageSettings:
     """**Environment variable**: ``S3_MULTIPART_THRESHOLD``. Uploads at least this large use
     multipart."""
     multipart_chunksize: int = _env_field("S3_MULTIPART_CHUNKSIZE", 8 * 1024 * 1024)
-    """**Environment variable**: ``S3_MULTIPART_CHUNKSIZE``. Part size (S3's minimum is 5 MiB)."""
+    """**Environment variable**: ``S3_MULTIPART_CHUNKSIZE``. Part size (S3's minimum is 5 MiB),
+    grown to whole MiB for files that would need more than S3's 10,000 parts."""
     retry_budget: float = _env_field("S3_RETRY_BUDGET", 60.0)
     """**Environment variable**: ``S3_RETRY_BUDGET``. Seconds one request may spend in retries
     (backoff and ``Retry-After`` waits included) before its last error is raised."""

@@ -20,7 +20,7 @@ import aiohttp
 
 from ._config import StorageSettings
 from ._errors import error_for_code
-from ._files import STREAM_CHUNK, LocalIO, digests, fd_chunks, hash_fd, read_fd
+from ._files import LocalIO, digests, fd_chunks, hash_fd, read_fd
 from ._http import SignedRequests, escape, query_string
 from ._models import ObjectInfo
 from ._transport import (
@@ -139,7 +139,7 @@ class FastTransport(Transport):
                     path,
                     r.content_length,
                     r.read,
-                    partial(r.content.iter_chunked, STREAM_CHUNK),
+                    r.content.iter_any,
                     io=io,
                     where=(operation, bucket, key),
                     mkdir=mkdir,

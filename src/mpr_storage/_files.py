@@ -11,7 +11,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -35,23 +35,36 @@ __all__ = [
 T = TypeVar("T")
 
 
+STREAM_CHUNK = 256 * 1024
+"""A streamed body moves in pieces of this size: with the one the socket still holds, at most
+512 KiB of a file or a response is in memory per transfer."""
+
 _SALT = secrets.token_hex(3)
 _serial = itertools.count()
+_STEM_BYTES = 100  # of the target's name in a temp name: 1 + 100 + 1 + 8 + 6 + 16 + 5 < 255
 _FLAGS = (
     os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 )
 
 
+def _cut_utf8(name: str, limit: int) -> str:
+    """``name`` cut to at most ``limit`` bytes as the file system sees it, never mid-character
+    (bytes that are not UTF-8 are dropped: the result only has to be a recognisable prefix)."""
+    return os.fsencode(name)[:limit].decode("utf-8", "ignore")
+
+
 def temp_path_for(path: Path) -> tuple[int, str]:
     """Create a hidden, uniquely named temp file in ``path``'s directory: ``(fd, name)``.
+
+    The name starts with at most 100 bytes of ``path``'s name (cut by UTF-8 bytes, not
+    characters), so it fits the 255-byte limit of a file name whatever ``path``'s name is.
 
     Its mode is 0o666 minus the umask, what a plain ``open()`` of ``path`` would give (not
     mkstemp's 0o600), and the name is a counter, not mkstemp's random draw per file.
     """
+    stem = _cut_utf8(path.name, _STEM_BYTES)
     for _ in range(100):
-        name = os.path.join(
-            path.parent, f".{path.name[:100]}.{os.getpid():x}{_SALT}{next(_serial):x}.part"
-        )
+        name = os.path.join(path.parent, f".{stem}.{os.getpid():x}{_SALT}{next(_serial):x}.part")
         try:
             return os.open(name, _FLAGS, 0o666), name
         except FileExistsError:
@@ -117,12 +130,42 @@ class LocalIO:
 class AtomicFile:
     """The file :func:`atomic_writer` yields: ``await f.write(data)``."""
 
+    BLOCK = STREAM_CHUNK  # the write size of write_all, and its one buffer
+
     def __init__(self, fp: BinaryIO, io: LocalIO) -> None:
         self._fp = fp
         self._io = io
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
         await self._io.run(partial(self._fp.write, data), len(data))
+
+    async def write_all(self, chunks: AsyncIterable[bytes]) -> int:
+        """Write a body arriving in ``chunks`` of any size; returns the bytes written.
+
+        The chunks are gathered in one ``BLOCK``-sized buffer, written whenever it is full and
+        reused for the whole body, so a download holds one block plus the chunk in hand
+        however slow the disk, and makes no fresh block-sized allocation per write (blocks
+        freed on another thread than the one that allocated them fragment glibc's heaps).
+        """
+        buffer = memoryview(bytearray(self.BLOCK))
+        filled = total = 0
+        try:
+            async for chunk in chunks:
+                total += len(chunk)
+                data = memoryview(chunk)
+                while data:
+                    n = min(len(data), self.BLOCK - filled)
+                    buffer[filled : filled + n] = data[:n]
+                    filled += n
+                    data = data[n:]
+                    if filled == self.BLOCK:
+                        await self.write(buffer)
+                        filled = 0
+            if filled:
+                await self.write(buffer[:filled])
+        finally:
+            buffer.release()
+        return total
 
 
 @contextlib.asynccontextmanager
@@ -140,9 +183,6 @@ async def atomic_writer(path: Path, io: LocalIO | None = None) -> AsyncIterator[
 
 # --- reading files to upload ------------------------------------------------------------------
 
-STREAM_CHUNK = 256 * 1024
-"""A streamed body moves in pieces of this size: with the one the socket still holds, at most
-512 KiB of a file or a response is in memory per transfer."""
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 

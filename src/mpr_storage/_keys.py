@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._errors import InvalidKeyError, LocalFileError
 
-__all__ = ["MAX_KEY_BYTES", "KeyMapper", "check_bucket", "check_key"]
+__all__ = ["MAX_KEY_BYTES", "KeyMapper", "check_bucket", "check_key", "check_key_iterable"]
 
 MAX_KEY_BYTES = 1024  # S3's limit on the UTF-8 length of a key
 
@@ -43,6 +43,17 @@ def check_key(key: object, *, operation: str, bucket: str | None = None) -> str:
             key=key.replace("\x00", "\\0"),
         )
     return key
+
+
+def check_key_iterable(keys: object, *, operation: str, bucket: str) -> None:
+    """Refuse a bare ``str``/``bytes`` where an iterable of keys is expected, before any
+    request: iterating it would act on one-character keys."""
+    if isinstance(keys, (str, bytes, bytearray, memoryview)):
+        kind = type(keys).__name__
+        raise TypeError(
+            f"{operation} s3://{bucket}: keys must be an iterable of keys, not a single {kind} "
+            f"(wrap one key in a list: [key])"
+        )
 
 
 class KeyMapper:

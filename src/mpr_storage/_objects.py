@@ -17,7 +17,7 @@ import anyio
 from ._client import BaseStorage
 from ._errors import StorageError
 from ._files import LocalIO, open_regular
-from ._keys import check_bucket, check_key
+from ._keys import check_bucket, check_key, check_key_iterable
 from ._models import BytesCallback, ObjectInfo
 from ._transport import ByteProgress
 
@@ -36,6 +36,9 @@ __all__ = [
 
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 _PART_CONCURRENCY = 4
+MAX_PARTS = 10_000  # S3's limit of parts per multipart upload
+MIN_PART = 5 * 1024 * 1024  # S3's minimum size of every part but the last
+_PART_STEP = 1024 * 1024
 
 
 def _suffix_filter(suffixes: str | Iterable[str] | None) -> tuple[str, ...] | None:
@@ -171,11 +174,7 @@ async def delete_objects(storage: BaseStorage, bucket: str, keys: Iterable[str])
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
     check_bucket(bucket, operation="delete_objects")
-    if isinstance(keys, str):
-        raise TypeError(
-            f"delete_objects s3://{bucket}: keys must be an iterable of keys, not a str"
-            f" (use [{keys!r}] to delete one key)"
-        )
+    check_key_iterable(keys, operation="delete_objects", bucket=bucket)
     batch = [check_key(k, operation="delete_objects", bucket=bucket) for k in keys]
     if not batch:
         return
@@ -263,14 +262,25 @@ async def download_to_temp(
     check_key(key, operation="download_to_temp", bucket=bucket)
     if suffix is None:
         suffix = "".join(PurePosixPath(key).suffixes[-1:])
+    # The file is private (0600) from its first byte: the body goes to a 0700 directory beside
+    # it, and is made 0600 there before it replaces the (0600) placeholder that holds the name.
     fd, name = tempfile.mkstemp(prefix="mpr-", suffix=suffix)
     os.close(fd)
+    private = tempfile.mkdtemp(prefix=".mpr-", dir=os.path.dirname(name))
+    inner = os.path.join(private, "body")
     try:
-        return await download_file(storage, bucket, key, name)
+        await download_file(storage, bucket, key, inner)
+        os.chmod(inner, 0o600)
+        os.replace(inner, name)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
         raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(inner)
+        os.rmdir(private)
+    return Path(name)
 
 
 def guess_content_type(name: str) -> str:
@@ -336,9 +346,21 @@ async def upload_file(
             os.close(fd)
     else:
         progress.start(size)
-        etag = await _upload_multipart(storage, path, bucket, key, content_type, progress)
+        etag = await _upload_multipart(storage, path, bucket, key, content_type, size, progress)
     await progress.finish()
     return ObjectInfo(key, size, etag)
+
+
+def part_size_for(size: int, configured: int, *, max_parts: int | None = None) -> int:
+    """The part size for a ``size``-byte multipart upload: ``configured`` (at least 5 MiB) when
+    it needs at most ``max_parts`` (S3's 10,000) parts, else the smallest whole number of MiB
+    that does."""
+    limit = MAX_PARTS if max_parts is None else max_parts
+    part = max(configured, MIN_PART)
+    if -(-size // part) <= limit:
+        return part
+    needed = -(-size // limit)
+    return -(-needed // _PART_STEP) * _PART_STEP
 
 
 async def _upload_multipart(
@@ -347,11 +369,13 @@ async def _upload_multipart(
     bucket: str,
     key: str,
     content_type: str,
+    size: int,
     progress: ByteProgress,
 ) -> str:
-    """Upload ``path`` in parts; any failure or cancellation aborts the upload (shielded)."""
+    """Upload ``path`` (``size`` bytes) in parts of :func:`part_size_for`; any failure or
+    cancellation aborts the upload (shielded)."""
     transport = await storage.transport()
-    part_size = storage.settings.multipart_chunksize
+    part_size = part_size_for(size, storage.settings.multipart_chunksize)
     op = "upload_file"
     upload_id = await transport.create_multipart(
         bucket, key, content_type=content_type, operation=op

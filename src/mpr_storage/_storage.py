@@ -96,17 +96,21 @@ async def _close_at_loop_shutdown(storage: Storage) -> AsyncGenerator[None, None
     # A started, suspended async generator is finalised by the loop's
     # ``shutdown_asyncgens()`` (which ``asyncio.run`` and ``asyncio.Runner`` call before
     # closing the loop), so the client is closed on its own loop, and nobody calls close().
+    # Once finished it must go: a generator keeps its loop's finaliser hook, and so its loop.
     try:
         yield
     finally:
+        _closers.pop(storage, None)
         await storage.aclose()
 
 
 async def default_storage() -> Storage:
     """The default :class:`Storage` of the running event loop (settings from the environment).
 
-    Created on first use and closed automatically when the loop shuts down, so code that calls
-    ``asyncio.run()`` several times keeps working and no client is left unclosed.
+    Created on first use and closed automatically when the loop shuts down (its
+    ``shutdown_asyncgens()``, which ``asyncio.run()`` and ``asyncio.Runner`` call), so code that
+    calls ``asyncio.run()`` several times keeps working and no client is left unclosed. It holds
+    its loop weakly and dies with it: one loop per job keeps memory flat.
     """
     loop = asyncio.get_running_loop()
     storage = _defaults.get(loop)

@@ -19,7 +19,7 @@ from ._engine import Engine, batches
 from ._engine import check_concurrency as _check_concurrency
 from ._errors import LocalFileError, StorageError
 from ._files import LocalIO
-from ._keys import KeyMapper, check_bucket, check_key
+from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
 from ._manifest import MANIFEST_NAME, Entry, Manifest, same_content
 from ._models import KeySource, ObjectInfo, ProgressCallback, TransferReport
 from ._uploads import upload_many
@@ -224,8 +224,7 @@ async def download_many(
         StorageConnectionError, ThrottledError: the listing feeding ``keys`` failed.
     """
     check_bucket(bucket, operation="download_many")
-    if isinstance(keys, (str, bytes)):
-        raise TypeError("download_many: keys must be an iterable of keys, not a single key")
+    check_key_iterable(keys, operation="download_many", bucket=bucket)
     settings = storage.settings
     concurrency = _check_concurrency(
         settings.max_concurrency if concurrency is None else concurrency

@@ -15,6 +15,10 @@ as in ``anyio.from_thread``:
 - The thread starts on first use. It is a daemon thread, stopped at interpreter exit once the
   other threads are done; its loop shuts down properly, so the shared client is closed and
   nothing is printed.
+- Every call settles, also at interpreter exit: a call from an ``atexit`` callback runs (on
+  a loop thread started, and stopped again, for it if needed); where Python refuses to start
+  threads at exit (3.12), it raises ``RuntimeError`` saying so. A loop thread that cannot
+  start, or dies, is a ``RuntimeError`` for its callers, never a hang.
 - Any number of threads may call at once; they share the loop's client and connection pool.
 - After ``os.fork()`` the child starts its own loop thread on first use; the parent's is left
   alone.
@@ -40,6 +44,7 @@ import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable
+from concurrent.futures import ThreadPoolExecutor  # imported now: not allowed at exit
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import mpr_storage as _aio
@@ -64,6 +69,7 @@ from mpr_storage import (
     _surface,
     frame_cache_prefix,
 )
+from mpr_storage._keys import check_key_iterable
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -112,6 +118,7 @@ T = TypeVar("T")
 
 _ITER_BATCH = 1000  # objects per round trip of iter_objects: one S3 listing page
 _STOP_TIMEOUT = 10.0  # seconds the exit waits for the loop's cleanup (it's a daemon thread)
+_THREAD_DIED = "mpr_storage.sync: the event-loop thread stopped during the call"
 
 
 class RunningLoopError(RuntimeError):
@@ -148,31 +155,50 @@ class _Call:
         self.coro = coro
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._task: asyncio.Task[Any] | None = None
+        self._lock = threading.Lock()
+        self._abandoned = False
 
     def start(self) -> None:  # on the loop thread
-        self._task = asyncio.get_running_loop().create_task(self.coro)
+        with self._lock:
+            if self._abandoned:
+                return
+            self._task = asyncio.get_running_loop().create_task(self.coro)
         self._task.add_done_callback(self._settle)
+
+    def abandon(self, error: BaseException) -> None:
+        """Settle the call with ``error`` if the loop never started it (its thread is gone)."""
+        with self._lock:
+            if self._task is not None or self._abandoned:
+                return
+            self._abandoned = True
+        self.coro.close()
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            self.future.set_exception(error)
 
     def cancel(self) -> None:  # on the loop thread, always after start()
         if self._task is not None:
             self._task.cancel()
 
     def _settle(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            self.future.set_exception(
-                RuntimeError("mpr_storage.sync: the event-loop thread stopped during the call")
-            )
-        elif (exc := task.exception()) is not None:
-            self.future.set_exception(exc)
-        else:
-            self.future.set_result(task.result())
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            if task.cancelled():
+                self.future.set_exception(RuntimeError(_THREAD_DIED))
+            elif (exc := task.exception()) is not None:
+                self.future.set_exception(exc)
+            else:
+                self.future.set_result(task.result())
 
-    def wait(self) -> None:
+    def wait(self, thread: threading.Thread) -> None:
         # The main thread wakes up every 0.1 s so that Ctrl-C is seen even where a blocked
-        # lock can't be interrupted (Windows, _thread.interrupt_main()).
-        timeout = 0.1 if threading.current_thread() is threading.main_thread() else None
+        # lock can't be interrupted (Windows, _thread.interrupt_main()); every thread checks
+        # that the loop thread still runs, so no call waits forever on a dead loop.
+        timeout = 0.1 if threading.current_thread() is threading.main_thread() else 1.0
         while not self.future.done():
             concurrent.futures.wait([self.future], timeout)
+            if not thread.is_alive() and not self.future.done():
+                self.abandon(RuntimeError(_THREAD_DIED))  # closes the coroutine if not started
+                with contextlib.suppress(concurrent.futures.InvalidStateError):
+                    self.future.set_exception(RuntimeError(_THREAD_DIED))
 
 
 class _Portal:
@@ -181,6 +207,9 @@ class _Portal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+        self._exited = False  # the atexit hook ran: calls made after it stop the loop again
+        self._users = 0  # calls and iterations in progress
+        self._users_lock = threading.RLock()  # re-entrant: a finaliser may leave an iteration
         # A forked child's copy of the parent's loop (see _after_fork_in_child).
         self._inherited: list[object] = []
 
@@ -213,6 +242,7 @@ class _Portal:
                 failed.append(exc)  # hand out the items before it, as async iteration would
             return items
 
+        self._enter()
         try:
             while True:
                 _refuse_in_loop(name)
@@ -230,49 +260,94 @@ class _Portal:
                     _refuse_in_loop(name)
                     self._run(aclose())
             raise
+        finally:
+            self._leave()
+
+    def _enter(self) -> None:
+        with self._users_lock:
+            self._users += 1
+
+    def _leave(self) -> None:
+        with self._users_lock:
+            self._users -= 1
+            last = self._users == 0
+        if last and self._exited:  # after the exit hook: nobody else would close this loop
+            self.stop()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         call = _Call(coro)
-        with self._lock:
-            try:
-                loop = self._running_loop()
-                loop.call_soon_threadsafe(call.start)
-            except BaseException:
-                coro.close()
-                raise
+        self._enter()
         try:
-            call.wait()
+            with self._lock:
+                try:
+                    loop, thread = self._running_loop()
+                    loop.call_soon_threadsafe(call.start)
+                except BaseException:
+                    coro.close()
+                    raise
+        except BaseException:
+            self._leave()
+            raise
+        try:
+            call.wait(thread)
         except BaseException:
             # Ctrl-C (or another exception raised in this thread): cancel the operation and
             # wait until its shielded cleanup is done. A second Ctrl-C ends the wait.
             if not call.future.done():
                 with contextlib.suppress(RuntimeError):  # the loop is already gone
                     loop.call_soon_threadsafe(call.cancel)
-                call.wait()
+                call.wait(thread)
             raise
+        finally:
+            self._leave()
         result: T = call.future.result()
         return result
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:  # under the lock
-        if self._loop is None:
+    def _running_loop(self) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:  # locked
+        if self._loop is None or self._thread is None:
             loop = asyncio.new_event_loop()
             stop = asyncio.Event()
+            ready: list[BaseException | None] = []
+            started = threading.Event()
             thread = threading.Thread(
-                target=self._serve, args=(loop, stop), name="mpr-storage-loop", daemon=True
+                target=self._serve,
+                args=(loop, stop, ready, started),
+                name="mpr-storage-loop",
+                daemon=True,
             )
             try:
                 thread.start()
-            except BaseException:
+                started.wait()
+                if ready[0] is not None:
+                    raise ready[0]
+            except Exception as exc:
+                # E.g. at interpreter exit: Python 3.12 refuses new threads there.
                 loop.close()
-                raise
+                raise RuntimeError(
+                    f"mpr_storage.sync: cannot start its event-loop thread: {exc}"
+                ) from exc
             self._loop, self._stop, self._thread = loop, stop, thread
-        return self._loop
+        return self._loop, self._thread
 
-    def _serve(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    def _serve(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        stop: asyncio.Event,
+        ready: list[BaseException | None],
+        started: threading.Event,
+    ) -> None:
         """The loop thread: ``asyncio.run()`` semantics without ``shutdown_default_executor()``,
-        which starts a thread, refused at exit by Python 3.12.0-1; the executor is joined here."""
-        executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="mpr-storage-io")
-        loop.set_default_executor(executor)
+        which starts a thread, refused at exit by Python 3.12.0-1; the executor is joined here.
+        ``ready`` gets ``None``, or the error that kept the loop from running."""
+        try:
+            executor = _Executor(thread_name_prefix="mpr-storage-io")
+            loop.set_default_executor(executor)
+        except BaseException as exc:  # reported to the caller by _running_loop
+            ready.append(exc)
+            started.set()
+            return
+        ready.append(None)
+        started.set()
         try:
             loop.run_until_complete(stop.wait())
         finally:
@@ -289,6 +364,12 @@ class _Portal:
             finally:
                 executor.shutdown(wait=True)
                 loop.close()
+
+    def stop_at_exit(self) -> None:
+        """The atexit hook: stop the loop thread; calls made later (by atexit callbacks that
+        run after this one) each start a loop thread and stop it when they return."""
+        self._exited = True
+        self.stop()
 
     def stop(self, timeout: float | None = _STOP_TIMEOUT) -> None:
         """Stop the loop thread (its loop closes the default client); the next call starts a
@@ -311,11 +392,35 @@ class _Portal:
         if self._loop is not None:
             self._inherited.append((self._loop, self._stop, self._thread))
         self._lock = threading.Lock()
+        self._users_lock = threading.RLock()
+        self._users = 0
         self._loop = self._stop = self._thread = None
 
 
+class _Executor(ThreadPoolExecutor):
+    """The loop thread's default executor (``run_in_executor(None, ...)``). At interpreter exit
+    ``ThreadPoolExecutor`` refuses new work ("cannot schedule new futures after interpreter
+    shutdown"); a call made from an atexit callback then runs such jobs on the loop thread
+    instead of failing: blocking that loop is harmless at exit."""
+
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]:
+        try:
+            return super().submit(fn, *args, **kwargs)
+        except RuntimeError:
+            if self._shutdown:  # this executor was shut down: a real error
+                raise
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
 _portal = _Portal()
-atexit.register(_portal.stop)
+atexit.register(_portal.stop_at_exit)
 
 
 # --- the boto3 client ------------------------------------------------------------------------
@@ -397,9 +502,10 @@ def iter_objects(
 
 @_surface.documented(_aio.delete_objects, sync=True)
 def delete_objects(bucket: str, keys: Iterable[str]) -> None:
-    # ``keys`` is read here (a lazy iterable must not block the loop thread); a bare str is
-    # passed on as it is, to be refused.
-    _portal.call(_aio.delete_objects, bucket, keys if isinstance(keys, str) else list(keys))
+    # ``keys`` is read here (a lazy iterable must not block the loop thread), once it is known
+    # not to be a single key.
+    check_key_iterable(keys, operation="delete_objects", bucket=bucket)
+    _portal.call(_aio.delete_objects, bucket, list(keys))
 
 
 @_surface.documented(_aio.download_many, sync=True)
