@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from ._config import StorageSettings
 from ._errors import StorageError, map_errors
 from ._files import LocalIO, digests, hash_fd, read_fd
-from ._models import ObjectInfo
+from ._models import ObjectInfo, unquote_etag
 from ._transport import (
     SMALL_BODY,
     ByteProgress,
@@ -31,10 +31,6 @@ __all__ = ["BotocoreTransport"]
 
 T = TypeVar("T")
 _READ_SIZE = 64 * 1024  # botocore body reads, gathered into blocks by AtomicFile.write_all
-
-
-def _etag(value: object) -> str:
-    return str(value or "").strip('"')
 
 
 class BotocoreTransport(Transport):
@@ -78,7 +74,10 @@ class BotocoreTransport(Transport):
         )
         objects = [
             ObjectInfo(
-                item["Key"], int(item["Size"]), _etag(item.get("ETag")), item.get("LastModified")
+                item["Key"],
+                int(item["Size"]),
+                unquote_etag(item.get("ETag")),
+                item.get("LastModified"),
             )
             for item in page.get("Contents", ())
         ]
@@ -92,7 +91,7 @@ class BotocoreTransport(Transport):
         return ObjectInfo(
             key,
             int(found.get("ContentLength", 0)),
-            _etag(found.get("ETag")),
+            unquote_etag(found.get("ETag")),
             found.get("LastModified"),
             found.get("ContentType"),
             dict(found.get("Metadata") or {}),
@@ -106,7 +105,7 @@ class BotocoreTransport(Transport):
         *,
         io: LocalIO,
         operation: str,
-        mkdir: bool = False,
+        prepare: Callable[[], object] | None = None,
         if_none_match: str | None = None,
         progress: ByteProgress | None = None,
         on_throttle: Throttle | None = None,
@@ -131,10 +130,10 @@ class BotocoreTransport(Transport):
                     partial(body.iter_chunks, _READ_SIZE),
                     io=io,
                     where=(operation, bucket, key),
-                    mkdir=mkdir,
+                    prepare=prepare,
                     progress=progress,
                 )
-            return Fetched(size, _etag(response.get("ETag")), mtime_ns)
+            return Fetched(size, unquote_etag(response.get("ETag")), mtime_ns)
 
         return await self._call((operation, bucket, key), fetch, on_throttle)
 
@@ -179,7 +178,7 @@ class BotocoreTransport(Transport):
             if progress is not None:
                 progress.start(size)
                 await progress.add(size)
-            return _etag(response.get("ETag"))
+            return unquote_etag(response.get("ETag"))
 
         return await self._call((operation, bucket, key), put, on_throttle)
 
@@ -234,7 +233,7 @@ class BotocoreTransport(Transport):
                 MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]},
             ),
         )
-        return _etag(response.get("ETag"))
+        return unquote_etag(response.get("ETag"))
 
     async def abort_multipart(
         self, bucket: str, key: str, upload_id: str, *, operation: str

@@ -22,7 +22,7 @@ from ._config import StorageSettings
 from ._errors import error_for_code
 from ._files import LocalIO, digests, fd_chunks, hash_fd, read_fd
 from ._http import SignedRequests, escape, query_string
-from ._models import ObjectInfo
+from ._models import ObjectInfo, unquote_etag
 from ._transport import (
     SMALL_BODY,
     ByteProgress,
@@ -122,7 +122,7 @@ class FastTransport(Transport):
         *,
         io: LocalIO,
         operation: str,
-        mkdir: bool = False,
+        prepare: Callable[[], object] | None = None,
         if_none_match: str | None = None,
         progress: ByteProgress | None = None,
         on_throttle: Throttle | None = None,
@@ -142,10 +142,10 @@ class FastTransport(Transport):
                     r.content.iter_any,
                     io=io,
                     where=(operation, bucket, key),
-                    mkdir=mkdir,
+                    prepare=prepare,
                     progress=progress,
                 )
-                return Fetched(size, r.headers.get("ETag", "").strip('"'), mtime_ns)
+                return Fetched(size, unquote_etag(r.headers.get("ETag")), mtime_ns)
 
         return await self.retry(attempt, on_throttle)
 
@@ -196,7 +196,7 @@ class FastTransport(Transport):
                 if whole and progress is not None:
                     progress.start(size)
                     await progress.add(size)
-                return r.headers.get("ETag", "").strip('"')
+                return unquote_etag(r.headers.get("ETag"))
 
         return await self.retry(attempt, on_throttle)
 
@@ -315,7 +315,7 @@ def _head_info(key: str, headers: Mapping[str, str]) -> ObjectInfo:
     return ObjectInfo(
         key,
         int(headers.get("Content-Length", "0")),
-        headers.get("ETag", "").strip('"'),
+        unquote_etag(headers.get("ETag")),
         email.utils.parsedate_to_datetime(modified) if modified else None,
         headers.get("Content-Type"),
         {

@@ -81,9 +81,13 @@ class KeyMapper:
         self._checked_dirs: set[str] = set()
         self._ready_dirs: set[str] = set()
 
+    def relative(self, key: str) -> str:
+        """The key's path under the destination, as a ``/``-separated string (unchecked)."""
+        return key.removeprefix(self.prefix)
+
     def path_for(self, key: str) -> Path:
         """The destination path of ``key``; checks it lexically (no filesystem access)."""
-        rel = key.removeprefix(self.prefix)
+        rel = self.relative(key)
         parts = rel.split("/")
         if (
             not rel

@@ -16,11 +16,17 @@ __all__ = [
     "ProgressCallback",
     "TransferError",
     "TransferReport",
+    "unquote_etag",
 ]
 
 BytesCallback = Callable[[int, int | None], object]
 """``on_progress(done_bytes, total_bytes)`` of a single-object transfer; may be a coroutine
 function. ``total_bytes`` is ``None`` only when the server does not say how long a body is."""
+
+
+def unquote_etag(value: object) -> str:
+    """An ETag as :class:`ObjectInfo` keeps it: without its quotes (S3 sends ``"..."``)."""
+    return str(value or "").strip('"')
 
 
 @dataclass(frozen=True, slots=True)

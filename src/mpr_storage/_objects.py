@@ -239,7 +239,13 @@ async def download_file(
     transport = await storage.transport()
     progress = ByteProgress(on_progress)
     await transport.get_to_file(
-        bucket, key, path, io=LocalIO(), operation="download_file", mkdir=True, progress=progress
+        bucket,
+        key,
+        path,
+        io=LocalIO(),
+        operation="download_file",
+        prepare=partial(os.makedirs, path.parent, exist_ok=True),
+        progress=progress,
     )
     await progress.finish()
     return path

@@ -8,6 +8,7 @@ import os
 import stat
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -120,7 +121,7 @@ def _decide(
         raise _local_error("a directory stands where the file goes", path, bucket, key)
     if not skip_existing or not stat.S_ISREG(st.st_mode):
         return _Get(path, info)  # a symlink or special file is replaced, never followed
-    rel = key.removeprefix(mapper.prefix)
+    rel = mapper.relative(key)
     entry = manifest.get(rel)
     trusted = (
         entry is not None and entry.bucket == bucket and entry.key == key and entry.matches_file(st)
@@ -269,15 +270,13 @@ async def download_many(
             get.path,
             io=io,
             operation="download_many",
-            mkdir=True,
+            prepare=partial(mapper.prepare, key),
             if_none_match=get.if_none_match,
             on_throttle=engine.limit.throttled,
         )
         if got is None:  # 304: the object still has the ETag of the file we wrote
             return None
-        manifest.record(
-            key.removeprefix(prefix), Entry(bucket, key, got.size, got.etag, got.mtime_ns)
-        )
+        manifest.record(mapper.relative(key), Entry(bucket, key, got.size, got.etag, got.mtime_ns))
         return got.size
 
     clean = False

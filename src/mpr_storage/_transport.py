@@ -15,7 +15,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import inspect
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -135,7 +134,7 @@ async def write_body(
     *,
     io: LocalIO,
     where: tuple[str, str, str],
-    mkdir: bool,
+    prepare: Callable[[], object] | None,
     progress: ByteProgress | None,
 ) -> tuple[int, int]:
     """Write a response body to ``path`` atomically: ``(bytes, mtime_ns)``. Bodies up to
@@ -143,8 +142,8 @@ async def write_body(
     :data:`~._files.STREAM_CHUNK` block; a body shorter than ``length`` is never renamed into
     place."""
     operation, bucket, key = where
-    if mkdir:
-        await io.run(partial(os.makedirs, path.parent, exist_ok=True), 0)
+    if prepare is not None:  # the object is there: its directory may be made now
+        await io.run(prepare, 0)
     if progress is not None:
         progress.start(length)
     if length is not None and length <= SMALL_BODY:
@@ -228,14 +227,14 @@ class Transport(abc.ABC):
         *,
         io: LocalIO,
         operation: str,
-        mkdir: bool = False,
+        prepare: Callable[[], object] | None = None,
         if_none_match: str | None = None,
         progress: ByteProgress | None = None,
         on_throttle: Throttle | None = None,
     ) -> Fetched | None:
         """GET ``key`` into ``path`` atomically (temp file + rename); ``None`` when
-        ``if_none_match`` (an ETag) still matches (304, no body). ``mkdir`` creates the
-        parent directories once the object is found."""
+        ``if_none_match`` (an ETag) still matches (304, no body). ``prepare()`` (blocking:
+        creating the parent directories) runs once the object is found, before the write."""
 
     @abc.abstractmethod
     async def put_file(

@@ -10,7 +10,7 @@ from urllib.parse import unquote_plus
 from xml.etree import ElementTree
 
 from ._errors import StorageError
-from ._models import ObjectInfo
+from ._models import ObjectInfo, unquote_etag
 
 __all__ = [
     "ListPage",
@@ -84,7 +84,7 @@ def parse_list(body: bytes, *, operation: str, bucket: str) -> ListPage:
             fields[name] = child.text or ""
     decode = fields.get("EncodingType", "").lower() == "url"
     objects = [
-        ObjectInfo(unquote_plus(key) if decode else key, size, etag.strip('"'), parse_time(when))
+        ObjectInfo(unquote_plus(key) if decode else key, size, unquote_etag(etag), parse_time(when))
         for key, size, etag, when in rows
     ]
     token = fields.get("NextContinuationToken") or None
@@ -137,7 +137,7 @@ def find_etag(body: bytes) -> str:
         return ""
     for name, child in _children(root):
         if name == "ETag":
-            return (child.text or "").strip('"')
+            return unquote_etag(child.text)
     return ""
 
 
