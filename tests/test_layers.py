@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("frames", {"_frames"}),
     ("storage", {"_storage"}),
     ("facade", {"__init__"}),
-    ("sync, CLI", {"sync", "__main__", "_cli", "_server"}),
+    ("sync, CLI", {"_portal", "sync", "__main__", "_cli", "_server"}),
 ]
 LEVEL = {name: level for level, (_, names) in enumerate(LAYERS) for name in names}
 

@@ -126,7 +126,7 @@ def test_a_loop_thread_that_fails_to_start_raises(monkeypatch: pytest.MonkeyPatc
             raise OSError("no executor today")
 
     sync._portal.stop()
-    monkeypatch.setattr(sync.asyncio, "new_event_loop", BrokenLoop)
+    monkeypatch.setattr(asyncio, "new_event_loop", BrokenLoop)
     outcome: list[BaseException | bool] = []
 
     def call() -> None:

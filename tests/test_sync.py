@@ -164,7 +164,7 @@ def test_iter_objects_streams_in_batches(
 ) -> None:
     write_files(tmp_path / "src", 5, size=4)
     sync.upload_many(tmp_path / "src", s3.bucket, s3.prefix)
-    monkeypatch.setattr(sync, "_ITER_BATCH", 2)
+    monkeypatch.setattr("mpr_storage._portal._ITER_BATCH", 2)
     trips: list[object] = []
     real_run = sync._portal._run
 
