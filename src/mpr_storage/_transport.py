@@ -32,7 +32,6 @@ from ._retry import RetryPolicy, retrying
 from ._xml import ListPage
 
 __all__ = [
-    "CHUNK_SIZE",
     "SMALL_BODY",
     "ByteProgress",
     "Fetched",
@@ -45,7 +44,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-CHUNK_SIZE = 1024 * 1024
 SMALL_BODY = 1024 * 1024  # bodies up to this are read whole and written in one call
 
 Throttle = Callable[[], object]
