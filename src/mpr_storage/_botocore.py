@@ -7,23 +7,22 @@ paths. botocore still does the rest: credentials, proxies, CA bundle, region red
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 from ._config import StorageSettings
 from ._errors import StorageError, map_errors
-from ._files import LocalIO, digests, hash_fd, read_fd
+from ._files import LocalIO, digests
 from ._models import ObjectInfo, unquote_etag
 from ._transport import (
-    SMALL_BODY,
+    Body,
     ByteProgress,
-    Fetched,
     Throttle,
     Transport,
-    write_body,
+    Upload,
 )
 from ._xml import ListPage
 
@@ -97,90 +96,62 @@ class BotocoreTransport(Transport):
             dict(found.get("Metadata") or {}),
         )
 
-    async def get_to_file(
-        self,
-        bucket: str,
-        key: str,
-        path: Path,
-        *,
-        io: LocalIO,
-        operation: str,
-        prepare: Callable[[], object] | None = None,
-        if_none_match: str | None = None,
-        progress: ByteProgress | None = None,
-        on_throttle: Throttle | None = None,
-    ) -> Fetched | None:
+    @contextlib.asynccontextmanager
+    async def _get(
+        self, bucket: str, key: str, operation: str, if_none_match: str | None
+    ) -> AsyncIterator[Body | None]:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if if_none_match:
             kwargs["IfNoneMatch"] = f'"{if_none_match}"'
-
-        async def fetch() -> Fetched | None:
+        with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
             try:
                 response = await self._client.get_object(**kwargs)
             except Exception as exc:  # botocore answers 304 with a ClientError
-                if _status(exc) == 304:
-                    return None
-                raise
-            body = response["Body"]
-            async with body:
-                size, mtime_ns = await write_body(
-                    path,
+                if _status(exc) != 304:
+                    raise
+                response = None
+            if response is None:
+                yield None
+                return
+            stream = response["Body"]
+            async with stream:
+                yield Body(
                     int(response["ContentLength"]),
-                    body.read,
-                    partial(body.iter_chunks, _READ_SIZE),
-                    io=io,
-                    where=(operation, bucket, key),
-                    prepare=prepare,
-                    progress=progress,
+                    unquote_etag(response.get("ETag")),
+                    stream.read,
+                    partial(stream.iter_chunks, _READ_SIZE),
                 )
-            return Fetched(size, unquote_etag(response.get("ETag")), mtime_ns)
 
-        return await self._call((operation, bucket, key), fetch, on_throttle)
-
-    async def put_file(
+    async def _put(
         self,
         bucket: str,
         key: str,
-        fd: int,
-        size: int,
+        body: Upload,
         *,
-        content_type: str,
         io: LocalIO,
         operation: str,
-        progress: ByteProgress | None = None,
-        on_throttle: Throttle | None = None,
+        progress: ByteProgress | None,
     ) -> str:
-        whole = size <= SMALL_BODY
-        data = await io.run(partial(read_fd, fd, size), size) if whole else None
-        if data is not None:
-            _, md5_b64, _ = digests(data)
-        else:
-            _, md5_b64, _ = await io.run(partial(hash_fd, fd, size), size)
-
-        async def put() -> str:
-            if data is not None:
-                body: Any = data
-            else:  # botocore reads (and, to sign it, hashes) the file in chunks
-                os.lseek(fd, 0, os.SEEK_SET)
-                body = open(fd, "rb", closefd=False)  # noqa: ASYNC230 - wraps an open fd
-            try:
+        content: Any = body.data
+        if content is None:  # botocore reads (and, to sign it, hashes) the file in chunks
+            os.lseek(body.fd, 0, os.SEEK_SET)
+            content = open(body.fd, "rb", closefd=False)  # noqa: ASYNC230 - wraps an open fd
+        try:
+            with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
                 response = await self._client.put_object(
                     Bucket=bucket,
                     Key=key,
-                    Body=body,
-                    ContentType=content_type,
-                    ContentMD5=md5_b64,
-                    ContentLength=size,
+                    Body=content,
+                    ContentType=body.content_type,
+                    ContentMD5=body.md5_b64,
+                    ContentLength=body.size,
                 )
-            finally:
-                if data is None:
-                    body.close()
-            if progress is not None:
-                progress.start(size)
-                await progress.add(size)
-            return unquote_etag(response.get("ETag"))
-
-        return await self._call((operation, bucket, key), put, on_throttle)
+        finally:
+            if body.data is None:
+                content.close()
+        if body.data is None and progress is not None:
+            await progress.add(body.size)
+        return unquote_etag(response.get("ETag"))
 
     async def create_multipart(
         self, bucket: str, key: str, *, content_type: str, operation: str

@@ -9,27 +9,25 @@ signing key, one aiohttp session whose pool is sized to the concurrency), parsed
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
 from ._config import StorageSettings
 from ._errors import error_for_code
-from ._files import LocalIO, digests, fd_chunks, hash_fd, read_fd
+from ._files import LocalIO, digests, fd_chunks
 from ._http import SignedRequests, escape, query_string
 from ._models import ObjectInfo, unquote_etag
 from ._transport import (
-    SMALL_BODY,
+    Body,
     ByteProgress,
-    Fetched,
-    Throttle,
     Transport,
-    write_body,
+    Upload,
 )
 from ._xml import (
     ListPage,
@@ -71,10 +69,12 @@ class FastTransport(Transport):
         *,
         operation: str,
         body: bytes | None = None,
+        retry: bool = True,
         **send: Any,
     ) -> T:
-        """One request whose answer is read whole and parsed, retried; a ``body`` (an XML
-        document) goes with its Content-MD5 and payload hash."""
+        """One request whose answer is read whole and parsed, retried (unless the caller
+        retries itself); a ``body`` (an XML document) goes with its Content-MD5 and payload
+        hash."""
         if body is not None:
             _, md5_b64, sha256 = digests(body)
             send.update(data=body, payload_hash=sha256)
@@ -84,7 +84,7 @@ class FastTransport(Transport):
             async with self._wire.send(method, bucket, key, operation=operation, **send) as r:
                 return parse(r, await r.read())
 
-        return await self.retry(attempt, None)
+        return await self.retry(attempt, None) if retry else await attempt()
 
     async def list_page(
         self,
@@ -114,91 +114,55 @@ class FastTransport(Transport):
             lambda r, _: _head_info(key, r.headers), "HEAD", bucket, key, operation=operation
         )
 
-    async def get_to_file(
-        self,
-        bucket: str,
-        key: str,
-        path: Path,
-        *,
-        io: LocalIO,
-        operation: str,
-        prepare: Callable[[], object] | None = None,
-        if_none_match: str | None = None,
-        progress: ByteProgress | None = None,
-        on_throttle: Throttle | None = None,
-    ) -> Fetched | None:
+    @contextlib.asynccontextmanager
+    async def _get(
+        self, bucket: str, key: str, operation: str, if_none_match: str | None
+    ) -> AsyncIterator[Body | None]:
         extra = {"If-None-Match": f'"{if_none_match}"'} if if_none_match else None
-
-        async def attempt() -> Fetched | None:
-            async with self._wire.send(
-                "GET", bucket, key, operation=operation, extra=extra, ok=(200, 304)
-            ) as r:
-                if r.status == 304:
-                    return None
-                size, mtime_ns = await write_body(
-                    path,
+        async with self._wire.send(
+            "GET", bucket, key, operation=operation, extra=extra, ok=(200, 304)
+        ) as r:
+            if r.status == 304:
+                yield None
+            else:  # the pieces as they arrive: write_body gathers them in one block
+                yield Body(
                     r.content_length,
+                    unquote_etag(r.headers.get("ETag")),
                     r.read,
                     r.content.iter_any,
-                    io=io,
-                    where=(operation, bucket, key),
-                    prepare=prepare,
-                    progress=progress,
                 )
-                return Fetched(size, unquote_etag(r.headers.get("ETag")), mtime_ns)
 
-        return await self.retry(attempt, on_throttle)
-
-    async def put_file(
+    async def _put(
         self,
         bucket: str,
         key: str,
-        fd: int,
-        size: int,
+        body: Upload,
         *,
-        content_type: str,
         io: LocalIO,
         operation: str,
-        progress: ByteProgress | None = None,
-        on_throttle: Throttle | None = None,
+        progress: ByteProgress | None,
     ) -> str:
-        whole = size <= SMALL_BODY
-        if whole:
-            data: bytes | None = await io.run(partial(read_fd, fd, size), size)
-            assert data is not None
-            _, md5_b64, sha256 = digests(data)
-        else:
-            data = None
-            _, md5_b64, sha256 = await io.run(partial(hash_fd, fd, size), size)
-        extra = {"Content-Type": content_type, "Content-MD5": md5_b64}
-        if not whole:
-            extra["Content-Length"] = str(size)  # sent as is: never chunked
+        extra = {"Content-Type": body.content_type, "Content-MD5": body.md5_b64}
 
         async def stream() -> AsyncIterator[bytes]:
-            if progress is not None:
-                progress.start(size)
-            async for chunk in fd_chunks(fd, size, io):
+            async for chunk in fd_chunks(body.fd, body.size, io):
                 if progress is not None:
                     await progress.add(len(chunk))
                 yield chunk
 
-        async def attempt() -> str:
-            async with self._wire.send(
-                "PUT",
-                bucket,
-                key,
-                operation=operation,
-                extra=extra,
-                data=data if whole else stream,
-                payload_hash=sha256,
-            ) as r:
-                await r.read()
-                if whole and progress is not None:
-                    progress.start(size)
-                    await progress.add(size)
-                return unquote_etag(r.headers.get("ETag"))
-
-        return await self.retry(attempt, on_throttle)
+        if body.data is None:
+            extra["Content-Length"] = str(body.size)  # sent as is: never chunked
+        return await self._call(
+            lambda r, _: unquote_etag(r.headers.get("ETag")),
+            "PUT",
+            bucket,
+            key,
+            operation=operation,
+            extra=extra,
+            data=body.data if body.data is not None else stream,
+            payload_hash=body.sha256,
+            retry=False,
+        )
 
     async def create_multipart(
         self, bucket: str, key: str, *, content_type: str, operation: str

@@ -17,6 +17,7 @@ import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,17 +27,19 @@ import anyio
 
 from ._config import StorageSettings
 from ._errors import StorageConnectionError, StorageError
-from ._files import LocalIO, atomic_writer, write_atomic
+from ._files import LocalIO, atomic_writer, digests, hash_fd, read_fd, write_atomic
 from ._models import BytesCallback, ObjectInfo
 from ._retry import RetryPolicy, retrying
 from ._xml import ListPage
 
 __all__ = [
     "SMALL_BODY",
+    "Body",
     "ByteProgress",
     "Fetched",
     "Throttle",
     "Transport",
+    "Upload",
     "aws_endpoint",
     "check_length",
     "write_body",
@@ -92,6 +95,28 @@ class ByteProgress:
         result = self._callback(self.done, self.total)
         if inspect.isawaitable(result):
             await result
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """An answer to a GET, as :func:`write_body` reads it."""
+
+    length: int | None
+    etag: str
+    read: Callable[[], Awaitable[bytes]]
+    chunks: Callable[[], AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file to PUT: its descriptor and size, its bytes when small, its digests."""
+
+    fd: int
+    size: int
+    data: bytes | None
+    md5_b64: str
+    sha256: str
+    content_type: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +241,6 @@ class Transport(abc.ABC):
     async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:
         """HEAD: size, ETag, last modified, content type and user metadata."""
 
-    @abc.abstractmethod
     async def get_to_file(
         self,
         bucket: str,
@@ -232,9 +256,27 @@ class Transport(abc.ABC):
     ) -> Fetched | None:
         """GET ``key`` into ``path`` atomically (temp file + rename); ``None`` when
         ``if_none_match`` (an ETag) still matches (304, no body). ``prepare()`` (blocking:
-        creating the parent directories) runs once the object is found, before the write."""
+        creating the parent directories) runs once the object is found, before the write. A
+        body cut short is fetched again, never renamed into place."""
 
-    @abc.abstractmethod
+        async def attempt() -> Fetched | None:
+            async with self._get(bucket, key, operation, if_none_match) as body:
+                if body is None:
+                    return None
+                size, mtime_ns = await write_body(
+                    path,
+                    body.length,
+                    body.read,
+                    body.chunks,
+                    io=io,
+                    where=(operation, bucket, key),
+                    prepare=prepare,
+                    progress=progress,
+                )
+                return Fetched(size, body.etag, mtime_ns)
+
+        return await self.retry(attempt, on_throttle)
+
     async def put_file(
         self,
         bucket: str,
@@ -249,9 +291,46 @@ class Transport(abc.ABC):
         on_throttle: Throttle | None = None,
     ) -> str:
         """PUT the first ``size`` bytes of the open file ``fd``: read whole up to
-        :data:`SMALL_BODY`, else hashed in one streaming pass and sent in
-        :data:`~._files.STREAM_CHUNK` pieces (Content-MD5 checked by the server). Returns the
-        ETag."""
+        :data:`SMALL_BODY`, else hashed in one streaming pass and streamed from the file
+        (Content-MD5 checked by the server). Returns the ETag."""
+        if size <= SMALL_BODY:
+            data: bytes | None = await io.run(partial(read_fd, fd, size), size)
+            assert data is not None
+            _, md5_b64, sha256 = digests(data)
+        else:
+            data = None
+            _, md5_b64, sha256 = await io.run(partial(hash_fd, fd, size), size)
+        body = Upload(fd, size, data, md5_b64, sha256, content_type)
+
+        async def attempt() -> str:
+            if progress is not None:
+                progress.start(size)
+            etag = await self._put(bucket, key, body, io=io, operation=operation, progress=progress)
+            if data is not None and progress is not None:
+                await progress.add(size)
+            return etag
+
+        return await self.retry(attempt, on_throttle)
+
+    @abc.abstractmethod
+    def _get(
+        self, bucket: str, key: str, operation: str, if_none_match: str | None
+    ) -> AbstractAsyncContextManager[Body | None]:
+        """One GET: the open body, or ``None`` for a 304 answer."""
+
+    @abc.abstractmethod
+    async def _put(
+        self,
+        bucket: str,
+        key: str,
+        body: Upload,
+        *,
+        io: LocalIO,
+        operation: str,
+        progress: ByteProgress | None,
+    ) -> str:
+        """One PUT of ``body`` (its ETag back); a streamed body reports its bytes to
+        ``progress`` as they go."""
 
     @abc.abstractmethod
     async def create_multipart(
