@@ -269,8 +269,8 @@ def cmd_demo(ctx: Context) -> int:
             if a.keep:
                 ctx.say("the server keeps running (--keep); use it from another shell with:")
                 print_exports(server, bucket_in, bucket_out)
-                ctx.say("Press Ctrl-C to stop.")
                 with contextlib.suppress(KeyboardInterrupt):
+                    ctx.say("Press Ctrl-C to stop.")  # inside: a signal right after it is fine
                     serve_until_interrupted(server)
         finally:
             with signals_ignored():

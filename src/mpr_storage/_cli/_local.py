@@ -145,8 +145,9 @@ def cmd_server(ctx: Context) -> int:
             ctx.say(f"buckets: {', '.join(buckets)}")
             ctx.say("point mpr_storage (and aws/boto3) at it with:")
             print_exports(server, bucket_in, bucket_out)
-            ctx.say("Press Ctrl-C to stop.")
             try:
+                # Said inside the try: a signal right after the prompt still stops cleanly.
+                ctx.say("Press Ctrl-C to stop.")
                 serve_until_interrupted(server)
             except KeyboardInterrupt:
                 ctx.say("stopping the S3 server ...")
