@@ -158,6 +158,26 @@ async def test_persistent_throttling_ends_in_bounded_time(
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
+async def test_a_bulk_call_that_gives_up_still_reports(
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    await seeded(s3, tmp_path, count=40)
+    proxy.fail(100_000, status=503, code="SlowDownRead")
+    async with via(proxy, s3, fast_path=fast_path, max_attempts=2, retry_budget=5) as st:
+        timeline, dest = s3.prefix.strip("/"), tmp_path / "dst"
+        with pytest.raises(TransferError) as info:
+            await st.prefetch_frames(timeline, dest, bucket=s3.bucket)
+        assert "gave up" in str(info.value) and isinstance(info.value.__cause__, ThrottledError)
+        raised = info.value.report
+        report = await st.prefetch_frames(timeline, dest, bucket=s3.bucket, raise_on_error=False)
+    for got in (raised, report):
+        assert not got.ok and got.done == [] and got.failed
+        assert all(isinstance(e, ThrottledError) for e in got.failed.values())
+        assert len(got.failed) < 40  # it stopped instead of trying every key
+    assert leftovers(tmp_path / "dst") == []
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
 async def test_persistent_stall_times_out(
     proxy: FaultProxy, s3: S3Target, tmp_path: Path, fast_path: bool
 ) -> None:
