@@ -193,24 +193,22 @@ class Engine(Generic[T]):
 
     def finish(self, raise_on_error: bool) -> TransferReport:
         report = self.report
-        if self.gave_up is not None and raise_on_error:
-            raise TransferError(
+        if not raise_on_error or not report.failed:
+            return report
+        if self.gave_up is not None:
+            message = (
                 f"gave up after {_GIVE_UP_AFTER} keys in a row failed at the endpoint "
-                f"({len(report.done)} done, {len(report.failed)} failed): {self.gave_up}",
-                report=report,
-                operation=self.operation,
-                bucket=self.bucket,
-            ) from self.gave_up
-        if report.failed and raise_on_error:
-            first_key, first = next(iter(report.failed.items()))
-            raise TransferError(
-                f"{len(report.failed)} of {len(report.failed) + len(report.done)} keys failed "
-                f"(first: {first_key}: {first})",
-                report=report,
-                operation=self.operation,
-                bucket=self.bucket,
+                f"({len(report.done)} done, {len(report.failed)} failed): {self.gave_up}"
             )
-        return report
+        else:
+            first_key, first = next(iter(report.failed.items()))
+            message = (
+                f"{len(report.failed)} of {len(report.failed) + len(report.done)} keys failed "
+                f"(first: {first_key}: {first})"
+            )
+        raise TransferError(
+            message, report=report, operation=self.operation, bucket=self.bucket
+        ) from self.gave_up
 
 
 async def batches(keys: KeySource, size: int) -> AsyncIterator[list[str | ObjectInfo]]:

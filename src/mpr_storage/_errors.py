@@ -152,22 +152,6 @@ class LocalFileError(StorageError, OSError):
         return str(self.args[0]) if self.args else ""
 
 
-_NOT_FOUND = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}
-_NO_BUCKET = {"NoSuchBucket"}
-_DENIED = {
-    "AccessDenied",
-    "AllAccessDisabled",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidToken",
-    "TokenRefreshRequired",
-    "RequestExpired",
-    "RequestTimeTooSkewed",
-    "403",
-    "Forbidden",
-}
 #: Answers that mean "these credentials (or this clock) are stale": refresh and retry once.
 REFRESH_CODES = frozenset(
     {
@@ -179,6 +163,16 @@ REFRESH_CODES = frozenset(
         "RequestTimeTooSkewed",
     }
 )
+_NOT_FOUND = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}
+_NO_BUCKET = {"NoSuchBucket"}
+_DENIED = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "403",
+    "Forbidden",
+} | REFRESH_CODES
 #: A request signed for the wrong region (botocore's S3RegionRedirectorv2 follows these).
 REGION_CODES = frozenset(
     {"AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException"}
