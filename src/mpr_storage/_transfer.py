@@ -23,6 +23,7 @@ from ._files import LocalIO
 from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
 from ._manifest import MANIFEST_NAME, Entry, Manifest, same_content
 from ._models import KeySource, ObjectInfo, ProgressCallback, TransferReport
+from ._objects import part_size_for
 from ._uploads import upload_many
 
 __all__ = [
@@ -134,7 +135,8 @@ def _decide(
     if trusted and entry is not None and entry.etag == info.etag:
         return None
     try:  # changed since we wrote it, or not written by us: compare the content itself
-        same = same_content(path, st.st_size, info.etag, part_size)
+        # parts as our uploads cut them: the configured size, grown under 10,000 parts
+        same = same_content(path, st.st_size, info.etag, part_size_for(st.st_size, part_size))
     except OSError:
         same = False
     if not same:

@@ -19,7 +19,7 @@ from ._files import LocalIO, open_regular
 from ._keys import check_bucket, check_key
 from ._manifest import same_content
 from ._models import ObjectInfo, ProgressCallback, TransferReport
-from ._objects import guess_content_type
+from ._objects import guess_content_type, part_size_for
 from ._walk import Found, Problem, walk_files
 
 __all__ = ["CHUNK", "MULTIPART_AT_ONCE", "upload_many"]
@@ -144,7 +144,13 @@ async def upload_many(
             size = os.fstat(fd).st_size
             existing = remote.get(key)
             if existing is not None and existing.size == size:
-                check = partial(same_content, fd, size, existing.etag, settings.multipart_chunksize)
+                check = partial(
+                    same_content,
+                    fd,
+                    size,
+                    existing.etag,
+                    part_size_for(size, settings.multipart_chunksize),
+                )
                 if await io.run(check, size):
                     return None
             if size < settings.multipart_threshold:
