@@ -381,6 +381,21 @@ class Obstore(Client):
         sizes = await asyncio.gather(*(one(p) for p in paths))
         return len(sizes), sum(sizes)
 
+    async def upload(self) -> tuple[int, int]:
+        src, prefix = self.spec["src"], self.spec["prefix"]
+        names = sorted(os.listdir(src))
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(name: str) -> int:
+            async with semaphore:
+                with open(os.path.join(src, name), "rb") as f:  # noqa: ASYNC230
+                    data = f.read()
+                await self.obs.put_async(self.store, prefix + name, data)
+                return len(data)
+
+        sizes = await asyncio.gather(*(one(n) for n in names))
+        return len(sizes), sum(sizes)
+
     async def large(self) -> tuple[int, int]:
         result = await self.obs.get_async(self.store, self.spec["key"])
         received = 0
@@ -551,6 +566,15 @@ def _write_profile(profiler: Any, path: str, out: dict[str, Any]) -> None:
         "Main thread only: work run in anyio worker threads (file writes) is not attributed.",
         "",
     ]
+    stats = pstats.Stats(profiler)
+    by_area: dict[str, float] = {}
+    for (filename, _, name), row in stats.stats.items():  # type: ignore[attr-defined]
+        area = _area(filename, name)
+        by_area[area] = by_area.get(area, 0.0) + row[2]
+    lines.append("=== own time by area (main thread) ===")
+    for area, seconds in sorted(by_area.items(), key=lambda kv: -kv[1])[:16]:
+        lines.append(f"{seconds:8.3f} s  {area}")
+    lines.append("")
     for sort, title in (("cumulative", "cumulative time"), ("tottime", "own (tottime)")):
         buf = io.StringIO()
         stats = pstats.Stats(profiler, stream=buf)
@@ -559,6 +583,20 @@ def _write_profile(profiler: Any, path: str, out: dict[str, Any]) -> None:
         start = text.find("   ncalls")
         lines += [f"=== top 30 by {title} ===", text[start:].rstrip() if start >= 0 else text, ""]
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _area(filename: str, name: str) -> str:
+    """A profile row's area: a built-in's name, a package, or the standard library module."""
+    if filename == "~":
+        return f"built-in {name}"
+    parts = filename.replace("\\", "/").split("/")
+    for marker in ("site-packages", "src"):
+        if marker in parts:
+            rest = parts[parts.index(marker) + 1 :]
+            if rest and rest[0] == "mpr_storage":
+                return "/".join(rest[:2])
+            return rest[0] if rest else filename
+    return "stdlib " + parts[-1]
 
 
 def main() -> int:

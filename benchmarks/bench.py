@@ -77,6 +77,7 @@ CLIENT_HOW = {
         "prefetch": "`S3Store`, `obstore.list` then `get_async` + `bytes_async` under "
         "`Semaphore(64)`, plain-file write",
         "large": "`get_async` + `stream(min_chunk_size=1 MiB)` to a plain file",
+        "upload": "`put_async` of each file's bytes under `Semaphore(64)`",
     },
     "aiohttp": {
         "prefetch": "one `ClientSession(TCPConnector(limit=64))`, GETs of URLs presigned with "
@@ -121,8 +122,8 @@ SCENARIOS = {
         "Upload: {count:,} × {size_h} files from a local dir",
         2000,
         64 * KiB,
-        ("mpr_storage", "aioboto3"),
-        ("aioboto3",),
+        ("mpr_storage", "aioboto3", "obstore"),
+        ("aioboto3", "obstore"),
         "frames64",
     ),
     "c": Scenario(

@@ -53,7 +53,7 @@ def _cut_utf8(name: str, limit: int) -> str:
     return os.fsencode(name)[:limit].decode("utf-8", "ignore")
 
 
-def temp_path_for(path: Path) -> tuple[int, str]:
+def temp_path_for(path: Path, *, mkdir: bool = False) -> tuple[int, str]:
     """Create a hidden, uniquely named temp file in ``path``'s directory: ``(fd, name)``.
 
     The name starts with at most 100 bytes of ``path``'s name (cut by UTF-8 bytes, not
@@ -61,6 +61,9 @@ def temp_path_for(path: Path) -> tuple[int, str]:
 
     Its mode is 0o666 minus the umask, what a plain ``open()`` of ``path`` would give (not
     mkstemp's 0o600), and the name is a counter, not mkstemp's random draw per file.
+
+    ``mkdir``: create the missing directories when the open says there are some (no look-up
+    beforehand: the common case, a directory that exists, costs nothing).
     """
     stem = _cut_utf8(path.name, _STEM_BYTES)
     for _ in range(100):
@@ -69,6 +72,11 @@ def temp_path_for(path: Path) -> tuple[int, str]:
             return os.open(name, _FLAGS, 0o666), name
         except FileExistsError:
             continue
+        except FileNotFoundError:
+            if not mkdir:
+                raise
+            os.makedirs(path.parent, exist_ok=True)
+            mkdir = False  # once: a directory removed again at once is an error
     raise FileExistsError(errno.EEXIST, "no free temp file name", str(path))
 
 
@@ -84,10 +92,10 @@ def _renamed_into_place(tmp: str, path: Path) -> Iterator[None]:
         raise
 
 
-def write_atomic(path: Path, data: bytes) -> int:
+def write_atomic(path: Path, data: bytes, *, mkdir: bool = False) -> int:
     """Blocking: write ``data`` to ``path`` atomically (temp file + rename); returns the
-    file's mtime in nanoseconds."""
-    fd, tmp = temp_path_for(path)
+    file's mtime in nanoseconds. ``mkdir``: create missing parent directories."""
+    fd, tmp = temp_path_for(path, mkdir=mkdir)
     with _renamed_into_place(tmp, path):
         try:
             view = memoryview(data)
@@ -114,6 +122,11 @@ class LocalIO:
     def __init__(self, *, slow: float = 0.01) -> None:
         self.slow = slow
         self.threaded = False
+
+    async def write_file(self, path: Path, data: bytes, *, mkdir: bool = False) -> int:
+        """:func:`write_atomic` of a whole body, as :meth:`run` decides; the file's mtime in
+        nanoseconds."""
+        return await self.run(partial(write_atomic, path, data, mkdir=mkdir), len(data))
 
     async def run(self, fn: Callable[[], T], nbytes: int) -> T:
         """``fn()``, on the loop or in a worker thread; ``nbytes``: how much it reads or writes."""

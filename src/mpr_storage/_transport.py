@@ -27,7 +27,7 @@ import anyio
 
 from ._config import StorageSettings
 from ._errors import StorageConnectionError, StorageError
-from ._files import LocalIO, atomic_writer, write_atomic
+from ._files import LocalIO, atomic_writer
 from ._models import BytesCallback, ObjectInfo
 from ._retry import RetryPolicy, retrying
 from ._xml import ListPage
@@ -143,14 +143,12 @@ async def write_body(
     :data:`~._files.STREAM_CHUNK` block; a body shorter than ``length`` is never renamed into
     place."""
     operation, bucket, key = where
-    if mkdir:
-        await io.run(partial(os.makedirs, path.parent, exist_ok=True), 0)
     if progress is not None:
         progress.start(length)
     if length is not None and length <= SMALL_BODY:
         data = await read_all()
         check_length(len(data), length, operation, bucket, key)
-        mtime_ns = await io.run(partial(write_atomic, path, data), len(data))
+        mtime_ns = await io.write_file(path, data, mkdir=mkdir)  # directories made on demand
         if progress is not None:
             await progress.add(len(data))
         return len(data), mtime_ns
@@ -161,6 +159,8 @@ async def write_body(
             if progress is not None:
                 await progress.add(len(chunk))
 
+    if mkdir:
+        await io.run(partial(os.makedirs, path.parent, exist_ok=True), 0)
     async with atomic_writer(path, io) as f:
         # The pieces as they arrive, gathered into one reused block per file: no fresh
         # block-sized allocation per write, whatever the disk's speed.
