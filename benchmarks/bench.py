@@ -44,6 +44,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RUNNER = HERE / "_clients.py"
+NOTES = HERE / "NOTES.md"  # hand-written: what the numbers mean; included in the report
 BUCKET = "mpr-bench"
 KiB, MiB = 1024, 1024 * 1024
 SAMPLE = 64  # files SHA-256-checked per download run
@@ -798,6 +799,69 @@ def scenario_table(s: Scenario, results: list[Run]) -> list[str]:
     return lines
 
 
+def _median_ratio(results: list[Run], key: str, client: str, ref: str) -> float | None:
+    mine = [r for r in results if r.scenario == key and r.client == client and r.ok]
+    refs = {r.run: r for r in results if r.scenario == key and r.client == ref and r.ok}
+    ratios = [r.data["wall"] / refs[r.run].data["wall"] for r in mine if r.run in refs]
+    return statistics.median(ratios) if ratios else None
+
+
+def _max_rss(results: list[Run], key: str, client: str) -> float | None:
+    values = [r.data["rss_peak_delta"] for r in results if r.scenario == key and r.client == client]
+    return max(values) / MiB if values else None
+
+
+def targets_section(results: list[Run]) -> list[str]:
+    """Issue 14's targets, each checked against this run's same-run median ratios (on disk)."""
+    rows: list[tuple[str, str, float | None, float | None]] = []  # what, target, value, limit
+
+    def ratio(key: str, ref: str, limit: float | None, label: str) -> None:
+        rows.append(
+            (
+                f"({key}) {label}",
+                f"≤ {limit:.2f}×" if limit else "",
+                _median_ratio(results, key, "mpr_storage", ref),
+                limit,
+            )
+        )
+
+    ratio("a", "aioboto3", 0.40, "prefetch × aioboto3")
+    ratio("a", "obstore", 1.00, "prefetch × obstore")
+    ratio("b", "aioboto3", 0.45, "upload × aioboto3")
+    ratio("b", "obstore", 1.10, "upload × obstore")
+    ratio("c", "aiohttp", 1.10, "256 MiB × raw aiohttp")
+    rss = _max_rss(results, "c", "mpr_storage")
+    rows.append(("(c) peak RSS Δ (MiB)", "≤ 61 MiB (64 MB)", rss, 64e6 / MiB))
+    a_ratio = _median_ratio(results, "a", "mpr_storage", "aioboto3")
+    ratio("d", "aioboto3", a_ratio, "20,000 × 4 KiB × aioboto3 (≤ (a)'s ratio)")
+    rows.append(
+        (
+            "(d) peak RSS Δ (MiB), memory flat",
+            "≤ (a)'s + 16 MiB",
+            _max_rss(results, "d", "mpr_storage"),
+            (_max_rss(results, "a", "mpr_storage") or 0) + 16
+            if _max_rss(results, "a", "mpr_storage") is not None
+            else None,
+        )
+    )
+    ratio("e", "aioboto3", 0.50, "API calls × aioboto3")
+    lines = [
+        "## Targets (issue 14), checked on this run",
+        "",
+        "| what | target | this run | met |",
+        "|---|---|---:|---|",
+    ]
+    for what, target, value, limit in rows:
+        if value is None or limit is None:
+            lines.append(f"| {what} | {target} | – | not measured |")
+            continue
+        unit = "×" if "×" in what else ""
+        met = "yes" if value <= limit + 1e-9 else "**no**"
+        shown = f"{value:.2f}{unit}" if unit else f"{value:.1f}"
+        lines.append(f"| {what} | {target or f'≤ {limit:.2f}'} | {shown} | {met} |")
+    return [*lines, ""]
+
+
 def _versions() -> dict[str, str]:
     out = {}
     for dist in ("mpr-storage", "aioboto3", "aiobotocore", "botocore", "aiohttp", "obstore"):
@@ -924,6 +988,10 @@ def report(
         "",
         *_fs_note(work, tmpfs_out),
     ]
+    if NOTES.is_file():
+        lines += [NOTES.read_text("utf-8").strip(), ""]
+    if any(s.name in TARGETS for s in scenarios) and not args.quick:
+        lines += targets_section(results)
     for s in scenarios:
         mine = [r for r in results if r.scenario == s.key]
         lines += [f"## {_title(s)}", "", *scenario_table(s, mine), ""]
