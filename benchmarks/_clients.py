@@ -61,6 +61,86 @@ def _source_hash(package: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def _io_counters() -> tuple[int, int]:
+    """Read and write system calls of this process so far (all threads; ``/proc/self/io``)."""
+    try:
+        with open("/proc/self/io", encoding="ascii") as f:
+            fields = dict(line.split(": ") for line in f.read().splitlines())
+        return int(fields["syscr"]), int(fields["syscw"])
+    except (OSError, KeyError, ValueError):
+        return 0, 0
+
+
+def _start_strace(path: str) -> Any:
+    """``strace -c -f`` attached to this process (all its threads) until :func:`_stop_strace`:
+    the system calls of the work alone, not of imports and setup."""
+    import subprocess
+
+    tracer = subprocess.Popen(
+        ["strace", "-c", "-f", "-p", str(os.getpid()), "-o", path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while _status_kib_field("TracerPid") == 0:  # attached
+        if time.monotonic() > deadline or tracer.poll() is not None:
+            raise RuntimeError("strace did not attach")
+        time.sleep(0.01)
+    return tracer
+
+
+def _stop_strace(tracer: Any) -> None:
+    import signal
+
+    tracer.send_signal(signal.SIGINT)
+    tracer.wait(timeout=60)
+
+
+def _status_kib_field(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        match = re.search(rf"^{field}:\s+(\d+)", f.read(), re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def _latency_notes(prefix: str, latencies: list[float]) -> dict[str, float]:
+    """Median and p99 of per-call latencies (seconds)."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return {}
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {f"{prefix}_median": ordered[len(ordered) // 2], f"{prefix}_p99": p99}
+
+
+async def _timed_exists(
+    exists: Any, keys: list[str], concurrency: int
+) -> tuple[list[bool], list[float], float]:
+    """``exists(key)`` for every key, ``concurrency`` at a time: answers, latencies, wall."""
+    semaphore = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one(key: str) -> bool:
+        async with semaphore:
+            t0 = time.perf_counter()
+            found = bool(await exists(key))
+            latencies.append(time.perf_counter() - t0)
+            return found
+
+    t0 = time.perf_counter()
+    answers = await asyncio.gather(*(one(k) for k in keys))
+    return list(answers), latencies, time.perf_counter() - t0
+
+
+async def _timed_presign(presign: Any, keys: list[str]) -> tuple[list[str], list[float], float]:
+    """``presign(key)`` for every key, one after the other (an API handler's loop)."""
+    urls, latencies = [], []
+    t0 = time.perf_counter()
+    for key in keys:
+        t1 = time.perf_counter()
+        urls.append(await presign(key))
+        latencies.append(time.perf_counter() - t1)
+    return urls, latencies, time.perf_counter() - t0
+
+
 def _rel(key: str, prefix: str) -> str:
     return key[len(prefix) :] if key.startswith(prefix) else key
 
@@ -94,6 +174,30 @@ class Client:
 
     async def list_only(self) -> int:
         raise NotImplementedError
+
+    async def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    async def presign(self, key: str) -> str:
+        raise NotImplementedError
+
+    async def api(self) -> tuple[int, int]:
+        """Scenario (e): ``object_exists`` of every key at concurrency ``api_concurrency``,
+        then a presigned GET URL of every key, one after the other."""
+        keys = [self.spec["prefix"] + rel for rel in self.spec["names"]]
+        answers, exist_lat, exist_wall = await _timed_exists(
+            self.exists, keys, self.spec["api_concurrency"]
+        )
+        urls, presign_lat, presign_wall = await _timed_presign(self.presign, keys)
+        self.notes.update(
+            exists_wall=exist_wall,
+            presign_wall=presign_wall,
+            found=sum(answers),
+            sample_urls=dict(zip(self.spec["names"][::125], urls[::125], strict=True)),
+            **_latency_notes("exists", exist_lat),
+            **_latency_notes("presign", presign_lat),
+        )
+        return len(answers) + len(urls), 0
 
 
 class MprStorage(Client):
@@ -131,6 +235,12 @@ class MprStorage(Client):
 
     async def list_only(self) -> int:
         return len(await self.m.list_objects(self.bucket, self.spec["prefix"]))
+
+    async def exists(self, key: str) -> bool:
+        return await self.m.object_exists(self.bucket, key)
+
+    async def presign(self, key: str) -> str:
+        return await self.m.get_presigned_url(self.bucket, key)
 
 
 class Aioboto3(Client):
@@ -214,6 +324,23 @@ class Aioboto3(Client):
     async def list_only(self) -> int:
         return len(await self._keys(self.spec["prefix"]))
 
+    async def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            await self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    async def presign(self, key: str) -> str:
+        url: str = await self.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=3600
+        )
+        return url
+
 
 class Obstore(Client):
     """obstore (Rust object_store): S3Store, get_async under a Semaphore, list for LIST."""
@@ -252,6 +379,21 @@ class Obstore(Client):
                 return len(data)
 
         sizes = await asyncio.gather(*(one(p) for p in paths))
+        return len(sizes), sum(sizes)
+
+    async def upload(self) -> tuple[int, int]:
+        src, prefix = self.spec["src"], self.spec["prefix"]
+        names = sorted(os.listdir(src))
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(name: str) -> int:
+            async with semaphore:
+                with open(os.path.join(src, name), "rb") as f:  # noqa: ASYNC230
+                    data = f.read()
+                await self.obs.put_async(self.store, prefix + name, data)
+                return len(data)
+
+        sizes = await asyncio.gather(*(one(n) for n in names))
         return len(sizes), sum(sizes)
 
     async def large(self) -> tuple[int, int]:
@@ -360,9 +502,12 @@ async def _measure(spec: dict[str, Any], out: dict[str, Any]) -> None:
     t0 = time.perf_counter()
     await client.setup()
     out["setup"] = time.perf_counter() - t0
-    work = {"prefetch": client.prefetch, "upload": client.upload, "large": client.large}[
-        spec["kind"]
-    ]
+    work = {
+        "prefetch": client.prefetch,
+        "upload": client.upload,
+        "large": client.large,
+        "api": client.api,
+    }[spec["kind"]]
     profiler = None
     if spec.get("profile"):
         import cProfile
@@ -375,6 +520,8 @@ async def _measure(spec: dict[str, Any], out: dict[str, Any]) -> None:
         hwm0 = _status_kib("VmHWM")
         maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         usage0 = _usage()
+        io0 = _io_counters()
+        tracer = _start_strace(spec["strace"]) if spec.get("strace") else None
         t0 = time.perf_counter()
         if profiler is not None:
             profiler.enable()
@@ -382,7 +529,11 @@ async def _measure(spec: dict[str, Any], out: dict[str, Any]) -> None:
         if profiler is not None:
             profiler.disable()
         out["wall"] = time.perf_counter() - t0
+        if tracer is not None:
+            _stop_strace(tracer)
         usage1 = _usage()
+        io1 = _io_counters()
+        out["syscr"], out["syscw"] = io1[0] - io0[0], io1[1] - io0[1]
         user, system, voluntary, involuntary = (b - a for a, b in zip(usage0, usage1, strict=True))
         out.update(cpu=user + system, cpu_sys=system, ctx_vol=voluntary, ctx_invol=involuntary)
         hwm1 = _status_kib("VmHWM")
@@ -415,6 +566,15 @@ def _write_profile(profiler: Any, path: str, out: dict[str, Any]) -> None:
         "Main thread only: work run in anyio worker threads (file writes) is not attributed.",
         "",
     ]
+    stats = pstats.Stats(profiler)
+    by_area: dict[str, float] = {}
+    for (filename, _, name), row in stats.stats.items():  # type: ignore[attr-defined]
+        area = _area(filename, name)
+        by_area[area] = by_area.get(area, 0.0) + row[2]
+    lines.append("=== own time by area (main thread) ===")
+    for area, seconds in sorted(by_area.items(), key=lambda kv: -kv[1])[:16]:
+        lines.append(f"{seconds:8.3f} s  {area}")
+    lines.append("")
     for sort, title in (("cumulative", "cumulative time"), ("tottime", "own (tottime)")):
         buf = io.StringIO()
         stats = pstats.Stats(profiler, stream=buf)
@@ -423,6 +583,20 @@ def _write_profile(profiler: Any, path: str, out: dict[str, Any]) -> None:
         start = text.find("   ncalls")
         lines += [f"=== top 30 by {title} ===", text[start:].rstrip() if start >= 0 else text, ""]
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _area(filename: str, name: str) -> str:
+    """A profile row's area: a built-in's name, a package, or the standard library module."""
+    if filename == "~":
+        return f"built-in {name}"
+    parts = filename.replace("\\", "/").split("/")
+    for marker in ("site-packages", "src"):
+        if marker in parts:
+            rest = parts[parts.index(marker) + 1 :]
+            if rest and rest[0] == "mpr_storage":
+                return "/".join(rest[:2])
+            return rest[0] if rest else filename
+    return "stdlib " + parts[-1]
 
 
 def main() -> int:

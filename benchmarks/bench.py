@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RUNNER = HERE / "_clients.py"
+NOTES = HERE / "NOTES.md"  # hand-written: what the numbers mean; included in the report
 BUCKET = "mpr-bench"
 KiB, MiB = 1024, 1024 * 1024
 SAMPLE = 64  # files SHA-256-checked per download run
@@ -61,17 +63,22 @@ CLIENT_HOW = {
         "prefetch": "`prefetch_frames(id, dest, concurrency=64)` (LIST streamed into GETs)",
         "upload": "`upload_many(src, bucket, prefix, concurrency=64)`",
         "large": "`download_file(bucket, key, dest)`",
+        "api": "`object_exists(bucket, key)` under `Semaphore(50)`, then "
+        "`get_presigned_url(bucket, key)` one after the other",
     },
     "aioboto3": {
         "prefetch": "one client (pool 64), paginator LIST, then `get_object` under "
         "`Semaphore(64)`, `iter_chunks(1 MiB)` to a plain file",
         "upload": "one client (pool 64), `put_object` of each file's bytes under `Semaphore(64)`",
         "large": "`get_object` + `iter_chunks(1 MiB)` to a plain file",
+        "api": "one client (pool 64): `head_object` (404 = missing) under `Semaphore(50)`, then "
+        '`generate_presigned_url("get_object")` one after the other',
     },
     "obstore": {
         "prefetch": "`S3Store`, `obstore.list` then `get_async` + `bytes_async` under "
         "`Semaphore(64)`, plain-file write",
         "large": "`get_async` + `stream(min_chunk_size=1 MiB)` to a plain file",
+        "upload": "`put_async` of each file's bytes under `Semaphore(64)`",
     },
     "aiohttp": {
         "prefetch": "one `ClientSession(TCPConnector(limit=64))`, GETs of URLs presigned with "
@@ -84,7 +91,7 @@ CLIENT_HOW = {
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    kind: str  # prefetch | upload | large
+    kind: str  # prefetch | upload | large | api
     title: str
     count: int
     size: int
@@ -92,6 +99,11 @@ class Scenario:
     refs: tuple[str, ...]  # reference clients for the ratio columns
     source: str  # the seeded file set it reads or uploads
     list_only: bool = False
+    where: str = "disk"  # where the client's destination files go: disk | tmpfs
+
+    @property
+    def key(self) -> str:
+        return self.name if self.where == "disk" else f"{self.name}-{self.where}"
 
 
 SCENARIOS = {
@@ -111,8 +123,8 @@ SCENARIOS = {
         "Upload: {count:,} × {size_h} files from a local dir",
         2000,
         64 * KiB,
-        ("mpr_storage", "aioboto3"),
-        ("aioboto3",),
+        ("mpr_storage", "aioboto3", "obstore"),
+        ("aioboto3", "obstore"),
         "frames64",
     ),
     "c": Scenario(
@@ -136,8 +148,33 @@ SCENARIOS = {
         "frames4",
         list_only=True,
     ),
+    "e": Scenario(
+        "e",
+        "api",
+        "API-handler calls: {count:,} `object_exists` at concurrency 50, then {count:,} "
+        "`get_presigned_url`",
+        2000,
+        64 * KiB,
+        ("mpr_storage", "aioboto3"),
+        ("aioboto3",),
+        "frames64",
+    ),
 }
-QUICK = {"a": (200, 64 * KiB), "b": (200, 64 * KiB), "c": (1, 16 * MiB), "d": (1000, 4 * KiB)}
+QUICK = {
+    "a": (200, 64 * KiB),
+    "b": (200, 64 * KiB),
+    "c": (1, 16 * MiB),
+    "d": (1000, 4 * KiB),
+    "e": (200, 64 * KiB),
+}
+API_CONCURRENCY = 50
+TARGETS = {
+    "a": "≤ 0.40× aioboto3 and ≤ 1.00× obstore, every guarantee kept.",
+    "b": "≤ 0.45× aioboto3 (and ≤ 1.10× obstore's upload, measured in issue 14).",
+    "c": "≤ 1.10× one raw aiohttp stream; peak RSS Δ ≤ 64 MB.",
+    "d": "at least as far ahead of aioboto3 as (a); memory flat.",
+    "e": "≤ 0.50× aioboto3's time for the same calls.",
+}
 
 
 def _size_h(n: int) -> str:
@@ -145,7 +182,9 @@ def _size_h(n: int) -> str:
 
 
 def _title(s: Scenario) -> str:
-    return f"({s.name}) " + s.title.format(count=s.count, size_h=_size_h(s.size))
+    where = {"disk": " — on disk", "tmpfs": " — destinations on tmpfs"}.get(s.where, "")
+    where = where if s.kind in ("prefetch", "large") else ""
+    return f"({s.name}) " + s.title.format(count=s.count, size_h=_size_h(s.size)) + where
 
 
 # --- seeding --------------------------------------------------------------------------------
@@ -354,6 +393,29 @@ def _verify_upload(server: Any, fs: FileSet, prefix: str, rng: random.Random) ->
     return problems
 
 
+def _verify_api(fs: FileSet, data: dict[str, Any]) -> str:
+    """Every key was found, and the sampled presigned URLs fetch the right bytes."""
+    notes = data.get("notes", {})
+    problems = []
+    if data.get("objects") != 2 * len(fs.files):
+        problems.append(f"{data.get('objects')} calls reported, expected {2 * len(fs.files)}")
+    if notes.get("found") != len(fs.files):
+        problems.append(f"object_exists found {notes.get('found')} of {len(fs.files)} keys")
+    urls = notes.pop("sample_urls", {})
+    if not urls:
+        problems.append("no presigned URL to check")
+    for rel, url in urls.items():
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                body = response.read()
+        except Exception as exc:
+            problems.append(f"presigned URL of {rel} failed: {exc!r}")
+            break
+        if hashlib.sha256(body).hexdigest() != fs.files[rel][1]:
+            problems.append(f"presigned URL of {rel}: SHA-256 mismatch")
+    return "; ".join(problems)
+
+
 def _delete_prefix(server: Any, prefix: str) -> str:
     keys = list(_list(server, prefix))
     client = _boto(server)
@@ -429,6 +491,7 @@ class Bench:
         self.work = work
         self.env = self._child_env()
         self.filesets: dict[str, FileSet] = {}
+        self.tmpfs_out: Path | None = None  # destinations of the tmpfs runs
 
     def _child_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
@@ -462,10 +525,19 @@ class Bench:
             _seed(self.server, fs, big)
             self.filesets[s.source] = fs
 
-    def measure(self, s: Scenario, client: str, run: int, *, profile: str | None = None) -> Run:
+    def measure(
+        self,
+        s: Scenario,
+        client: str,
+        run: int,
+        *,
+        profile: str | None = None,
+        strace: str | None = None,
+    ) -> Run:
         fs = self.filesets[s.source]
-        result = Run(s.name, client, run)
-        out_dir = self.work / "out" / f"{s.name}-{client}-{run}"
+        result = Run(s.key, client, run)
+        out_root = self.tmpfs_out if s.where == "tmpfs" and self.tmpfs_out else self.work / "out"
+        out_dir = out_root / f"{s.key}-{client}-{run}"
         upload_prefix = f"uploads/{client}-{run}/"
         spec: dict[str, Any] = {
             "client": client,
@@ -482,12 +554,15 @@ class Bench:
         }
         if s.kind == "prefetch":
             spec.update(prefix=fs.prefix, timeline_id=fs.timeline_id, dest=str(out_dir))
+        elif s.kind == "api":
+            spec.update(prefix=fs.prefix, names=sorted(fs.files), api_concurrency=API_CONCURRENCY)
         elif s.kind == "upload":
             spec.update(prefix=upload_prefix, src=str(fs.root))
         else:
             out_dir.mkdir(parents=True)
             spec.update(key=fs.prefix + "large.bin", dest=str(out_dir / "large.bin"))
-        spec_path = self.work / "spec.json"
+        spec["strace"] = strace
+        argv = [sys.executable, str(RUNNER), str(spec_path := self.work / "spec.json")]
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
         Path(spec["result"]).unlink(missing_ok=True)
         os.sync()  # the previous run's dirty pages are written back before this one starts
@@ -496,7 +571,7 @@ class Bench:
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(
-                [sys.executable, str(RUNNER), str(spec_path)],
+                argv,
                 env=self.env,
                 capture_output=True,
                 text=True,
@@ -545,6 +620,8 @@ class Bench:
     ) -> str:
         rng = random.Random(f"{s.name}-{client}-{run}")
         problems = []
+        if s.kind == "api":
+            return _verify_api(fs, data)
         if data.get("objects") != len(fs.files) or data.get("bytes") != fs.total_bytes:
             problems.append(
                 f"client reported {data.get('objects')} objects / {data.get('bytes')} bytes, "
@@ -597,13 +674,84 @@ def _ratio_cell(runs: list[Run], ref_runs: dict[int, Run]) -> str:
     return f"{med:.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
 
 
+def _ms(value: float | None) -> str:
+    return _fmt(value * 1000 if value is not None else None, ".2f", " ms")
+
+
+def api_table(s: Scenario, results: list[Run]) -> list[str]:
+    """Scenario (e): each half timed apart, per-call latency median / p99, ratios per half."""
+    by_client = {c: [r for r in results if r.client == c] for c in s.clients}
+    ref_runs = {r.run: r for r in by_client.get("aioboto3", [])}
+    header = [
+        "client",
+        "ok runs",
+        "median wall",
+        "`object_exists` wall",
+        "its latency median / p99",
+        "`get_presigned_url` wall",
+        "its latency median / p99",
+        "client CPU",
+        "server CPU",
+        "× aioboto3 (all)",
+        "× aioboto3 exists",
+        "× aioboto3 presign",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+    for client, runs in by_client.items():
+        if not runs:
+            continue
+        good = [r for r in runs if r.ok]
+
+        def note(name: str, good: list[Run] = good) -> float | None:
+            return _median([r.data["notes"][name] for r in good if name in r.data["notes"]])
+
+        def ratio(name: str, runs: list[Run] = runs) -> str:
+            values = [
+                r.data["notes"][name] / ref_runs[r.run].data["notes"][name]
+                for r in runs
+                if r.ok and r.run in ref_runs and ref_runs[r.run].ok
+            ]
+            if not values:
+                return "–"
+            return f"{statistics.median(values):.2f}× ({min(values):.2f}–{max(values):.2f})"
+
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    CLIENT_LABELS[client],
+                    f"{len(good)}/{len(runs)}" + ("" if len(good) == len(runs) else " **FAILED**"),
+                    _fmt(_median([r.data["wall"] for r in good]), ".3f", " s"),
+                    _fmt(note("exists_wall"), ".3f", " s"),
+                    f"{_ms(note('exists_median'))} / {_ms(note('exists_p99'))}",
+                    _fmt(note("presign_wall"), ".3f", " s"),
+                    f"{_ms(note('presign_median'))} / {_ms(note('presign_p99'))}",
+                    _fmt(_median([r.data["cpu"] for r in good]), ".2f", " s"),
+                    _fmt(_median([r.server_cpu for r in good]), ".2f", " s"),
+                    "1.00" if client == "aioboto3" else _ratio_cell(runs, ref_runs),
+                    "1.00" if client == "aioboto3" else ratio("exists_wall"),
+                    "1.00" if client == "aioboto3" else ratio("presign_wall"),
+                ]
+            )
+            + " |"
+        )
+    return lines
+
+
 def scenario_table(s: Scenario, results: list[Run]) -> list[str]:
+    if s.kind == "api":
+        return api_table(s, results)
     by_client = {c: [r for r in results if r.client == c] for c in s.clients}
     refs = [ref for ref in s.refs if by_client.get(ref)]
     thr = "MiB/s" if s.kind == "large" else "objects/s"
     per = "CPU/MiB" if s.kind == "large" else "CPU/object"
     header = ["client", "ok runs", "median wall", thr, "client CPU", per]
-    header += ["of which sys", "ctx switches", "peak RSS Δ", "RSS base", "server CPU"]
+    header += [
+        "of which sys",
+        "ctx switches",
+        "r+w syscalls/" + ("MiB" if s.kind == "large" else "object"),
+    ]
+    header += ["peak RSS Δ", "RSS base", "server CPU"]
     if s.list_only:
         header.append("list-only wall")
     header += [f"× {ref}" for ref in refs]
@@ -632,6 +780,12 @@ def scenario_table(s: Scenario, results: list[Run]) -> list[str]:
             _fmt(cpu * 1000 / units if cpu is not None and units else None, ".2f", " ms"),
             _fmt(_median([r.data["cpu_sys"] for r in good]), ".2f", " s"),
             _fmt(_median([r.data["ctx_vol"] + r.data["ctx_invol"] for r in good]), ",.0f"),
+            _fmt(
+                _median([(r.data.get("syscr", 0) + r.data.get("syscw", 0)) / units for r in good])
+                if units
+                else None,
+                ".1f",
+            ),
             _fmt(rss / MiB if rss is not None else None, ".1f", " MiB"),
             _fmt(base / MiB if base is not None else None, ".0f", " MiB"),
             _fmt(_median([r.server_cpu for r in good]), ".2f", " s"),
@@ -643,6 +797,95 @@ def scenario_table(s: Scenario, results: list[Run]) -> list[str]:
             row.append("1.00" if ref == client else _ratio_cell(runs, ref_runs))
         lines.append("| " + " | ".join(row) + " |")
     return lines
+
+
+def _ratios(results: list[Run], key: str, client: str, ref: str, quiet: bool) -> list[float]:
+    def keep(r: Run) -> bool:
+        return r.scenario == key and r.ok and (not quiet or r.other_share <= NOISY)
+
+    mine = [r for r in results if r.client == client and keep(r)]
+    refs = {r.run: r for r in results if r.client == ref and keep(r)}
+    return [r.data["wall"] / refs[r.run].data["wall"] for r in mine if r.run in refs]
+
+
+def _median_ratio(
+    results: list[Run], key: str, client: str, ref: str, quiet: bool = False
+) -> float | None:
+    ratios = _ratios(results, key, client, ref, quiet)
+    return statistics.median(ratios) if ratios else None
+
+
+def _quiet_cell(results: list[Run], what: str) -> str:
+    """The same ratio over the rounds where neither run had other load above NOISY."""
+    if "×" not in what or not what.startswith("("):
+        return ""
+    key = what[1 : what.index(")")]
+    ref = {"aioboto3": "aioboto3", "obstore": "obstore", "raw aiohttp": "aiohttp"}
+    name = next((v for k, v in ref.items() if f"× {k}" in what), None)
+    if name is None:
+        return ""
+    ratios = _ratios(results, key, "mpr_storage", name, quiet=True)
+    if not ratios:
+        return "no quiet round"
+    return f"{statistics.median(ratios):.2f}× ({len(ratios)} round{'s' * (len(ratios) > 1)})"
+
+
+def _max_rss(results: list[Run], key: str, client: str) -> float | None:
+    values = [r.data["rss_peak_delta"] for r in results if r.scenario == key and r.client == client]
+    return max(values) / MiB if values else None
+
+
+def targets_section(results: list[Run]) -> list[str]:
+    """Issue 14's targets, each checked against this run's same-run median ratios (on disk)."""
+    rows: list[tuple[str, str, float | None, float | None]] = []  # what, target, value, limit
+
+    def ratio(key: str, ref: str, limit: float | None, label: str) -> None:
+        rows.append(
+            (
+                f"({key}) {label}",
+                f"≤ {limit:.2f}×" if limit else "",
+                _median_ratio(results, key, "mpr_storage", ref),
+                limit,
+            )
+        )
+
+    ratio("a", "aioboto3", 0.40, "prefetch × aioboto3")
+    ratio("a", "obstore", 1.00, "prefetch × obstore")
+    ratio("b", "aioboto3", 0.45, "upload × aioboto3")
+    ratio("b", "obstore", 1.10, "upload × obstore")
+    ratio("c", "aiohttp", 1.10, "256 MiB × raw aiohttp")
+    rss = _max_rss(results, "c", "mpr_storage")
+    rows.append(("(c) peak RSS Δ (MiB)", "≤ 61 MiB (64 MB)", rss, 64e6 / MiB))
+    a_ratio = _median_ratio(results, "a", "mpr_storage", "aioboto3")
+    ratio("d", "aioboto3", a_ratio, "20,000 × 4 KiB × aioboto3 (≤ (a)'s ratio)")
+    rows.append(
+        (
+            "(d) peak RSS Δ (MiB), memory flat",
+            "≤ aioboto3's (which holds only the key list)",
+            _max_rss(results, "d", "mpr_storage"),
+            _max_rss(results, "d", "aioboto3"),
+        )
+    )
+    ratio("e", "aioboto3", 0.50, "API calls × aioboto3")
+    lines = [
+        "## Targets (issue 14), checked on this run",
+        "",
+        f"*quiet rounds*: the same median over the runs where other processes used at most "
+        f"{NOISY:.0%} of the machine, for both clients.",
+        "",
+        "| what | target | this run | met | quiet rounds only |",
+        "|---|---|---:|---|---:|",
+    ]
+    for what, target, value, limit in rows:
+        if value is None or limit is None:
+            lines.append(f"| {what} | {target} | – | not measured | |")
+            continue
+        unit = "×" if "×" in what else ""
+        met = "yes" if value <= limit + 1e-9 else "**no**"
+        shown = f"{value:.2f}{unit}" if unit else f"{value:.1f}"
+        quiet = _quiet_cell(results, what)
+        lines.append(f"| {what} | {target or f'≤ {limit:.2f}'} | {shown} | {met} | {quiet} |")
+    return [*lines, ""]
 
 
 def _versions() -> dict[str, str]:
@@ -710,20 +953,34 @@ def _machine(work: Path) -> list[str]:
     ]
 
 
-def _fs_note(work: Path) -> list[str]:
-    if not str(work).startswith("/dev/shm"):
-        return []
-    return [
-        "Destinations live on tmpfs (the default): on this VM's ext4 the same 2,000 plain "
-        "64 KiB writes take anywhere from 0.1 s to 1.5 s depending on what the disk did "
-        "before, which drowns the clients' differences. `--tmpdir /var/tmp` measures with "
-        "the disk in; such a run is in `RESULTS-disk.md` when present.",
-        "",
+def _fs_note(work: Path, tmpfs_out: Path | None) -> list[str]:
+    if str(work).startswith("/dev/shm"):
+        return [
+            "Everything (destinations and the server's data) lives on tmpfs here "
+            "(`--tmpdir /dev/shm`): the disk's per-file cost is out of these numbers.",
+            "",
+        ]
+    lines = [
+        "Destinations are on the disk (the default, `--tmpdir` chooses): what a frame cache "
+        "on an ordinary disk sees."
     ]
+    if tmpfs_out is not None:
+        lines[0] += (
+            " The sections marked *destinations on tmpfs* ran the same clients, interleaved "
+            "in the same rounds, with only the destination directory on tmpfs (`/dev/shm`; "
+            "the server's data stays on disk): the difference between the two is the local "
+            "file system's cost."
+        )
+    return [*lines, ""]
 
 
 def report(
-    args: argparse.Namespace, scenarios: list[Scenario], results: list[Run], work: Path
+    args: argparse.Namespace,
+    scenarios: list[Scenario],
+    results: list[Run],
+    work: Path,
+    tmpfs_out: Path | None = None,
+    straced: dict[str, dict[str, int]] | None = None,
 ) -> str:
     lines = [
         "# mpr_storage benchmarks",
@@ -747,25 +1004,34 @@ def report(
         "created beforehand, untimed; connection pools start cold); *client CPU* is "
         "`getrusage(RUSAGE_SELF)` user+sys of the child around the work (all its threads; "
         "*of which sys* is the kernel part, *ctx switches* the voluntary + involuntary context "
-        "switches of all its threads: thread hand-offs show there); "
+        "switches of all its threads: thread hand-offs show there; *r+w syscalls* the read- "
+        "and write-class system calls of all its threads, from `/proc/self/io`); "
         "*peak RSS Δ* is the child's peak RSS during the work over its RSS after imports and "
         "client setup (*RSS base*; the max over runs); *server CPU* is the SeaweedFS process's "
         "CPU during the whole child process; *× ref* is the median of per-run ratios "
         "wall(client) / wall(ref) of the same run (range in brackets): below 1 is faster. "
         "The machine has few cores: compare ratios, not absolute times.",
         "",
-        *_fs_note(work),
+        *_fs_note(work, tmpfs_out),
     ]
+    if NOTES.is_file():
+        lines += [NOTES.read_text("utf-8").strip(), ""]
+    if any(s.name in TARGETS for s in scenarios) and not args.quick:
+        lines += targets_section(results)
     for s in scenarios:
-        mine = [r for r in results if r.scenario == s.name]
+        mine = [r for r in results if r.scenario == s.key]
         lines += [f"## {_title(s)}", "", *scenario_table(s, mine), ""]
         for client in s.clients:
             how = CLIENT_HOW[client].get(s.kind)
             if how:
                 lines.append(f"- {CLIENT_LABELS[client]}: {how}")
-        if s.name == "a":
+        target = TARGETS.get(s.name)
+        if target and s.where == "disk":
+            lines.append(f"- Target (issue 14, on disk): {target}")
+        if s.kind == "api":
             lines.append(
-                "- Target (PERF-NOTES.md): ≤ 0.50× aioboto3 best practice; obstore is ~0.48×."
+                "- Keys: the 2,000 objects of (a), all present; latencies per call inside the "
+                "client process; 16 of the presigned URLs fetched and SHA-256-checked."
             )
         if s.kind == "prefetch":
             lines.append(
@@ -778,6 +1044,8 @@ def report(
                 "child after the prefetch (warm client)."
             )
         lines.append("")
+    if straced:
+        lines += _strace_section(straced)
     failures = [r for r in results if not r.ok]
     if failures:
         lines += ["## FAILED runs", ""]
@@ -812,13 +1080,63 @@ def report(
     ]
     for s in scenarios:
         for client in s.clients:
-            runs = {r.run: r for r in results if r.scenario == s.name and r.client == client}
+            runs = {r.run: r for r in results if r.scenario == s.key and r.client == client}
             if not runs:
                 continue
             cells = [_run_cell(runs[i]) if i in runs else "" for i in range(1, args.runs + 1)]
-            lines.append(f"| {s.name} | {client} | " + " | ".join(cells) + " |")
+            lines.append(f"| {s.key} | {client} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)
+
+
+SYSCALL_GROUPS = {
+    "open": ("openat", "open"),
+    "write": ("write", "pwrite64", "writev"),
+    "stat": ("fstat", "newfstatat", "statx", "stat", "lstat"),
+    "rename": ("rename", "renameat", "renameat2"),
+    "mkdir": ("mkdir", "mkdirat"),
+    "close": ("close",),
+    "unlink": ("unlink", "unlinkat"),
+    "net send": ("sendto", "sendmsg", "writev"),
+    "net recv": ("recvfrom", "recvmsg", "read"),
+    "epoll": ("epoll_wait", "epoll_pwait", "epoll_ctl", "poll", "ppoll"),
+    "futex": ("futex",),
+}
+
+
+def _parse_strace(path: Path) -> dict[str, int]:
+    """``strace -c`` summary: calls per syscall name (and ``total``)."""
+    calls: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in path.read_text("utf-8", "replace").splitlines():
+            parts = line.split()
+            if len(parts) < 5 or not parts[-1].replace("_", "").isalnum():
+                continue
+            with contextlib.suppress(ValueError):
+                calls[parts[-1]] = int(parts[3])
+    return calls
+
+
+def _strace_section(straced: dict[str, dict[str, int]]) -> list[str]:
+    groups = list(SYSCALL_GROUPS)
+    lines = [
+        "## System calls per object, scenario (a) on disk (`strace -c -f`, one extra run)",
+        "",
+        "One more run per client with `strace -c -f` attached to the child around the work "
+        "only (all its threads; not timed). Calls per object; *write* counts `write`, "
+        "`pwrite64` and `writev` to files and sockets alike, *net recv* includes `read`. The "
+        "full summaries are in `benchmarks/profiles/strace-a-<client>.txt`.",
+        "",
+        "| client | total | " + " | ".join(groups) + " |",
+        "|---|" + "---:|" * (len(groups) + 1),
+    ]
+    for client, calls in straced.items():
+        n = calls.pop("_objects", 0) or 1
+        cells = [f"{calls.get('total', 0) / n:.1f}"]
+        for group in groups:
+            cells.append(f"{sum(calls.get(name, 0) for name in SYSCALL_GROUPS[group]) / n:.2f}")
+        lines.append(f"| {CLIENT_LABELS[client]} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _run_cell(r: Run) -> str:
@@ -837,7 +1155,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 run (smoke test)")
-    parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated, from a,b,c,d")
+    parser.add_argument("--scenarios", default="a,b,c,d,e", help="comma-separated, from a-e")
     parser.add_argument("--clients", default="", help="only these clients (comma-separated)")
     parser.add_argument("--runs", type=int, default=None, help="runs per client (default 5)")
     parser.add_argument("--concurrency", type=int, default=64)
@@ -852,10 +1170,23 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=600.0, help="per child process (s)")
     parser.add_argument(
         "--tmpdir",
-        default=_default_tmpdir(),
-        help="work dir parent (default: /dev/shm where it exists, else the system temp dir). "
-        "tmpfs takes the disk's per-file cost, and its run-to-run drift, out of the client "
-        "numbers; pass a directory on disk (e.g. /var/tmp) to measure with the disk in",
+        default=None,
+        help="work dir parent: client destinations, sources and the server's data (default: "
+        "the system temp dir, on disk); /dev/shm for an all-tmpfs run",
+    )
+    parser.add_argument(
+        "--tmpfs",
+        default=None,
+        help="also run these scenarios (comma-separated, of a, c, d) with the destinations on "
+        "tmpfs (/dev/shm), interleaved with the disk runs (default: a,c on full runs, none "
+        "with --quick or when --tmpdir is tmpfs already)",
+    )
+    parser.add_argument(
+        "--strace",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after the timed runs, one more run per client of scenario (a) under "
+        "`strace -c -f` (default: on for full runs that include (a), where strace exists)",
     )
     args = parser.parse_args(argv)
     if args.runs is None:
@@ -867,16 +1198,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not names:
         parser.error(f"unknown scenario(s) {unknown}; choose from {','.join(SCENARIOS)}")
     args.scenario_names = ["a"] if args.profile else names
+    on_tmpfs = str(args.tmpdir or "").startswith("/dev/shm")
+    if args.tmpfs is None:
+        args.tmpfs = "" if args.quick or args.profile or on_tmpfs else "a,c"
+    args.tmpfs_names = [n.strip() for n in args.tmpfs.split(",") if n.strip() in names]
+    if args.tmpfs_names and (on_tmpfs or not Path("/dev/shm").is_dir()):
+        parser.error("--tmpfs needs /dev/shm and a --tmpdir on disk")
+    if args.strace is None:
+        args.strace = not (args.quick or args.profile) and "a" in names
+    args.strace = bool(args.strace) and shutil.which("strace") is not None
     args.client_names = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = [c for c in args.client_names if c not in CLIENT_LABELS]
     if unknown:
         parser.error(f"unknown client(s) {unknown}; choose from {','.join(CLIENT_LABELS)}")
     return args
-
-
-def _default_tmpdir() -> str | None:
-    shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 def _scenarios(args: argparse.Namespace) -> list[Scenario]:
@@ -891,6 +1226,8 @@ def _scenarios(args: argparse.Namespace) -> list[Scenario]:
         elif args.client_names:
             s = replace(s, clients=tuple(c for c in s.clients if c in args.client_names))
         out.append(s)
+        if name in args.tmpfs_names and s.kind in ("prefetch", "large"):
+            out.append(replace(s, where="tmpfs"))
     return out
 
 
@@ -933,12 +1270,20 @@ def main(argv: list[str] | None = None) -> int:
             bench.seed(scenarios)
             if args.profile:
                 return _profile(bench, scenarios[0])
-            results = _run_all(bench, scenarios, args)
-            args.load_end = _load()
+            with contextlib.ExitStack() as stack:
+                if args.tmpfs_names:
+                    bench.tmpfs_out = Path(
+                        stack.enter_context(
+                            tempfile.TemporaryDirectory(prefix="mpr-bench-out-", dir="/dev/shm")
+                        )
+                    )
+                results = _run_all(bench, scenarios, args)
+                args.load_end = _load()
+                straced = _strace_all(bench, scenarios) if args.strace else {}
         finally:
             print("== stopping SeaweedFS")
             server.stop()
-        text = report(args, scenarios, results, work)
+        text = report(args, scenarios, results, work, bench.tmpfs_out, straced)
     print()
     print(text)
     failed = [r for r in results if not r.ok]
@@ -974,12 +1319,42 @@ def _run_all(bench: Bench, scenarios: list[Scenario], args: argparse.Namespace) 
     return results
 
 
+def _strace_all(bench: Bench, scenarios: list[Scenario]) -> dict[str, dict[str, int]]:
+    """One extra run of scenario (a) on disk per client under ``strace -c -f``: the summaries
+    go to ``benchmarks/profiles/``, the calls per object into the report."""
+    s = next((s for s in scenarios if s.name == "a" and s.where == "disk"), None)
+    if s is None:
+        return {}
+    out_dir = HERE / "profiles"
+    out_dir.mkdir(exist_ok=True)
+    found: dict[str, dict[str, int]] = {}
+    print("== strace -c -f of scenario (a), one run per client")
+    for client in s.clients:
+        path = out_dir / f"strace-a-{client}.txt"
+        r = bench.measure(s, client, 0, strace=str(path))
+        if not r.ok:
+            print(f"!! strace run of {client} failed: {r.error}", file=sys.stderr)
+            continue
+        calls = _parse_strace(path)
+        calls["_objects"] = int(r.data["objects"])
+        found[client] = calls
+        print(f"   {client}: {calls.get('total', 0) / max(1, calls['_objects']):.1f} calls/object")
+    return found
+
+
 def _print_run(r: Run) -> None:
     if r.warning:
         print(f"!! ({r.scenario}) {r.client} run {r.run} WARNING: {r.warning}", file=sys.stderr)
     if r.ok:
         d = r.data
         extra = f", list-only {d['list_wall']:.3f} s" if "list_wall" in d else ""
+        notes = d.get("notes", {})
+        if "exists_wall" in notes:
+            extra += (
+                f", exists {notes['exists_wall']:.3f} s (p50 {notes['exists_median'] * 1e3:.2f}"
+                f" ms), presign {notes['presign_wall']:.3f} s"
+            )
+        extra += f"  r+w syscalls {d.get('syscr', 0) + d.get('syscw', 0)}"
         print(
             f"   ({r.scenario}) {r.client:<12} wall {d['wall']:7.3f} s  cpu {d['cpu']:6.2f} s "
             f"(sys {d['cpu_sys']:5.2f})  ctxsw {d['ctx_vol'] + d['ctx_invol']:6d}  "

@@ -15,6 +15,7 @@ import aiohttp
 from ._botocore import BotocoreTransport
 from ._config import StorageSettings
 from ._fast import FastTransport
+from ._http import SignedRequests
 from ._transport import Transport, aws_endpoint
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class BaseStorage:
         self._client: S3Client | None = None
         self._public_client: S3Client | None = None
         self._transport: Transport | None = None
+        self._presigner: SignedRequests | None = None
 
     @property
     def settings(self) -> StorageSettings:
@@ -115,6 +117,28 @@ class BaseStorage:
                 self._state = _State.OPENED
             return self._public_client
 
+    async def presigner(self) -> SignedRequests | None:
+        """Our offline SigV4 query signer for the endpoint browsers reach (as
+        :meth:`presign_client` chooses it), or ``None`` where botocore's presigner stays in
+        charge: no endpoint configured (AWS's endpoint rules decide the URL) or no credentials
+        (botocore's error)."""
+        self._check_open()
+        if self._presigner is not None:
+            self._check_loop()
+            return self._presigner
+        settings = self.settings
+        endpoint = settings.public_endpoint_url or settings.endpoint_url
+        if not endpoint:
+            return None
+        async with self._get_lock():
+            self._check_open()
+            if self._presigner is None:
+                credentials = await self._credentials()
+                if credentials is None:
+                    return None
+                self._presigner = SignedRequests(settings, endpoint, credentials, None)
+            return self._presigner
+
     async def aclose(self) -> None:
         """Close the clients and their connection pools. Idempotent."""
         if self._state is _State.CLOSED:
@@ -122,6 +146,7 @@ class BaseStorage:
         self._state = _State.CLOSED
         self._client = self._public_client = None
         self._transport = None
+        self._presigner = None
         try:
             await self._stack.aclose()
         finally:

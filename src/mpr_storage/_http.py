@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import io
+import ipaddress
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -68,7 +69,8 @@ class SignedRequests:
         self._scheme = parts.scheme
         self._host = _signed_host(parts.scheme, parts.hostname or "", parts.port)
         self._base = parts.path.rstrip("/")
-        self._virtual = settings.url_style == "virtual"
+        # botocore addresses buckets by path on an IP-address endpoint, whatever the style.
+        self._virtual = settings.url_style == "virtual" and not _is_ip(parts.hostname or "")
         self._aws = settings.endpoint_url is None
         self._region = settings.signing_region
         self._regions: dict[str, str] = {}  # bucket -> its region, learnt from redirects
@@ -128,6 +130,21 @@ class SignedRequests:
         return URL(url, encoded=True), signer.headers(
             method, host, path, query, payload_hash, extra
         )
+
+    async def presign(self, method: str, bucket: str, key: str, expires: int) -> str | None:
+        """A presigned URL for ``method`` on ``key``, signed offline (no request is sent);
+        ``None`` where botocore's rules for virtual-host addressing are not mirrored here (a
+        bucket name with dots, an IP-address endpoint): its presigner decides those."""
+        if self.settings.url_style == "virtual" and not (
+            self._virtual and _DNS_BUCKET.match(bucket)
+        ):
+            return None
+        where = ("get_presigned_url", bucket, key)
+        signer = await self._signer(self._regions.get(bucket, self._region), where)
+        assert signer is not None  # only built where there are credentials
+        host, base = self._locate(bucket)
+        path = base + quote(key, safe="/~")
+        return f"{self._scheme}://{host}{path}?{signer.presign(method, host, path, expires)}"
 
     def _proxy(self, url: URL) -> tuple[str | None, Mapping[str, str]]:
         """botocore's proxy for this host (``HTTP(S)_PROXY``/``NO_PROXY``), looked up once."""
@@ -247,6 +264,14 @@ def query_string(params: Mapping[str, str]) -> str:
 
 def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _is_ip(hostname: str) -> bool:
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return True
 
 
 def _signed_host(scheme: str, hostname: str, port: int | None) -> str:

@@ -38,7 +38,8 @@ async def get_presigned_url(
     """
     check_bucket(bucket, operation="get_presigned_url")
     check_key(key, operation="get_presigned_url", bucket=bucket)
-    client_method = _METHODS.get(str(method).upper())
+    verb = str(method).upper()
+    client_method = _METHODS.get(verb)
     if client_method is None:
         raise ValueError(f"get_presigned_url: method must be 'GET' or 'PUT', got {method!r}")
     if (
@@ -49,6 +50,12 @@ async def get_presigned_url(
         raise ValueError(
             f"get_presigned_url: expires_in must be 1..{MAX_EXPIRES} seconds, got {expires_in!r}"
         )
+    signer = await storage.presigner()
+    if signer is not None:  # ~20x cheaper than botocore's presigner; tests check they agree
+        with map_errors("get_presigned_url", bucket, key):
+            signed = await signer.presign(verb, bucket, key, expires_in)
+        if signed is not None:
+            return signed
     client = await storage.presign_client()
     with map_errors("get_presigned_url", bucket, key):
         url: str = await client.generate_presigned_url(

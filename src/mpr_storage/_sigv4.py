@@ -1,10 +1,12 @@
-"""SigV4 header signing for S3 in botocore's canonical form, without its per-request objects."""
+"""SigV4 signing for S3 (headers and presigned query strings) in botocore's canonical form,
+without its per-request objects."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import time
+from urllib.parse import quote
 
 from botocore.credentials import ReadOnlyCredentials
 
@@ -78,3 +80,31 @@ class SigV4:
             f"SignedHeaders={';'.join(names)}, Signature={signature}"
         )
         return signed
+
+    def presign(self, method: str, host: str, path: str, expires: int) -> str:
+        """The query string of a presigned URL (``X-Amz-*`` parameters and the signature) as
+        botocore's ``S3SigV4QueryAuth`` writes it: only ``host`` signed, payload unsigned.
+
+        ``path`` as sent: percent-encoded."""
+        amz_date, day = self._clock()
+        scope = f"{day}/{self.region}/s3/aws4_request"
+        params = {
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Credential": f"{self._access_key}/{scope}",
+            "X-Amz-Date": amz_date,
+            "X-Amz-Expires": str(expires),
+            "X-Amz-SignedHeaders": "host",
+        }
+        if self._token is not None:  # as botocore's query signer has it
+            params["X-Amz-Security-Token"] = self._token
+        query = "&".join(f"{_q(k)}={_q(v)}" for k, v in params.items())
+        canonical_query = "&".join(f"{_q(k)}={_q(v)}" for k, v in sorted(params.items()))
+        canonical = f"{method}\n{path}\n{canonical_query}\nhost:{host}\n\nhost\n{UNSIGNED_PAYLOAD}"
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}"
+        signature = hmac.digest(self._key, to_sign.encode(), "sha256").hex()
+        return f"{query}&X-Amz-Signature={signature}"
+
+
+def _q(text: str) -> str:
+    return quote(text, safe="-_.~")

@@ -27,7 +27,7 @@ import anyio
 
 from ._config import StorageSettings
 from ._errors import StorageConnectionError, StorageError
-from ._files import LocalIO, atomic_writer, digests, hash_fd, read_fd, write_atomic
+from ._files import LocalIO, atomic_writer, digests, hash_fd, read_fd
 from ._models import BytesCallback, ObjectInfo
 from ._retry import RetryPolicy, retrying
 from ._xml import ListPage
@@ -161,9 +161,9 @@ async def write_body(
     progress: ByteProgress | None,
 ) -> tuple[int, int]:
     """Write a response body to ``path`` atomically: ``(bytes, mtime_ns)``. Bodies up to
-    :data:`SMALL_BODY` are read whole, larger ones streamed through one reused
-    :data:`~._files.STREAM_CHUNK` block; a body shorter than ``length`` is never renamed into
-    place."""
+    :data:`SMALL_BODY` are read whole, larger ones written as they arrive, a
+    :data:`~._files.STREAM_CHUNK` block at a time; a body shorter than ``length`` is never
+    renamed into place. ``prepare()`` (making the directory) runs first."""
     operation, bucket, key = where
     if prepare is not None:  # the object is there: its directory may be made now
         await io.run(prepare, 0)
@@ -172,7 +172,7 @@ async def write_body(
     if length is not None and length <= SMALL_BODY:
         data = await read_all()
         check_length(len(data), length, operation, bucket, key)
-        mtime_ns = await io.run(partial(write_atomic, path, data), len(data))
+        mtime_ns = await io.write_file(path, data)
         if progress is not None:
             await progress.add(len(data))
         return len(data), mtime_ns
@@ -184,8 +184,8 @@ async def write_body(
                 await progress.add(len(chunk))
 
     async with atomic_writer(path, io) as f:
-        # The pieces as they arrive, gathered into one reused block per file: no fresh
-        # block-sized allocation per write, whatever the disk's speed.
+        # The pieces as they arrive, written a block at a time with one writev: no copy and
+        # no block-sized allocation per write, whatever the disk's speed.
         received = await f.write_all(counted() if progress is not None else chunks())
         if length is not None:
             check_length(received, length, operation, bucket, key)  # before the rename
