@@ -60,31 +60,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes
             os.close(devnull)
         return EXIT_SIGPIPE
-    except (StorageError, CliError) as exc:
-        if ctx.debug:
-            traceback.print_exc()
-        error_line(str(exc) or type(exc).__name__)
-        return EXIT_ERROR
-    except OSError as exc:
-        if ctx.debug:
-            traceback.print_exc()
-        error_line(_local_error(ctx, exc))
-        return EXIT_ERROR
-    except (ValueError, RuntimeError) as exc:
-        if ctx.debug:
-            traceback.print_exc()
-        error_line(str(exc) or type(exc).__name__)
-        return EXIT_ERROR
     except Exception as exc:
         if ctx.debug:
             traceback.print_exc()
-        error_line(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
+        error_line(_failure(ctx, exc))
         return EXIT_ERROR
     finally:
         logger.setLevel(level)
 
 
 EXIT_SIGPIPE = 128 + getattr(signal, "SIGPIPE", 13)
+
+
+def _failure(ctx: Context, exc: Exception) -> str:
+    """The one error line for a failed command."""
+    if isinstance(exc, (StorageError, CliError)):  # ours first: some are OSErrors too
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
+        return _local_error(ctx, exc)
+    if isinstance(exc, (ValueError, RuntimeError)):
+        return str(exc) or type(exc).__name__
+    return f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)"
 
 
 def _local_error(ctx: Context, exc: OSError) -> str:
