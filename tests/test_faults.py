@@ -196,15 +196,15 @@ async def test_persistent_stall_times_out(
 def test_adaptive_limit_halves_on_throttling_and_recovers() -> None:
     limit = _AdaptiveLimit(64)
     limit.throttled()
-    assert limit.limiter.total_tokens == 32
+    assert limit.total == 32
     limit.throttled()  # the same burst: not cut again
-    assert limit.limiter.total_tokens == 32
+    assert limit.total == 32
     for _ in range(32):
         limit.succeeded()
-    assert limit.limiter.total_tokens == 33
+    assert limit.total == 33
     for _ in range(10_000):
         limit.succeeded()
-    assert limit.limiter.total_tokens == 64
+    assert limit.total == 64
 
 
 async def test_cancelled_multipart_upload_is_aborted(

@@ -72,9 +72,9 @@ async def test_atomic_writer_discards_on_error_and_cancel(tmp_path: Path) -> Non
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()
 
 
-async def test_local_io_stays_on_the_loop_until_a_call_is_slow() -> None:
+async def test_local_io_leaves_the_loop_for_a_while_after_a_slow_call() -> None:
     loop_thread = threading.get_ident()
-    io = LocalIO(slow=0.05)
+    io = LocalIO(slow=0.05, cooldown=0.5)
     assert await io.run(threading.get_ident, 64 * 1024) == loop_thread
     assert await io.run(threading.get_ident, LocalIO.INLINE_MAX + 1) != loop_thread  # big: thread
     assert await io.run(threading.get_ident, 0) == loop_thread
@@ -85,4 +85,13 @@ async def test_local_io_stays_on_the_loop_until_a_call_is_slow() -> None:
 
     assert await io.run(slow, 10) == loop_thread  # measured, once
     assert io.threaded
-    assert await io.run(threading.get_ident, 10) != loop_thread  # from now on in a thread
+    assert await io.run(threading.get_ident, 10) != loop_thread  # for a while in a thread
+    await anyio.sleep(0.6)  # one stall is not a slow disk: back on the loop
+    assert not io.threaded
+    assert await io.run(threading.get_ident, 10) == loop_thread
+    assert await io.run(slow, 10) == loop_thread  # stalls again: threads for twice as long
+    await anyio.sleep(0.6)
+    assert io.threaded
+    assert await io.run(threading.get_ident, 10) != loop_thread
+    await anyio.sleep(0.5)
+    assert await io.run(threading.get_ident, 10) == loop_thread

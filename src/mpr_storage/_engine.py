@@ -3,6 +3,7 @@ concurrency, progress, and the report (retries happen in the transport)."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import sys
@@ -11,8 +12,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 import anyio
-from anyio.abc import ObjectSendStream
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._errors import LocalFileError, StorageConnectionError, StorageError, ThrottledError
 from ._models import KeySource, ObjectInfo, ProgressCallback, TransferError, TransferReport
@@ -52,28 +51,52 @@ class Progress:
 
 
 class AdaptiveLimit:
-    """Concurrency that halves on throttling and grows back by one per window of successes."""
+    """How many requests a bulk call has in flight: halves on throttling, grows back by one
+    per window of successes.
+
+    Acquiring costs nothing while under the limit: no checkpoint, no turn of the event loop
+    (anyio's ``CapacityLimiter`` yields once per acquire, which per object of a bulk call
+    cost more than the limit itself). Only while throttled do workers wait, woken whenever a
+    request ends or the limit grows.
+    """
 
     def __init__(self, maximum: int) -> None:
-        self.maximum = maximum
-        self.limiter = anyio.CapacityLimiter(maximum)
+        self.maximum = self.total = maximum
+        self.active = 0
         self._streak = 0
         self._last_cut = 0.0
+        self._changed: anyio.Event | None = None
+
+    async def acquire(self) -> None:
+        while self.active >= self.total:
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+        self.active += 1
+
+    def release(self) -> None:
+        self.active -= 1
+        self._wake()
 
     def throttled(self) -> None:
         now = time.monotonic()
         if now - self._last_cut > 0.5:  # one cut per burst, not one per failed request
             self._last_cut = now
-            self.limiter.total_tokens = max(1, int(self.limiter.total_tokens) // 2)
+            self.total = max(1, self.total // 2)
         self._streak = 0
 
     def succeeded(self) -> None:
-        total = int(self.limiter.total_tokens)
-        if total < self.maximum:
+        if self.total < self.maximum:
             self._streak += 1
-            if self._streak >= total:
+            if self._streak >= self.total:
                 self._streak = 0
-                self.limiter.total_tokens = total + 1
+                self.total += 1
+                self._wake()
+
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
 
 class _GaveUp(Exception):
@@ -119,26 +142,31 @@ class Engine(Generic[T]):
 
     async def run(
         self,
-        produce: Callable[[ObjectSendStream[tuple[str, T]]], Awaitable[None]],
+        produce: Callable[[Callable[[tuple[str, T]], Awaitable[None]]], Awaitable[None]],
         work: Callable[[str, T], Awaitable[int | None]],
     ) -> None:
-        send, receive = anyio.create_memory_object_stream[tuple[str, T]](self.concurrency)
+        """``await produce(send)`` feeds ``(key, item)`` pairs through ``send``; the workers
+        run ``work`` on each. A bounded queue: ``send`` waits while ``concurrency`` items
+        are queued."""
+        # asyncio's queue, not an anyio memory stream: a get or put that need not wait
+        # returns at once, where a stream's checkpoint would cost a turn of the event loop
+        # per key (see AdaptiveLimit).
+        queue: asyncio.Queue[tuple[str, T] | None] = asyncio.Queue(self.concurrency)
 
         async def producer() -> None:
-            async with send:
-                await produce(send)
+            await produce(queue.put)
+            for _ in range(self.concurrency):
+                await queue.put(None)  # one end mark per worker
 
-        async def worker(stream: MemoryObjectReceiveStream[tuple[str, T]]) -> None:
-            async with stream:
-                async for key, item in stream:
-                    await self._one(key, item, work)
+        async def worker() -> None:
+            while (pair := await queue.get()) is not None:
+                await self._one(*pair, work)
 
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(producer)
-                with receive:
-                    for _ in range(self.concurrency):
-                        tg.start_soon(worker, receive.clone())
+                for _ in range(self.concurrency):
+                    tg.start_soon(worker)
         except BaseExceptionGroup as group:
             # A worker giving up on the endpoint (the report tells, see finish()), or a failing
             # on_progress callback or listing: surface the error itself, not a group.
@@ -156,9 +184,9 @@ class Engine(Generic[T]):
     async def _one(
         self, key: str, item: T, work: Callable[[str, T], Awaitable[int | None]]
     ) -> None:
+        await self.limit.acquire()
         try:
-            async with self.limit.limiter:
-                nbytes = await work(key, item)
+            nbytes = await work(key, item)
         except StorageError as exc:
             await self._failed(key, exc)
             return
@@ -174,6 +202,8 @@ class Engine(Generic[T]):
             err.__cause__ = exc
             await self._failed(key, err)
             return
+        finally:
+            self.limit.release()
         self._endpoint_failures = 0
         self.limit.succeeded()
         if nbytes is None:  # the destination already had it

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import hashlib
 import itertools
+import math
 import os
 import secrets
 import stat
@@ -104,16 +105,29 @@ class LocalIO:
     A page-cache read or write of a frame takes microseconds, and a thread hop costs more
     (context switches, a cross-core copy, a malloc arena per worker thread), which is why
     plain-file clients write on the loop. Calls on more than ``INLINE_MAX`` bytes always go
-    to a worker thread; after one call slower than ``slow`` seconds (a stalling disk, a
-    network file system), this instance sends every later call there too, so the loop is held
-    up at most once, and briefly. One instance per transfer.
+    to a worker thread. After a call slower than ``slow`` seconds (a stalling disk, a network
+    file system), this instance sends its calls to threads for ``cooldown`` seconds, then
+    tries the loop again; each further slow call doubles the cooldown (up to a minute), so a
+    disk that stalls once costs a second of thread hops, and one that is always slow holds
+    the loop up at most once a minute, briefly. One instance per transfer.
     """
 
     INLINE_MAX = 1024 * 1024
+    MAX_COOLDOWN = 60.0
 
-    def __init__(self, *, slow: float = 0.01) -> None:
+    def __init__(self, *, slow: float = 0.01, cooldown: float = 1.0) -> None:
         self.slow = slow
-        self.threaded = False
+        self._cooldown = cooldown
+        self._threaded_until = 0.0
+
+    @property
+    def threaded(self) -> bool:
+        """Whether calls go to worker threads now."""
+        return time.monotonic() < self._threaded_until
+
+    @threaded.setter
+    def threaded(self, value: bool) -> None:
+        self._threaded_until = math.inf if value else 0.0
 
     async def write_file(self, path: Path, data: bytes) -> int:
         """:func:`write_atomic` of a whole body, as :meth:`run` decides; the file's mtime in
@@ -122,14 +136,16 @@ class LocalIO:
 
     async def run(self, fn: Callable[[], T], nbytes: int) -> T:
         """``fn()``, on the loop or in a worker thread; ``nbytes``: how much it reads or writes."""
-        if self.threaded or nbytes > self.INLINE_MAX:
+        if nbytes > self.INLINE_MAX or self.threaded:
             return await anyio.to_thread.run_sync(fn)
         started = time.perf_counter()
         try:
             return fn()
         finally:
-            if time.perf_counter() - started > self.slow:
-                self.threaded = True
+            ended = time.perf_counter()
+            if ended - started > self.slow:
+                self._threaded_until = time.monotonic() + self._cooldown
+                self._cooldown = min(2 * self._cooldown, self.MAX_COOLDOWN)
 
 
 class AtomicFile:

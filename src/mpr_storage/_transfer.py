@@ -6,13 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import anyio
-from anyio.abc import ObjectSendStream
 
 from ._client import BaseStorage
 from ._engine import AdaptiveLimit as _AdaptiveLimit
@@ -248,7 +247,7 @@ async def download_many(
     )
     part_size = settings.multipart_chunksize
 
-    async def produce(send: ObjectSendStream[tuple[str, _Get]]) -> None:
+    async def produce(send: Callable[[tuple[str, _Get]], Awaitable[None]]) -> None:
         if isinstance(keys, list):  # an explicit list: its length is the total from the start
             engine.progress.total = len(keys)
         async for batch in batches(keys, _PLAN_BATCH):
@@ -262,7 +261,7 @@ async def download_many(
                 elif isinstance(plan, StorageError):
                     await engine.fail(key, plan)
                 else:
-                    await send.send((key, plan))
+                    await send((key, plan))
         engine.progress.total = engine.progress.seen  # the listing is over: now it is known
 
     async def work(key: str, get: _Get) -> int | None:

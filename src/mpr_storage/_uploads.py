@@ -4,12 +4,11 @@ that cannot be uploaded reported, and skip decisions that compare content, never
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from functools import partial
 from pathlib import Path
 
 import anyio
-from anyio.abc import ObjectSendStream
 
 from . import _objects
 from ._client import BaseStorage
@@ -114,7 +113,7 @@ async def upload_many(
             reason, path=path, operation="upload_many", bucket=bucket, key=key, errno=errno
         )
 
-    async def produce(send: ObjectSendStream[tuple[str, Found]]) -> None:
+    async def produce(send: Callable[[tuple[str, Found]], Awaitable[None]]) -> None:
         walker = walk_files(root)
         try:
             while batch := await anyio.to_thread.run_sync(_take, walker, _WALK_BATCH):
@@ -130,7 +129,7 @@ async def upload_many(
                     except StorageError as exc:
                         await engine.fail(key, exc)
                         continue
-                    await send.send((key, item))
+                    await send((key, item))
             engine.progress.total = engine.progress.seen  # the walk is over: now it is known
         finally:
             walker.close()
