@@ -20,11 +20,10 @@ Every message names the operation, the bucket and the key; none ever contains a 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import os
 import time
-from collections.abc import Iterator
+from types import TracebackType
 from typing import Any, TypedDict
 
 __all__ = [
@@ -277,80 +276,104 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-@contextlib.contextmanager
-def map_errors(
-    operation: str,
-    bucket: str | None = None,
-    key: str | None = None,
-    *,
-    endpoint: str | None = None,
-) -> Iterator[None]:
+class map_errors:  # used like a function: ``with map_errors(...):``
     """Translate botocore, aiohttp and socket errors raised inside the block into ours.
 
     This is the single translation boundary for both transports: decisions are made on
     structured error codes and types, never on exception text, the same failure reads the same
     whichever path raised it (``endpoint`` names the endpoint in connection errors), and the
-    original is always chained (``raise ... from exc``).
+    original is always chained (``raise ... from exc``). A class, not a generator: it is
+    entered once per request, and costs nothing when nothing fails.
     """
+
+    __slots__ = ("_where", "_target")
+
+    def __init__(
+        self,
+        operation: str,
+        bucket: str | None = None,
+        key: str | None = None,
+        *,
+        endpoint: str | None = None,
+    ) -> None:
+        self._where = _Where(operation=operation, bucket=bucket, key=key)
+        self._target = endpoint or "the endpoint"
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, StorageError) or not isinstance(exc, Exception):
+            return
+        ours = _translate(exc, self._where, self._target)
+        if ours is not None:
+            raise ours from exc
+
+
+def _translate(exc: Exception, where: _Where, target: str) -> StorageError | None:
     import aiohttp
     from botocore import exceptions as bx
 
-    where = _Where(operation=operation, bucket=bucket, key=key)
-    target = endpoint or "the endpoint"
-    try:
-        yield
-    except StorageError:
-        raise
-    except bx.ClientError as exc:
+    if isinstance(exc, bx.ClientError):
         err = exc.response.get("Error", {})
         meta = exc.response.get("ResponseMetadata", {})
         status = meta.get("HTTPStatusCode")
         code = str(err.get("Code") or status or "Unknown")
         message = str(err.get("Message") or code)
         retry_after = retry_after_seconds((meta.get("HTTPHeaders") or {}).get("retry-after"))
-        raise error_for_code(
-            code, message, **where, status=status, retry_after=retry_after
-        ) from exc
-    except (bx.NoCredentialsError, bx.PartialCredentialsError) as exc:
-        raise ConfigError(NO_CREDENTIALS, **where) from exc
-    except bx.ParamValidationError as exc:
-        raise InvalidKeyError(
+        return error_for_code(code, message, **where, status=status, retry_after=retry_after)
+    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+        return ConfigError(NO_CREDENTIALS, **where)
+    if isinstance(exc, bx.ParamValidationError):
+        return InvalidKeyError(
             f"invalid request parameters: {exc.kwargs.get('report', '')}".strip(), **where
-        ) from exc
-    except (bx.SSLError, aiohttp.ClientSSLError) as exc:
-        raise StorageConnectionError(
+        )
+    if isinstance(exc, (bx.SSLError, aiohttp.ClientSSLError)):
+        return StorageConnectionError(
             f"TLS to {target} failed (certificate not trusted?): set AWS_CA_BUNDLE to the CA "
             "file that signed the server's certificate",
             **where,
             code="TLSError",
-        ) from exc
-    except (bx.ProxyConnectionError, aiohttp.ClientProxyConnectionError) as exc:
-        raise StorageConnectionError(
+        )
+    if isinstance(exc, (bx.ProxyConnectionError, aiohttp.ClientProxyConnectionError)):
+        return StorageConnectionError(
             f"cannot reach the proxy for {target} (HTTP_PROXY/HTTPS_PROXY)", **where
-        ) from exc
-    except (
-        bx.ConnectTimeoutError,
-        bx.ReadTimeoutError,
-        aiohttp.ServerTimeoutError,
-        asyncio.TimeoutError,
-        TimeoutError,
-    ) as exc:
-        raise StorageTimeoutError(f"timed out talking to {target}", **where) from exc
-    except (bx.EndpointConnectionError, aiohttp.ClientConnectorError) as exc:
-        raise StorageConnectionError(f"cannot reach the endpoint {target}", **where) from exc
-    except (
-        bx.ConnectionClosedError,
-        bx.HTTPClientError,
-        bx.ResponseStreamingError,
-        bx.IncompleteReadError,
-        aiohttp.ClientError,
-        ConnectionError,
-    ) as exc:
-        raise StorageConnectionError(
+        )
+    if isinstance(
+        exc,
+        (
+            bx.ConnectTimeoutError,
+            bx.ReadTimeoutError,
+            aiohttp.ServerTimeoutError,
+            asyncio.TimeoutError,
+            TimeoutError,
+        ),
+    ):
+        return StorageTimeoutError(f"timed out talking to {target}", **where)
+    if isinstance(exc, (bx.EndpointConnectionError, aiohttp.ClientConnectorError)):
+        return StorageConnectionError(f"cannot reach the endpoint {target}", **where)
+    if isinstance(
+        exc,
+        (
+            bx.ConnectionClosedError,
+            bx.HTTPClientError,
+            bx.ResponseStreamingError,
+            bx.IncompleteReadError,
+            aiohttp.ClientError,
+            ConnectionError,
+        ),
+    ):
+        return StorageConnectionError(
             f"connection to {target} broke ({type(exc).__name__})", **where
-        ) from exc
-    except bx.BotoCoreError as exc:
-        raise StorageError(f"{type(exc).__name__}: {exc}", **where) from exc
+        )
+    if isinstance(exc, bx.BotoCoreError):
+        return StorageError(f"{type(exc).__name__}: {exc}", **where)
+    return None
 
 
 NO_CREDENTIALS = (

@@ -9,11 +9,12 @@ signing key, one aiohttp session whose pool is sized to the concurrency), parsed
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from functools import partial
+from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
@@ -21,7 +22,7 @@ import aiohttp
 from ._config import StorageSettings
 from ._errors import error_for_code
 from ._files import LocalIO, digests, fd_chunks
-from ._http import SignedRequests, escape, query_string
+from ._http import Exchange, SignedRequests, escape, query_string
 from ._models import ObjectInfo, unquote_etag
 from ._transport import (
     Body,
@@ -114,23 +115,13 @@ class FastTransport(Transport):
             lambda r, _: _head_info(key, r.headers), "HEAD", bucket, key, operation=operation
         )
 
-    @contextlib.asynccontextmanager
-    async def _get(
+    def _get(
         self, bucket: str, key: str, operation: str, if_none_match: str | None
-    ) -> AsyncIterator[Body | None]:
+    ) -> AbstractAsyncContextManager[Body | None]:
         extra = {"If-None-Match": f'"{if_none_match}"'} if if_none_match else None
-        async with self._wire.send(
-            "GET", bucket, key, operation=operation, extra=extra, ok=(200, 304)
-        ) as r:
-            if r.status == 304:
-                yield None
-            else:  # the pieces as they arrive: write_body gathers them in one block
-                yield Body(
-                    r.content_length,
-                    unquote_etag(r.headers.get("ETag")),
-                    r.read,
-                    r.content.iter_any,
-                )
+        return _Got(
+            self._wire.send("GET", bucket, key, operation=operation, extra=extra, ok=(200, 304))
+        )
 
     async def _put(
         self,
@@ -272,6 +263,31 @@ class FastTransport(Transport):
         return await self._call(
             lambda _, body: parse_buckets(body, operation=operation), "GET", "", operation=operation
         )
+
+
+class _Got:
+    """``async with`` a GET: the body as :func:`~._transport.write_body` reads it (the pieces
+    as they arrive: it gathers them in one block), or ``None`` for a 304."""
+
+    __slots__ = ("_exchange",)
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+
+    async def __aenter__(self) -> Body | None:
+        r = await self._exchange.__aenter__()
+        if r.status == 304:
+            return None
+        etag = unquote_etag(r.headers.get("ETag"))
+        return Body(r.content_length, etag, r.read, r.content.iter_any)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._exchange.__aexit__(exc_type, exc, tb)
 
 
 def _head_info(key: str, headers: Mapping[str, str]) -> ObjectInfo:

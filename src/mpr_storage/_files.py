@@ -105,11 +105,12 @@ class LocalIO:
     A page-cache read or write of a frame takes microseconds, and a thread hop costs more
     (context switches, a cross-core copy, a malloc arena per worker thread), which is why
     plain-file clients write on the loop. Calls on more than ``INLINE_MAX`` bytes always go
-    to a worker thread. After a call slower than ``slow`` seconds (a stalling disk, a network
-    file system), this instance sends its calls to threads for ``cooldown`` seconds, then
-    tries the loop again; each further slow call doubles the cooldown (up to a minute), so a
-    disk that stalls once costs a second of thread hops, and one that is always slow holds
-    the loop up at most once a minute, briefly. One instance per transfer.
+    to a worker thread. Once two calls within a second were slower than ``slow`` seconds (a
+    stalling disk, a network file system; one alone is as likely the machine pausing this
+    process), this instance sends its calls to threads for ``cooldown`` seconds, then tries
+    the loop again; each time it has to leave again the cooldown doubles (up to a minute), so
+    a disk that is always slow holds the loop up twice a minute at most, briefly. One
+    instance per transfer.
     """
 
     INLINE_MAX = 1024 * 1024
@@ -119,6 +120,7 @@ class LocalIO:
         self.slow = slow
         self._cooldown = cooldown
         self._threaded_until = 0.0
+        self._last_slow = -math.inf
 
     @property
     def threaded(self) -> bool:
@@ -142,10 +144,12 @@ class LocalIO:
         try:
             return fn()
         finally:
-            ended = time.perf_counter()
-            if ended - started > self.slow:
-                self._threaded_until = time.monotonic() + self._cooldown
-                self._cooldown = min(2 * self._cooldown, self.MAX_COOLDOWN)
+            if time.perf_counter() - started > self.slow:
+                now = time.monotonic()
+                if now - self._last_slow < 1.0:
+                    self._threaded_until = now + self._cooldown
+                    self._cooldown = min(2 * self._cooldown, self.MAX_COOLDOWN)
+                self._last_slow = now
 
 
 class AtomicFile:

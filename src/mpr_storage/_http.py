@@ -14,7 +14,8 @@ import io
 import ipaddress
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -159,8 +160,7 @@ class SignedRequests:
             )
         return found
 
-    @contextlib.asynccontextmanager
-    async def send(
+    def send(
         self,
         method: str,
         bucket: str,
@@ -173,39 +173,10 @@ class SignedRequests:
         payload_hash: str = UNSIGNED_PAYLOAD,
         ok: tuple[int, ...] = (200,),
         label: str | None = None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send one request (once more, at once, after a region redirect) and yield the
-        response if its status is in ``ok``; other answers raise our error for them."""
-        assert self._http is not None
+    ) -> Exchange:
+        """One request: ``async with wire.send(...) as response`` (see :class:`Exchange`)."""
         where = (operation, bucket or None, label or key or None)  # label: a listing's prefix
-        for _ in range(2):
-            region = self._regions.get(bucket, self._region)
-            signer = await self._signer(region, where)
-            url, headers = self._request(
-                method, bucket, key, query, payload_hash, extra, signer=signer
-            )
-            proxy, proxy_headers = self._proxy(url)
-            try:
-                with map_errors(*where, endpoint=self.endpoint_url):
-                    async with self._http.request(
-                        method,
-                        url,
-                        headers=headers,
-                        data=_body(data),
-                        # as botocore does for bodies over 1 MiB: a refusal (a redirect, a
-                        # bad signature) comes before the body is sent
-                        expect100=_large(data),
-                        proxy=proxy,
-                        proxy_headers=proxy_headers or None,
-                    ) as response:
-                        if response.status not in ok:
-                            body = await response.read()
-                            raise self._error(response, body, region, where)
-                        yield response
-                return
-            except _Redirected:
-                continue
-        raise AssertionError("unreachable")  # pragma: no cover
+        return Exchange(self, method, bucket, key, where, query, extra, data, payload_hash, ok)
 
     def _error(
         self,
@@ -241,6 +212,105 @@ class SignedRequests:
             status=status,
             retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
+
+
+class Exchange:
+    """``async with`` one request: sends it (once more, at once, after a region redirect)
+    and yields the response if its status is in ``ok``; other answers raise our error for
+    them, and errors raised while the body is read are translated too (:class:`map_errors`).
+    A class, not a generator: it is entered once per object of a bulk transfer."""
+
+    __slots__ = (
+        "_wire",
+        "_method",
+        "_bucket",
+        "_key",
+        "_where",
+        "_query",
+        "_extra",
+        "_data",
+        "_payload_hash",
+        "_ok",
+        "_errors",
+        "_sent",
+    )
+
+    def __init__(
+        self,
+        wire: SignedRequests,
+        method: str,
+        bucket: str,
+        key: str,
+        where: tuple[str, str | None, str | None],
+        query: str,
+        extra: dict[str, str] | None,
+        data: Any,
+        payload_hash: str,
+        ok: tuple[int, ...],
+    ) -> None:
+        self._wire = wire
+        self._method = method
+        self._bucket = bucket
+        self._key = key
+        self._where = where
+        self._query = query
+        self._extra = extra
+        self._data = data
+        self._payload_hash = payload_hash
+        self._ok = ok
+        self._errors = map_errors(*where, endpoint=wire.endpoint_url)
+        self._sent: Any = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        wire, where, bucket, data = self._wire, self._where, self._bucket, self._data
+        assert wire._http is not None
+        for _ in range(2):
+            region = wire._regions.get(bucket, wire._region)
+            signer = await wire._signer(region, where)
+            url, headers = wire._request(
+                self._method,
+                bucket,
+                self._key,
+                self._query,
+                self._payload_hash,
+                self._extra,
+                signer=signer,
+            )
+            proxy, proxy_headers = wire._proxy(url)
+            with self._errors:
+                sent = wire._http.request(
+                    self._method,
+                    url,
+                    headers=headers,
+                    data=_body(data),
+                    # as botocore does for bodies over 1 MiB: a refusal (a redirect, a bad
+                    # signature) comes before the body is sent
+                    expect100=_large(data),
+                    proxy=proxy,
+                    proxy_headers=proxy_headers or None,
+                )
+                response = await sent.__aenter__()
+                if response.status in self._ok:
+                    self._sent = sent
+                    return response
+                try:
+                    body = await response.read()
+                finally:
+                    await sent.__aexit__(None, None, None)
+            error = wire._error(response, body, region, where)
+            if not isinstance(error, _Redirected):
+                raise error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with self._errors:
+            await self._sent.__aexit__(exc_type, exc, tb)
+        self._errors.__exit__(exc_type, exc, tb)  # raises ours for a failure while reading
 
 
 def _body(data: Any) -> Any:

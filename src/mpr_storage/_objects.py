@@ -237,7 +237,7 @@ async def download_file(
     if await anyio.Path(path).is_dir():
         raise IsADirectoryError(f"download_file s3://{bucket}/{key}: {path} is a directory")
     transport = await storage.transport()
-    progress = ByteProgress(on_progress)
+    progress = ByteProgress(on_progress) if on_progress is not None else None
     await transport.get_to_file(
         bucket,
         key,
@@ -247,7 +247,8 @@ async def download_file(
         prepare=partial(os.makedirs, path.parent, exist_ok=True),
         progress=progress,
     )
-    await progress.finish()
+    if progress is not None:
+        await progress.finish()
     return path
 
 

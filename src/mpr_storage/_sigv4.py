@@ -34,6 +34,7 @@ class SigV4:
         self._amz_date = ""
         self._day = ""
         self._key = b""
+        self._keyed = hmac.new(b"", digestmod=hashlib.sha256)
 
     def _clock(self) -> tuple[str, str]:
         second = int(time.time() + self.clock_offset)
@@ -46,6 +47,7 @@ class SigV4:
                 for part in (self.region, "s3", "aws4_request"):
                     key = hmac.digest(key, part.encode(), "sha256")
                 self._day, self._key = day, key
+                self._keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied per request
         return self._amz_date, self._day
 
     def headers(
@@ -73,11 +75,11 @@ class SigV4:
         )
         scope = f"{day}/{self.region}/s3/aws4_request"
         digest = hashlib.sha256(f"{canonical}\n{payload_hash}".encode()).hexdigest()
-        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}"
-        signature = hmac.digest(self._key, to_sign.encode(), "sha256").hex()
+        mac = self._keyed.copy()  # cheaper than keying a new HMAC for every request
+        mac.update(f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}".encode())
         signed["authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={self._access_key}/{scope}, "
-            f"SignedHeaders={';'.join(names)}, Signature={signature}"
+            f"SignedHeaders={';'.join(names)}, Signature={mac.hexdigest()}"
         )
         return signed
 
