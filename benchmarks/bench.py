@@ -439,9 +439,10 @@ def create_cost(where: Path, count: int = 500) -> float:
 
     ext4 skips inodes freed in the last minute (six while their inode table block is not yet
     written back) when it allocates a new one (``recently_deleted()`` in its inode allocator,
-    seen with ``perf``), so after many files were deleted nearby, every create scans them: 0.3-0.9 ms of kernel time per file
-    instead of ~0.02 ms, for every client alike. The bench therefore deletes no frame cache
-    until it ends, and records this probe before and after its runs (its files stay, too).
+    seen with ``perf``), so after many files were deleted nearby, every create scans them:
+    0.3-0.9 ms of kernel time per file instead of ~0.02 ms, for every client alike. The
+    bench therefore deletes no frame cache until it ends, and records this probe before and
+    after its runs (its files stay, too).
     """
     probe = where / f"create-probe-{time.monotonic_ns()}"
     probe.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""The bulk transfer engine: a bounded stream of keys, a fixed set of workers, adaptive
+"""The bulk transfer engine: a bounded queue of keys, a fixed set of workers, adaptive
 concurrency, progress, and the report (retries happen in the transport)."""
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class _GaveUp(Exception):
 class Engine(Generic[T]):
     """Runs ``work`` on the items ``produce`` sends, ``concurrency`` at a time.
 
-    Items flow through a bounded stream to a fixed set of workers, so memory stays flat however
+    Items flow through a bounded queue to a fixed set of workers, so memory stays flat however
     many keys there are. A failing key is recorded and the others go on; when keys keep failing
     at the endpoint level (unreachable, throttled) with no success in between, the call gives up
     instead of grinding through every key, and its report says so (``TransferError``).
