@@ -3,6 +3,7 @@ real subprocesses for ``python -m mpr_storage``, Ctrl-C, ``server`` and ``demo``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import io
@@ -21,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -811,6 +813,23 @@ class _Lines:
         return self.lines
 
 
+@contextlib.contextmanager
+def _cli_process(argv: list[str], **popen: Any) -> Iterator[tuple[subprocess.Popen[str], _Lines]]:
+    """``argv`` (the CLI) in a child process, its stdout read line by line; on the way out it
+    is killed if still running and its output read to the end (``lines.rest()``)."""
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    ) as proc:
+        lines = _Lines(proc)
+        try:
+            yield proc, lines
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            lines.rest()
+
+
 def _exports(lines: list[str]) -> dict[str, str]:
     found = {}
     for line in lines:
@@ -838,40 +857,30 @@ def test_server_command_on_seaweedfs(
 ) -> None:
     data_dir, tmp = tmp_path / "data", tmp_path / "tmp"
     tmp.mkdir()
-    with subprocess.Popen(
-        [
-            sys.executable, "-m", "mpr_storage", "server",
-            "--port", "0", "--data-dir", str(data_dir), "--bucket", "extra-bucket",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(S3_BUCKET_OUT="my-artifacts", TMPDIR=str(tmp)),
-    ) as proc:  # fmt: skip
-        try:
-            lines = _Lines(proc)
-            lines.wait_for("Press Ctrl-C to stop.")
-            env = _exports(lines.lines)
-            pid = int(re.search(r"pid (\d+)", "\n".join(lines.lines)).group(1))  # type: ignore[union-attr]
-            assert env["S3_BUCKET_IN"] == "mpr-media-in" and env["S3_BUCKET_OUT"] == "my-artifacts"
-            assert env["S3_ENDPOINT_URL"].startswith("http://127.0.0.1:")
-            assert env["S3_PROVIDER"] == "seaweedfs"
-            for name, value in env.items():
-                monkeypatch.setenv(name, value)
-            code, out, _ = run(capsys, "ls", "--json")
-            assert code == 0
-            assert {"mpr-media-in", "my-artifacts", "extra-bucket"} <= {
-                b["name"] for b in json.loads(out)
-            }
-            (tmp_path / "f.txt").write_text("persisted")
-            assert main(["-q", "put", str(tmp_path / "f.txt"), "s3://my-artifacts/f.txt"]) == 0
-            assert (data_dir / "store").is_dir()
-            proc.send_signal(signal.SIGHUP)  # the terminal closed: stop as for Ctrl-C
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    argv = [
+        sys.executable, "-m", "mpr_storage", "server",
+        "--port", "0", "--data-dir", str(data_dir), "--bucket", "extra-bucket",
+    ]  # fmt: skip
+    server_env = cli_env(S3_BUCKET_OUT="my-artifacts", TMPDIR=str(tmp))
+    with _cli_process(argv, env=server_env) as (proc, lines):
+        lines.wait_for("Press Ctrl-C to stop.")
+        env = _exports(lines.lines)
+        pid = int(re.search(r"pid (\d+)", "\n".join(lines.lines)).group(1))  # type: ignore[union-attr]
+        assert env["S3_BUCKET_IN"] == "mpr-media-in" and env["S3_BUCKET_OUT"] == "my-artifacts"
+        assert env["S3_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+        assert env["S3_PROVIDER"] == "seaweedfs"
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        code, out, _ = run(capsys, "ls", "--json")
+        assert code == 0
+        assert {"mpr-media-in", "my-artifacts", "extra-bucket"} <= {
+            b["name"] for b in json.loads(out)
+        }
+        (tmp_path / "f.txt").write_text("persisted")
+        assert main(["-q", "put", str(tmp_path / "f.txt"), "s3://my-artifacts/f.txt"]) == 0
+        assert (data_dir / "store").is_dir()
+        proc.send_signal(signal.SIGHUP)  # the terminal closed: stop as for Ctrl-C
+        proc.wait(timeout=30)
         rest = lines.rest()
         assert proc.stderr is not None
         assert proc.stderr.read() == ""
@@ -894,25 +903,12 @@ def wait_gone(pid: int, timeout: float = 10) -> None:
 def test_server_dies_with_the_cli(tmp_path: Path) -> None:
     """kill -9 of the CLI (no chance to clean up): the kernel stops its SeaweedFS."""
     argv = ["server", "--kind", "seaweedfs", "--port", "0", "--data-dir", str(tmp_path / "d")]
-    with subprocess.Popen(
-        [sys.executable, "-m", "mpr_storage", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
-    ) as proc:
-        try:
-            lines = _Lines(proc)
-            lines.wait_for("Press Ctrl-C to stop.")
-            pid = int(re.search(r"pid (\d+)", "\n".join(lines.lines)).group(1))  # type: ignore[union-attr]
-            assert not _process_gone(pid)
-            proc.kill()
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        lines.rest()
+    with _cli_process([sys.executable, "-m", "mpr_storage", *argv], env=cli_env()) as (proc, lines):
+        lines.wait_for("Press Ctrl-C to stop.")
+        pid = int(re.search(r"pid (\d+)", "\n".join(lines.lines)).group(1))  # type: ignore[union-attr]
+        assert not _process_gone(pid)
+        proc.kill()
+        proc.wait(timeout=30)
     wait_gone(pid)
 
 
@@ -921,24 +917,13 @@ def test_demo_server_and_temp_dirs_go_on_sighup(tmp_path: Path) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     argv = ["demo", "--keep", "--kind", "seaweedfs", "--frames", "5", "--video-mib", "1"]
-    with subprocess.Popen(
-        [sys.executable, "-m", "mpr_storage", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env=cli_env(TMPDIR=str(tmp)),
-    ) as proc:
-        try:
-            lines = _Lines(proc)
-            lines.wait_for("Press Ctrl-C to stop.")
-            assert [p.name.split("-")[1] for p in tmp.iterdir()] == ["seaweedfs"]
-            proc.send_signal(signal.SIGHUP)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with _cli_process(
+        [sys.executable, "-m", "mpr_storage", *argv], cwd=tmp_path, env=cli_env(TMPDIR=str(tmp))
+    ) as (proc, lines):
+        lines.wait_for("Press Ctrl-C to stop.")
+        assert [p.name.split("-")[1] for p in tmp.iterdir()] == ["seaweedfs"]
+        proc.send_signal(signal.SIGHUP)
+        proc.wait(timeout=30)
         rest = lines.rest()
         assert proc.stderr is not None
         assert proc.stderr.read() == ""
@@ -958,31 +943,19 @@ def test_server_falls_back_to_moto(
         "from mpr_storage._cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    with subprocess.Popen(
-        [sys.executable, "-c", script, "server", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
-    ) as proc:
-        try:
-            lines = _Lines(proc)
-            lines.wait_for("Press Ctrl-C to stop.", timeout=30)
-            text = "\n".join(lines.lines)
-            assert "SeaweedFS is not installed" in text and "in memory" in text
-            env = _exports(lines.lines)
-            assert env["S3_PROVIDER"] == "generic"
-            for name, value in env.items():
-                monkeypatch.setenv(name, value)
-            code, out, _ = run(capsys, "ls")
-            assert code == 0 and "mpr-media-in" in out and "mpr-media-out" in out
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        lines.rest()
+    argv = [sys.executable, "-c", script, "server", "--port", "0"]
+    with _cli_process(argv, env=cli_env()) as (proc, lines):
+        lines.wait_for("Press Ctrl-C to stop.", timeout=30)
+        text = "\n".join(lines.lines)
+        assert "SeaweedFS is not installed" in text and "in memory" in text
+        env = _exports(lines.lines)
+        assert env["S3_PROVIDER"] == "generic"
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        code, out, _ = run(capsys, "ls")
+        assert code == 0 and "mpr-media-in" in out and "mpr-media-out" in out
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
         assert proc.stderr is not None
         assert proc.stderr.read() == ""
     assert proc.returncode == 0
