@@ -985,7 +985,7 @@ def _machine(work: Path) -> list[str]:
         f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {os.cpu_count()} CPUs ({model}), {mem} RAM, {platform.platform()}",
         f"- Work dir file system: {fstype} (client destinations and the SeaweedFS data dir)",
-        f"- Python {platform.python_version()} ({sys.executable})",
+        f"- Python {platform.python_version()} ({platform.python_implementation()})",
         f"- Versions: {versions}",
         f"- mpr_storage commit: {commit}",
     ]
