@@ -253,15 +253,16 @@ def test_quiet_prints_nothing(
     assert run(capsys, "get", "-q", s3.bucket, s3.key("f"), str(tmp_path / "g")) == (0, "", "")
 
 
-def test_progress_bar_on_a_terminal(
-    s3: S3Target,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # rich treats stdout as an interactive terminal with these set.
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rich treats stdout as an interactive terminal: progress bars are drawn."""
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
     monkeypatch.setenv("TTY_INTERACTIVE", "1")
+
+
+def test_progress_bar_on_a_terminal(
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal: None
+) -> None:
     for i in range(30):
         write(tmp_path / "frames" / f"f{i:03d}.jpg", 2 * KiB)
     timeline = s3.prefix.rstrip("/")
@@ -370,9 +371,8 @@ def test_put_and_get_bars_move(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    terminal: None,
 ) -> None:
-    monkeypatch.setenv("TTY_COMPATIBLE", "1")
-    monkeypatch.setenv("TTY_INTERACTIVE", "1")
     monkeypatch.setenv("S3_MULTIPART_THRESHOLD", str(5 * MiB))
     monkeypatch.setenv("S3_MULTIPART_CHUNKSIZE", str(5 * MiB))
     data = write(tmp_path / "big.bin", 11 * MiB)
@@ -391,13 +391,8 @@ def test_put_and_get_bars_move(
 
 
 def test_prefetch_total_is_unknown_until_listed(
-    s3: S3Target,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal: None
 ) -> None:
-    monkeypatch.setenv("TTY_COMPATIBLE", "1")
-    monkeypatch.setenv("TTY_INTERACTIVE", "1")
     timeline = s3.prefix.rstrip("/")
     for i in range(30):
         write(tmp_path / "frames" / f"f{i:03d}.jpg", 100)
