@@ -132,6 +132,23 @@ class SignedRequests:
             method, host, path, query, payload_hash, extra
         )
 
+    async def _signed(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        query: str,
+        payload_hash: str,
+        extra: dict[str, str] | None,
+        where: tuple[str, str | None, str | None],
+    ) -> tuple[str, URL, dict[str, str]]:
+        """``(region, url, headers)`` of one attempt, signed for the bucket's region as known
+        now (a redirect may have taught it)."""
+        region = self._regions.get(bucket, self._region)
+        signer = await self._signer(region, where)
+        url, headers = self._request(method, bucket, key, query, payload_hash, extra, signer=signer)
+        return region, url, headers
+
     async def presign(self, method: str, bucket: str, key: str, expires: int) -> str | None:
         """A presigned URL for ``method`` on ``key``, signed offline (no request is sent);
         ``None`` where botocore's rules for virtual-host addressing are not mirrored here (a
@@ -262,20 +279,13 @@ class Exchange:
         self._sent: Any = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
-        wire, where, bucket, data = self._wire, self._where, self._bucket, self._data
+        wire, where, data = self._wire, self._where, self._data
         assert wire._http is not None
         for _ in range(2):
-            region = wire._regions.get(bucket, wire._region)
-            signer = await wire._signer(region, where)
-            url, headers = wire._request(
-                self._method,
-                bucket,
-                self._key,
-                self._query,
-                self._payload_hash,
-                self._extra,
-                signer=signer,
-            )
+            region, url, headers = await wire._signed(
+                self._method, self._bucket, self._key, self._query, self._payload_hash,
+                self._extra, where,
+            )  # fmt: skip
             proxy, proxy_headers = wire._proxy(url)
             with self._errors:
                 sent = wire._http.request(

@@ -33,8 +33,7 @@ class SigV4:
         self._second = -1
         self._amz_date = ""
         self._day = ""
-        self._key = b""
-        self._keyed = hmac.new(b"", digestmod=hashlib.sha256)
+        self._keyed = hmac.new(b"", digestmod=hashlib.sha256)  # the day's signing key
 
     def _clock(self) -> tuple[str, str]:
         second = int(time.time() + self.clock_offset)
@@ -46,8 +45,7 @@ class SigV4:
                 key = hmac.digest(f"AWS4{self._secret}".encode(), day.encode(), "sha256")
                 for part in (self.region, "s3", "aws4_request"):
                     key = hmac.digest(key, part.encode(), "sha256")
-                self._day, self._key = day, key
-                self._keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied per request
+                self._day, self._keyed = day, hmac.new(key, digestmod=hashlib.sha256)
         return self._amz_date, self._day
 
     def headers(
@@ -75,11 +73,10 @@ class SigV4:
         )
         scope = f"{day}/{self.region}/s3/aws4_request"
         digest = hashlib.sha256(f"{canonical}\n{payload_hash}".encode()).hexdigest()
-        mac = self._keyed.copy()  # cheaper than keying a new HMAC for every request
-        mac.update(f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}".encode())
+        signature = self._signature(amz_date, scope, digest)
         signed["authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={self._access_key}/{scope}, "
-            f"SignedHeaders={';'.join(names)}, Signature={mac.hexdigest()}"
+            f"SignedHeaders={';'.join(names)}, Signature={signature}"
         )
         return signed
 
@@ -103,9 +100,14 @@ class SigV4:
         canonical_query = "&".join(f"{_q(k)}={_q(v)}" for k, v in sorted(params.items()))
         canonical = f"{method}\n{path}\n{canonical_query}\nhost:{host}\n\nhost\n{UNSIGNED_PAYLOAD}"
         digest = hashlib.sha256(canonical.encode()).hexdigest()
-        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}"
-        signature = hmac.digest(self._key, to_sign.encode(), "sha256").hex()
-        return f"{query}&X-Amz-Signature={signature}"
+        return f"{query}&X-Amz-Signature={self._signature(amz_date, scope, digest)}"
+
+    def _signature(self, amz_date: str, scope: str, digest: str) -> str:
+        """The signature of a canonical request's ``digest``, with the day's signing key (a
+        pre-keyed HMAC, copied: cheaper than keying a new one for every request)."""
+        mac = self._keyed.copy()
+        mac.update(f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}".encode())
+        return mac.hexdigest()
 
 
 def _q(text: str) -> str:
