@@ -98,7 +98,12 @@ class BotocoreTransport(Transport):
 
     @contextlib.asynccontextmanager
     async def _get(
-        self, bucket: str, key: str, operation: str, if_none_match: str | None
+        self,
+        bucket: str,
+        key: str,
+        operation: str,
+        if_none_match: str | None,
+        read_ahead: int | None,  # aiobotocore's sessions keep aiohttp's default
     ) -> AsyncIterator[Body | None]:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if if_none_match:

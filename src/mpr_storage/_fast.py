@@ -116,12 +116,24 @@ class FastTransport(Transport):
         )
 
     def _get(
-        self, bucket: str, key: str, operation: str, if_none_match: str | None
+        self,
+        bucket: str,
+        key: str,
+        operation: str,
+        if_none_match: str | None,
+        read_ahead: int | None,
     ) -> AbstractAsyncContextManager[Body | None]:
         extra = {"If-None-Match": f'"{if_none_match}"'} if if_none_match else None
-        return _Got(
-            self._wire.send("GET", bucket, key, operation=operation, extra=extra, ok=(200, 304))
+        get = self._wire.send(
+            "GET",
+            bucket,
+            key,
+            operation=operation,
+            extra=extra,
+            ok=(200, 304),
+            read_bufsize=read_ahead,
         )
+        return _Got(get)
 
     async def _put(
         self,

@@ -190,10 +190,14 @@ class SignedRequests:
         payload_hash: str = UNSIGNED_PAYLOAD,
         ok: tuple[int, ...] = (200,),
         label: str | None = None,
+        read_bufsize: int | None = None,
     ) -> Exchange:
-        """One request: ``async with wire.send(...) as response`` (see :class:`Exchange`)."""
+        """One request: ``async with wire.send(...) as response`` (see :class:`Exchange`);
+        ``read_bufsize``: aiohttp's, for this response (``None``: the session's)."""
         where = (operation, bucket or None, label or key or None)  # label: a listing's prefix
-        return Exchange(self, method, bucket, key, where, query, extra, data, payload_hash, ok)
+        return Exchange(
+            self, method, bucket, key, where, query, extra, data, payload_hash, ok, read_bufsize
+        )
 
     def _error(
         self,
@@ -248,6 +252,7 @@ class Exchange:
         "_data",
         "_payload_hash",
         "_ok",
+        "_read_bufsize",
         "_errors",
         "_sent",
     )
@@ -264,6 +269,7 @@ class Exchange:
         data: Any,
         payload_hash: str,
         ok: tuple[int, ...],
+        read_bufsize: int | None,
     ) -> None:
         self._wire = wire
         self._method = method
@@ -275,6 +281,7 @@ class Exchange:
         self._data = data
         self._payload_hash = payload_hash
         self._ok = ok
+        self._read_bufsize = read_bufsize
         self._errors = map_errors(*where, endpoint=wire.endpoint_url)
         self._sent: Any = None
 
@@ -298,6 +305,7 @@ class Exchange:
                     expect100=_large(data),
                     proxy=proxy,
                     proxy_headers=proxy_headers or None,
+                    read_bufsize=self._read_bufsize,
                 )
                 response = await sent.__aenter__()
                 if response.status in self._ok:

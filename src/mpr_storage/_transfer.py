@@ -23,6 +23,7 @@ from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
 from ._manifest import MANIFEST_NAME, Entry, Manifest, same_content
 from ._models import KeySource, ObjectInfo, ProgressCallback, TransferReport
 from ._objects import part_size_for
+from ._transport import BULK_READ_AHEAD
 from ._uploads import upload_many
 
 __all__ = [
@@ -274,6 +275,7 @@ async def download_many(
             prepare=partial(mapper.prepare, key),
             if_none_match=get.if_none_match,
             on_throttle=engine.limit.throttled,
+            read_ahead=BULK_READ_AHEAD,
         )
         if got is None:  # 304: the object still has the ETag of the file we wrote
             return None
