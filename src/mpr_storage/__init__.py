@@ -31,6 +31,7 @@ from ._errors import StorageConnectionError as StorageConnectionError
 from ._errors import StorageError as StorageError
 from ._errors import StorageTimeoutError as StorageTimeoutError
 from ._errors import ThrottledError as ThrottledError
+from ._imports import load_anyio as _load_anyio
 from ._models import ProgressCallback as ProgressCallback
 from ._models import TransferError as TransferError
 from ._models import TransferReport as TransferReport
@@ -102,3 +103,5 @@ __locals = locals()
 for __name in __all__:
     if not __name.startswith("BUCKET_") and __name != "ProgressCallback":
         __locals[__name].__module__ = "mpr_storage"
+
+_load_anyio()  # at import, not in the first request (see _imports)
