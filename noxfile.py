@@ -103,4 +103,15 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against aioboto3, obstore and raw aiohttp on a local SeaweedFS:
     `nox -s bench` (full, writes benchmarks/RESULTS.md), `nox -s bench -- --quick`."""
     session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "bench"))
+    # Byte-compiled, as pip installs packages: uv does not compile, and where
+    # PYTHONDONTWRITEBYTECODE is set every child process would compile each module it
+    # imports, counted against whichever client imports it lazily during its timed work.
+    session.run("python", "-c", _COMPILE, "src", silent=True)
     session.run("python", "benchmarks/bench.py", *session.posargs)
+
+
+_COMPILE = (
+    "import compileall, sys, sysconfig\n"
+    "for root in (sysconfig.get_paths()['purelib'], *sys.argv[1:]):\n"
+    "    compileall.compile_dir(root, quiet=2, workers=0)\n"
+)
