@@ -216,6 +216,83 @@ async def test_upload_many_reports_every_entry_it_cannot_upload(
     assert keys == set(report.done)
 
 
+# Permission checks apply to root only without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH: the
+# child drops them (capset) when it runs as root, so unreadable entries are unreadable to it.
+UNREADABLE_CHILD = textwrap.dedent(
+    """
+    import asyncio, ctypes, json, os, sys
+    import mpr_storage
+
+    def drop_dac_override():
+        class Header(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+        class Data(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_uint32) for n in ("effective", "permitted", "inheritable")]
+        libc = ctypes.CDLL(None, use_errno=True)
+        header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3
+        if libc.capget(ctypes.byref(header), data) != 0:
+            raise OSError(ctypes.get_errno(), "capget")
+        data[0].effective &= ~(1 << 1 | 1 << 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.capset(ctypes.byref(header), data) != 0:
+            raise OSError(ctypes.get_errno(), "capset")
+
+    async def main(bucket, prefix, src, dst):
+        up = await mpr_storage.upload_many(src, bucket, prefix, raise_on_error=False)
+        keys = [prefix + "ro/x.txt", prefix + "ok.txt"]
+        down = await mpr_storage.download_many(
+            bucket, keys, dst, prefix=prefix, raise_on_error=False
+        )
+        print(json.dumps({
+            name: {
+                "done": sorted(report.done),
+                "failed": {
+                    key: [isinstance(err, mpr_storage.LocalFileError), err.errno, str(err)]
+                    for key, err in report.failed.items()
+                },
+            }
+            for name, report in (("up", up), ("down", down))
+        }))
+
+    if os.geteuid() == 0:
+        drop_dac_override()
+    asyncio.run(main(*sys.argv[1:5]))
+    """
+)
+
+
+async def test_unreadable_entries_are_per_key_failures(s3: S3Target, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "locked").mkdir(parents=True)
+    (src / "ro").mkdir()
+    (src / "ok.txt").write_bytes(b"ok")
+    (src / "ro" / "x.txt").write_bytes(b"x")
+    (src / "secret.txt").write_bytes(b"secret")
+    (src / "locked" / "inside.txt").write_bytes(b"inside")
+    (dst / "ro").mkdir(parents=True)
+    (src / "secret.txt").chmod(0)
+    (src / "locked").chmod(0)
+    (dst / "ro").chmod(0o555)
+    try:
+        args = [s3.bucket, s3.prefix, str(src), str(dst)]
+        result = await anyio.run_process(
+            [sys.executable, "-c", UNREADABLE_CHILD, *args], check=False
+        )
+    finally:
+        (src / "locked").chmod(0o755)
+        (dst / "ro").chmod(0o755)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    out = json.loads(result.stdout)
+    up, down = out["up"], out["down"]
+    assert up["done"] == [s3.key("ok.txt"), s3.key("ro/x.txt")]
+    assert sorted(up["failed"]) == [s3.key("locked/"), s3.key("secret.txt")]
+    assert down["done"] == [s3.key("ok.txt")]
+    assert list(down["failed"]) == [s3.key("ro/x.txt")]
+    for local_error, errno, message in [*up["failed"].values(), *down["failed"].values()]:
+        assert local_error and errno == 13, message  # EACCES, a LocalFileError naming the path
+        assert "Permission denied" in message and str(tmp_path) in message
+    assert (dst / "ok.txt").read_bytes() == b"ok" and list((dst / "ro").iterdir()) == []
+
+
 # --- item 6: key safety ---------------------------------------------------------------------
 
 
