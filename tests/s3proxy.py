@@ -8,6 +8,7 @@ signed for the proxy's host, and the server checks the signature against the Hos
 from __future__ import annotations
 
 import asyncio
+import io
 import ssl
 import threading
 import time
@@ -318,7 +319,7 @@ class FaultProxy:
             request.method,
             URL(self.upstream + request.raw_path, encoded=True),
             headers=headers,
-            data=body if body else None,
+            data=io.BytesIO(body) if body else None,  # raw bytes over 1 MiB warn
             allow_redirects=False,
         ) as upstream:
             data = await upstream.read()

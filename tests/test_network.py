@@ -3,6 +3,9 @@ private CA, an endpoint nobody listens on, and one that resets every connection.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import ssl
 import time
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from s3proxy import FaultProxy
 from test_transfer import make_frames, tree
 
 PATHS = pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
+MiB = 1024 * 1024
 
 
 async def seed(
@@ -164,6 +168,52 @@ async def test_an_https_proxy_tunnels_every_connection_to_a_tls_endpoint(
     connections = {s.peer for s in tls_front.requests}
     assert forward_proxy.count() > 0
     assert len(connections) == forward_proxy.count()  # every connection came through a CONNECT
+
+
+@PATHS
+@pytest.mark.parametrize("scheme", ["https", "http"])
+async def test_object_bodies_are_signed_as_botocore_signs_them(
+    seaweed: S3Target,
+    tls_front: FaultProxy,
+    ca_file: Path,
+    tmp_path: Path,
+    fast_path: bool,
+    scheme: str,
+) -> None:
+    """Over HTTPS a PUT or UploadPart with its Content-MD5 goes out UNSIGNED-PAYLOAD, as
+    botocore sends it (so its SHA-256 is never computed); over HTTP the signature covers the
+    body's SHA-256."""
+    sizes = {"small.bin": 8, "streamed.bin": 2 * MiB, "multipart.bin": 6 * MiB}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(os.urandom(size))
+    with contextlib.ExitStack() as stack:
+        front = (
+            tls_front
+            if scheme == "https"
+            else stack.enter_context(FaultProxy(seaweed.server.endpoint_url))
+        )
+        settings = seaweed.settings(
+            endpoint_url=front.url,
+            ca_bundle=str(ca_file),
+            fast_path=fast_path,
+            multipart_threshold=5 * MiB,
+            multipart_chunksize=5 * MiB,
+        )
+        async with Storage(settings) as st:
+            for name in sizes:
+                await st.upload_file(tmp_path / name, seaweed.bucket, seaweed.key(name))
+            for name, size in sizes.items():
+                info = await st.stat_object(seaweed.bucket, seaweed.key(name))
+                assert info.size == size
+        puts = [r for r in front.requests if r.method == "PUT"]
+    assert len(puts) == 4  # two single PUTs and two parts
+    for put in puts:
+        assert "content-md5" in put.headers, put
+        signed = put.headers["x-amz-content-sha256"]
+        if scheme == "https":
+            assert signed == "UNSIGNED-PAYLOAD", put
+        else:
+            assert re.fullmatch("[0-9a-f]{64}", signed), put
 
 
 @PATHS

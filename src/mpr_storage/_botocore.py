@@ -41,6 +41,8 @@ class BotocoreTransport(Transport):
         super().__init__(settings, endpoint_url, credentials)
         self._client = client
 
+    signs_payload = False  # botocore hashes what it signs itself
+
     async def _call(
         self,
         where: tuple[str, str | None, str | None],
@@ -175,7 +177,7 @@ class BotocoreTransport(Transport):
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
     ) -> str:
-        _, md5, _ = digests(data)
+        md5, _ = digests(data, sha256=False)
         response = await self._call(
             (operation, bucket, key),
             partial(

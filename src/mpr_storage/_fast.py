@@ -24,6 +24,7 @@ from ._errors import error_for_code
 from ._files import LocalIO, digests, fd_chunks
 from ._http import Exchange, SignedRequests, escape, query_string
 from ._models import ObjectInfo, unquote_etag
+from ._sigv4 import UNSIGNED_PAYLOAD
 from ._transport import (
     Body,
     ByteProgress,
@@ -60,6 +61,14 @@ class FastTransport(Transport):
     ) -> None:
         super().__init__(settings, endpoint_url, credentials)
         self._wire = SignedRequests(settings, endpoint_url, credentials, http)
+        # As botocore signs S3 uploads: over HTTPS, an object's body (PutObject, UploadPart)
+        # that carries its Content-MD5 is sent with an UNSIGNED-PAYLOAD signature (TLS and
+        # the MD5 protect it; its SHA-256 is not computed); over plain HTTP the signature
+        # covers its SHA-256. XML request documents are always signed.
+        self.signs_payload = not endpoint_url.lower().startswith("https:")
+
+    def _payload_hash(self, sha256: str | None) -> str:
+        return sha256 if sha256 is not None else UNSIGNED_PAYLOAD
 
     async def _call(
         self,
@@ -77,7 +86,7 @@ class FastTransport(Transport):
         retries itself); a ``body`` (an XML document) goes with its Content-MD5 and payload
         hash."""
         if body is not None:
-            _, md5_b64, sha256 = digests(body)
+            md5_b64, sha256 = digests(body, sha256=True)  # not an object's body: signed
             send.update(data=body, payload_hash=sha256)
             send["extra"] = {**send.get("extra", {}), "Content-MD5": md5_b64}
 
@@ -163,7 +172,7 @@ class FastTransport(Transport):
             operation=operation,
             extra=extra,
             data=body.data if body.data is not None else stream,
-            payload_hash=body.sha256,
+            payload_hash=self._payload_hash(body.sha256),
             retry=False,
         )
 
@@ -184,7 +193,8 @@ class FastTransport(Transport):
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
     ) -> str:
-        _, md5_b64, sha256 = await LocalIO().run(partial(digests, data), len(data))
+        hashed = partial(digests, data, sha256=self.signs_payload)
+        md5_b64, sha256 = await LocalIO().run(hashed, len(data))
         return await self._call(
             lambda r, _: str(r.headers.get("ETag", "")),
             "PUT",
@@ -194,7 +204,7 @@ class FastTransport(Transport):
             query=query_string({"partNumber": str(number), "uploadId": upload_id}),
             extra={"Content-MD5": md5_b64},
             data=data,
-            payload_hash=sha256,
+            payload_hash=self._payload_hash(sha256),
         )
 
     async def complete_multipart(

@@ -238,11 +238,10 @@ def open_regular(path: Path) -> int:
     return fd
 
 
-def hash_fd(fd: int, size: int) -> tuple[str, str, str]:
-    """Blocking, streaming: ``(md5 hex, md5 base64, sha256 hex)`` of the file's first ``size``
-    bytes."""
+def hash_fd(fd: int, size: int, *, sha256: bool) -> tuple[str, str | None]:
+    """Blocking, streaming: :func:`digests` of the file's first ``size`` bytes."""
     md5 = hashlib.md5(usedforsecurity=False)
-    sha = hashlib.sha256()
+    sha = hashlib.sha256() if sha256 else None
     os.lseek(fd, 0, os.SEEK_SET)
     view = memoryview(bytearray(STREAM_CHUNK))  # one buffer, reused: no allocation churn
     left = size
@@ -252,16 +251,18 @@ def hash_fd(fd: int, size: int) -> tuple[str, str, str]:
             if not n:
                 raise OSError(0, "file shrank while it was read")
             md5.update(view[:n])
-            sha.update(view[:n])
+            if sha is not None:
+                sha.update(view[:n])
             left -= n
-    return md5.hexdigest(), base64.b64encode(md5.digest()).decode("ascii"), sha.hexdigest()
-
-
-def digests(data: bytes) -> tuple[str, str, str]:
-    """``(md5 hex, md5 base64, sha256 hex)`` of ``data``."""
-    md5 = hashlib.md5(data, usedforsecurity=False)
     b64 = base64.b64encode(md5.digest()).decode("ascii")
-    return md5.hexdigest(), b64, hashlib.sha256(data).hexdigest()
+    return b64, sha.hexdigest() if sha is not None else None
+
+
+def digests(data: bytes, *, sha256: bool) -> tuple[str, str | None]:
+    """``(MD5 in base64, as Content-MD5 wants it; SHA-256 in hex, or None without sha256)`` of
+    ``data``."""
+    b64 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
+    return b64, hashlib.sha256(data).hexdigest() if sha256 else None
 
 
 def read_fd(fd: int, size: int) -> bytes:

@@ -124,7 +124,7 @@ class Upload:
     size: int
     data: bytes | None
     md5_b64: str
-    sha256: str
+    sha256: str | None  # None: the transport does not sign the payload's hash
     content_type: str
 
 
@@ -205,6 +205,10 @@ class Transport(abc.ABC):
     """Requests to one store. Each method is one logical request: retried as botocore's
     standard mode would (see :func:`._retry.retrying`), its errors translated to
     :class:`~mpr_storage.StorageError` subclasses naming operation, bucket and key."""
+
+    signs_payload: bool
+    """Whether a PUT's signature covers the SHA-256 of its body, so :meth:`put_file` computes
+    it. Each PUT carries a Content-MD5 the server checks."""
 
     def __init__(self, settings: StorageSettings, endpoint_url: str, credentials: Any) -> None:
         self.settings = settings
@@ -309,10 +313,11 @@ class Transport(abc.ABC):
         if size <= SMALL_BODY:
             data: bytes | None = await io.run(partial(read_fd, fd, size), size)
             assert data is not None
-            _, md5_b64, sha256 = digests(data)
+            md5_b64, sha256 = digests(data, sha256=self.signs_payload)
         else:
             data = None
-            _, md5_b64, sha256 = await io.run(partial(hash_fd, fd, size), size)
+            hashed = partial(hash_fd, fd, size, sha256=self.signs_payload)
+            md5_b64, sha256 = await io.run(hashed, size)
         body = Upload(fd, size, data, md5_b64, sha256, content_type)
 
         async def attempt() -> str:
