@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import anyio
-from anyio.abc import AsyncBackend
 
 __all__ = ["load_anyio"]
 
@@ -20,10 +19,10 @@ _USED = (
 )
 
 
-def load_anyio() -> type[AsyncBackend]:
+def load_anyio() -> None:
     """Import the anyio APIs this package uses and anyio's asyncio backend now.
 
-    anyio (4.13 and later) imports each API on first access and its asyncio backend on the
+    anyio (4.16 at least) imports each API on first access and its asyncio backend on the
     first call that needs it: ~20 ms, paid by whichever request comes first in a process,
     e.g. an API handler's. Importing ``mpr_storage`` pays it instead.
     """
@@ -31,4 +30,4 @@ def load_anyio() -> type[AsyncBackend]:
         getattr(anyio, name)
     from anyio._core._eventloop import get_async_backend
 
-    return get_async_backend("asyncio")
+    get_async_backend("asyncio")
