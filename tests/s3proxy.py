@@ -258,6 +258,10 @@ class FaultProxy:
         """The headers sent to the server (e.g. re-signed); default: the client's, unchanged."""
         return headers
 
+    def upstream_body(self, request: web.BaseRequest, body: bytes) -> bytes:
+        """The body sent to the server (e.g. damaged on the way); default: the client's."""
+        return body
+
     def rewrite(
         self, request: web.BaseRequest, status: int, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
@@ -315,6 +319,7 @@ class FaultProxy:
                 pass
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         headers = self.upstream_headers(request, body, headers)
+        body = self.upstream_body(request, body)
         async with self._session.request(
             request.method,
             URL(self.upstream + request.raw_path, encoded=True),

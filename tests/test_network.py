@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import BUCKET, S3Target
-from mpr_storage import Storage, StorageConnectionError, StorageSettings
+from mpr_storage import Storage, StorageConnectionError, StorageError, StorageSettings
 from nettools import ForwardProxy, ResetServer, closed_port
 from s3proxy import FaultProxy
 from test_transfer import make_frames, tree
@@ -180,9 +180,10 @@ async def test_object_bodies_are_signed_as_botocore_signs_them(
     fast_path: bool,
     scheme: str,
 ) -> None:
-    """Over HTTPS a PUT or UploadPart with its Content-MD5 goes out UNSIGNED-PAYLOAD, as
+    """Over HTTPS a PUT or UploadPart with its checksum header goes out UNSIGNED-PAYLOAD, as
     botocore sends it (so its SHA-256 is never computed); over HTTP the signature covers the
-    body's SHA-256."""
+    body's SHA-256. Every body carries a checksum the server checks: a PUT on the fast path
+    SeaweedFS's CRC-32 (its profile's), else Content-MD5."""
     sizes = {"small.bin": 8, "streamed.bin": 2 * MiB, "multipart.bin": 6 * MiB}
     for name, size in sizes.items():
         (tmp_path / name).write_bytes(os.urandom(size))
@@ -208,12 +209,47 @@ async def test_object_bodies_are_signed_as_botocore_signs_them(
         puts = [r for r in front.requests if r.method == "PUT"]
     assert len(puts) == 4  # two single PUTs and two parts
     for put in puts:
-        assert "content-md5" in put.headers, put
+        crc32 = fast_path and "partNumber=" not in put.query
+        assert ("x-amz-checksum-crc32" if crc32 else "content-md5") in put.headers, put
         signed = put.headers["x-amz-content-sha256"]
         if scheme == "https":
             assert signed == "UNSIGNED-PAYLOAD", put
         else:
             assert re.fullmatch("[0-9a-f]{64}", signed), put
+
+
+class _Damaging(FaultProxy):
+    """Flips one bit in the middle of every PUT body on its way to the server."""
+
+    def upstream_body(self, request: Any, body: bytes) -> bytes:
+        if request.method != "PUT" or not body:
+            return body
+        middle = len(body) // 2
+        return body[:middle] + bytes([body[middle] ^ 1]) + body[middle + 1 :]
+
+
+@PATHS
+async def test_a_body_damaged_on_the_way_is_refused_and_nothing_is_stored(
+    seaweed: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    """The checksum every PUT carries (CRC-32 or Content-MD5) is what the server checks:
+    SeaweedFS stores a body whose signed SHA-256 does not match it (moto checks neither)."""
+    s3 = seaweed
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, size in {"small.bin": 1000, "streamed.bin": 2 * MiB}.items():
+        (src / name).write_bytes(os.urandom(size))
+    with _Damaging(s3.server.endpoint_url) as front:
+        settings = s3.settings(endpoint_url=front.url, fast_path=fast_path, max_attempts=1)
+        async with Storage(settings) as st:
+            for name in ("small.bin", "streamed.bin"):
+                with pytest.raises(StorageError) as caught:
+                    await st.upload_file(src / name, s3.bucket, s3.key(name))
+                assert caught.value.key == s3.key(name)
+            report = await st.upload_many(src, s3.bucket, s3.key("bulk/"), raise_on_error=False)
+            assert report.done == [] and len(report.failed) == 2
+    async with Storage(s3.settings()) as st:
+        assert await st.list_objects(s3.bucket, s3.prefix) == []
 
 
 @PATHS

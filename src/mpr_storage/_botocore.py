@@ -29,6 +29,7 @@ from ._xml import ListPage
 __all__ = ["BotocoreTransport"]
 
 T = TypeVar("T")
+_CHECKSUM_PARAMS = {"Content-MD5": "ContentMD5", "x-amz-checksum-crc32": "ChecksumCRC32"}
 _READ_SIZE = 64 * 1024  # botocore body reads, gathered into blocks by AtomicFile.write_all
 
 
@@ -40,6 +41,9 @@ class BotocoreTransport(Transport):
     ) -> None:
         super().__init__(settings, endpoint_url, credentials)
         self._client = client
+        # With a Content-MD5, botocore sends a PUT over HTTPS UNSIGNED-PAYLOAD; with a CRC-32
+        # it did not compute itself it would hash and sign the body as well.
+        self.upload_checksum = "md5"
 
     signs_payload = False  # botocore hashes what it signs itself
 
@@ -150,7 +154,7 @@ class BotocoreTransport(Transport):
                     Key=key,
                     Body=content,
                     ContentType=body.content_type,
-                    ContentMD5=body.md5_b64,
+                    **{_CHECKSUM_PARAMS[body.checksum[0]]: body.checksum[1]},
                     ContentLength=body.size,
                 )
         finally:

@@ -25,6 +25,7 @@ DEFAULT_BUCKET_IN = "mpr-media-in"
 DEFAULT_BUCKET_OUT = "mpr-media-out"
 
 Provider = Literal["aws", "minio", "seaweedfs", "gcs", "r2", "generic"]
+Checksum = Literal["md5", "crc32"]
 AddressingStyle = Literal["path", "virtual"]
 
 
@@ -40,6 +41,10 @@ class ProviderProfile:
             mangle, so non-AWS stores only send them ``when_required``.
         default_region: region used for signing when none is configured.
         batch_delete: whether the multi-object ``DeleteObjects`` call is available.
+        upload_checksum: what every PutObject carries for the store to check its body:
+            ``Content-MD5`` (``"md5"``, understood everywhere), or ``x-amz-checksum-crc32``
+            (``"crc32"``, a fifth of MD5's CPU) where the store is known to refuse a body
+            that does not match it: AWS (botocore's default checksum there) and SeaweedFS.
     """
 
     name: Provider
@@ -47,12 +52,17 @@ class ProviderProfile:
     checksums: Literal["when_supported", "when_required"]
     default_region: str
     batch_delete: bool = True
+    upload_checksum: Checksum = "md5"
 
 
 PROVIDERS: Mapping[str, ProviderProfile] = {
-    "aws": ProviderProfile("aws", "virtual", "when_supported", "us-east-1"),
+    "aws": ProviderProfile(
+        "aws", "virtual", "when_supported", "us-east-1", upload_checksum="crc32"
+    ),
     "minio": ProviderProfile("minio", "path", "when_required", "us-east-1"),
-    "seaweedfs": ProviderProfile("seaweedfs", "path", "when_required", "us-east-1"),
+    "seaweedfs": ProviderProfile(
+        "seaweedfs", "path", "when_required", "us-east-1", upload_checksum="crc32"
+    ),
     "generic": ProviderProfile("generic", "path", "when_required", "us-east-1"),
     # GCS's XML API speaks SigV4 with HMAC keys but has no multi-object delete.
     "gcs": ProviderProfile("gcs", "path", "when_required", "auto", batch_delete=False),

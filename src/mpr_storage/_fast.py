@@ -62,8 +62,8 @@ class FastTransport(Transport):
         super().__init__(settings, endpoint_url, credentials)
         self._wire = SignedRequests(settings, endpoint_url, credentials, http)
         # As botocore signs S3 uploads: over HTTPS, an object's body (PutObject, UploadPart)
-        # that carries its Content-MD5 is sent with an UNSIGNED-PAYLOAD signature (TLS and
-        # the MD5 protect it; its SHA-256 is not computed); over plain HTTP the signature
+        # that carries its checksum is sent with an UNSIGNED-PAYLOAD signature (TLS and the
+        # checksum protect it; its SHA-256 is not computed); over plain HTTP the signature
         # covers its SHA-256. XML request documents are always signed.
         self.signs_payload = not endpoint_url.lower().startswith("https:")
 
@@ -154,7 +154,8 @@ class FastTransport(Transport):
         operation: str,
         progress: ByteProgress | None,
     ) -> str:
-        extra = {"Content-Type": body.content_type, "Content-MD5": body.md5_b64}
+        header, value = body.checksum
+        extra = {"Content-Type": body.content_type, header: value}
 
         async def stream() -> AsyncIterator[bytes]:
             async for chunk in fd_chunks(body.fd, body.size, io):

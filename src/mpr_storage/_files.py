@@ -12,14 +12,18 @@ import os
 import secrets
 import stat
 import time
+import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, Protocol, TypeVar
 
 import anyio
 
+from ._config import Checksum
+
 __all__ = [
+    "CHECKSUM_HEADERS",
     "STREAM_CHUNK",
     "AtomicFile",
     "LocalIO",
@@ -238,9 +242,36 @@ def open_regular(path: Path) -> int:
     return fd
 
 
-def hash_fd(fd: int, size: int, *, sha256: bool) -> tuple[str, str | None]:
+CHECKSUM_HEADERS: dict[Checksum, str] = {"md5": "Content-MD5", "crc32": "x-amz-checksum-crc32"}
+"""The request header that carries each kind of checksum."""
+
+
+class _Sum(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+class _Crc32:
+    """zlib's CRC-32 behind hashlib's ``update``/``digest``, big-endian as S3 wants it."""
+
+    def __init__(self, data: bytes | memoryview = b"") -> None:
+        self._crc = zlib.crc32(data)
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._crc = zlib.crc32(data, self._crc)
+
+    def digest(self) -> bytes:
+        return self._crc.to_bytes(4, "big")
+
+
+def _new_sum(checksum: Checksum, data: bytes = b"") -> _Sum:
+    return hashlib.md5(data, usedforsecurity=False) if checksum == "md5" else _Crc32(data)
+
+
+def hash_fd(fd: int, size: int, *, checksum: Checksum, sha256: bool) -> tuple[str, str | None]:
     """Blocking, streaming: :func:`digests` of the file's first ``size`` bytes."""
-    md5 = hashlib.md5(usedforsecurity=False)
+    check = _new_sum(checksum)
     sha = hashlib.sha256() if sha256 else None
     os.lseek(fd, 0, os.SEEK_SET)
     view = memoryview(bytearray(STREAM_CHUNK))  # one buffer, reused: no allocation churn
@@ -250,18 +281,18 @@ def hash_fd(fd: int, size: int, *, sha256: bool) -> tuple[str, str | None]:
             n = raw.readinto(view[: min(STREAM_CHUNK, left)])
             if not n:
                 raise OSError(0, "file shrank while it was read")
-            md5.update(view[:n])
+            check.update(view[:n])
             if sha is not None:
                 sha.update(view[:n])
             left -= n
-    b64 = base64.b64encode(md5.digest()).decode("ascii")
+    b64 = base64.b64encode(check.digest()).decode("ascii")
     return b64, sha.hexdigest() if sha is not None else None
 
 
-def digests(data: bytes, *, sha256: bool) -> tuple[str, str | None]:
-    """``(MD5 in base64, as Content-MD5 wants it; SHA-256 in hex, or None without sha256)`` of
-    ``data``."""
-    b64 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
+def digests(data: bytes, *, checksum: Checksum = "md5", sha256: bool) -> tuple[str, str | None]:
+    """``(the checksum in base64, as its header wants it; SHA-256 in hex, or None without
+    sha256)`` of ``data``."""
+    b64 = base64.b64encode(_new_sum(checksum, data).digest()).decode("ascii")
     return b64, hashlib.sha256(data).hexdigest() if sha256 else None
 
 

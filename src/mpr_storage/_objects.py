@@ -306,10 +306,11 @@ async def upload_file(
 ) -> ObjectInfo:
     """Upload the file ``src`` to ``key`` (boto3's argument order) and describe the object.
 
-    A file under ``S3_MULTIPART_THRESHOLD`` bytes goes up in one streamed PUT whose Content-MD5
-    the server checks; a larger one in parts of ``S3_MULTIPART_CHUNKSIZE`` bytes, at most four
-    in memory at once. A failed or cancelled multipart upload is aborted, so no half-written
-    object remains; an existing object is replaced only when the upload completes.
+    A file under ``S3_MULTIPART_THRESHOLD`` bytes goes up in one streamed PUT whose checksum
+    (CRC-32 or Content-MD5, as the provider's profile says) the server checks; a larger one in
+    parts of ``S3_MULTIPART_CHUNKSIZE`` bytes, at most four in memory at once. A failed or
+    cancelled multipart upload is aborted, so no half-written object remains; an existing
+    object is replaced only when the upload completes.
 
     Args:
         content_type: defaults to a guess from the key's extension.

@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ._config import StorageSettings
+from ._config import Checksum, StorageSettings
 from ._errors import StorageConnectionError, StorageError
-from ._files import LocalIO, atomic_writer, digests, hash_fd, read_fd
+from ._files import CHECKSUM_HEADERS, LocalIO, atomic_writer, digests, hash_fd, read_fd
 from ._models import BytesCallback, ObjectInfo
 from ._retry import RetryPolicy, retrying
 from ._xml import ListPage
@@ -123,7 +123,7 @@ class Upload:
     fd: int
     size: int
     data: bytes | None
-    md5_b64: str
+    checksum: tuple[str, str]  # the header (Content-MD5 or x-amz-checksum-crc32) and its value
     sha256: str | None  # None: the transport does not sign the payload's hash
     content_type: str
 
@@ -208,11 +208,12 @@ class Transport(abc.ABC):
 
     signs_payload: bool
     """Whether a PUT's signature covers the SHA-256 of its body, so :meth:`put_file` computes
-    it. Each PUT carries a Content-MD5 the server checks."""
+    it. Each PUT also carries a checksum the server checks (:attr:`upload_checksum`)."""
 
     def __init__(self, settings: StorageSettings, endpoint_url: str, credentials: Any) -> None:
         self.settings = settings
         self.endpoint_url = endpoint_url
+        self.upload_checksum: Checksum = settings.profile.upload_checksum
         self.policy = RetryPolicy(settings.max_attempts, settings.retry_budget)
         self._credentials = credentials  # botocore's (refreshable) credentials, or None
         self._refresh_lock = anyio.Lock()
@@ -310,15 +311,17 @@ class Transport(abc.ABC):
         """PUT the first ``size`` bytes of the open file ``fd``: read whole up to
         :data:`SMALL_BODY`, else hashed in one streaming pass and streamed from the file
         (Content-MD5 checked by the server). Returns the ETag."""
+        kind, sign = self.upload_checksum, self.signs_payload
         if size <= SMALL_BODY:
             data: bytes | None = await io.run(partial(read_fd, fd, size), size)
             assert data is not None
-            md5_b64, sha256 = digests(data, sha256=self.signs_payload)
+            value, sha256 = digests(data, checksum=kind, sha256=sign)
         else:
             data = None
-            hashed = partial(hash_fd, fd, size, sha256=self.signs_payload)
-            md5_b64, sha256 = await io.run(hashed, size)
-        body = Upload(fd, size, data, md5_b64, sha256, content_type)
+            hashed = partial(hash_fd, fd, size, checksum=kind, sha256=sign)
+            value, sha256 = await io.run(hashed, size)
+        checksum = (CHECKSUM_HEADERS[kind], value)
+        body = Upload(fd, size, data, checksum, sha256, content_type)
 
         async def attempt() -> str:
             if progress is not None:
