@@ -232,14 +232,16 @@ async def atomic_writer(path: Path, io: LocalIO | None = None) -> AsyncIterator[
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def open_regular(path: Path) -> int:
+def open_regular(path: Path) -> tuple[int, int]:
     """Open for reading without blocking on a FIFO, and refuse anything but a regular file
-    (the walk checked already; this closes the race with a file swapped meanwhile)."""
+    (the walk checked already; this closes the race with a file swapped meanwhile):
+    ``(fd, size)``."""
     fd = os.open(path, _OPEN_FLAGS)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise OSError(0, "not a regular file: not read", str(path))
-    return fd
+    return fd, st.st_size
 
 
 CHECKSUM_HEADERS: dict[Checksum, str] = {"md5": "Content-MD5", "crc32": "x-amz-checksum-crc32"}

@@ -338,7 +338,7 @@ async def upload_file(
     progress = ByteProgress(on_progress)
     if size < settings.multipart_threshold:
         io = LocalIO()
-        fd = await io.run(partial(open_regular, path), 0)
+        fd, _ = await io.run(partial(open_regular, path), 0)
         try:
             etag = await transport.put_file(
                 bucket,

@@ -136,11 +136,10 @@ async def upload_many(
 
     async def work(key: str, item: Found) -> int | None:
         try:
-            fd = await io.run(partial(open_regular, item.path), 0)
+            fd, size = await io.run(partial(open_regular, item.path), 0)
         except OSError as exc:
             raise local_error(key, exc.strerror or str(exc), item.path, exc.errno) from exc
         try:
-            size = os.fstat(fd).st_size
             existing = remote.get(key)
             if existing is not None and existing.size == size:
                 check = partial(
