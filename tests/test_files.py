@@ -98,3 +98,20 @@ async def test_local_io_leaves_the_loop_for_a_while_when_calls_are_slow() -> Non
     assert await io.run(threading.get_ident, 10) != loop_thread
     await anyio.sleep(0.5)
     assert await io.run(threading.get_ident, 10) == loop_thread
+
+
+async def test_local_io_stays_on_the_loop_when_a_call_is_slow_without_blocking() -> None:
+    """A call slowed by a busy machine (computing, or preempted) never slept in the kernel:
+    threads would not make it faster, so calls stay on the loop."""
+    loop_thread = threading.get_ident()
+    io = LocalIO(slow=0.05, cooldown=0.5)
+
+    def busy() -> int:
+        deadline = time.perf_counter() + 0.1
+        while time.perf_counter() < deadline:
+            pass
+        return threading.get_ident()
+
+    for _ in range(3):
+        assert await io.run(busy, 10) == loop_thread
+    assert not io.threaded

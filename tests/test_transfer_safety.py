@@ -341,17 +341,23 @@ async def test_failed_transfers_leave_no_empty_directories(s3: S3Target, tmp_pat
 # --- item 4: bounded memory ---------------------------------------------------------------
 
 # Runs in a fresh interpreter: peak RSS (VmHWM) once the client exists is the baseline. The
-# last argument says where file calls run: on the event loop (a fast disk) or, once two of them
-# were slow, in worker threads (a disk busy with writeback). In threads, every transfer's next
-# block waits on the disk while its response keeps arriving: what aiohttp buffers per response
-# is then part of the bound (with its default read buffer this download peaked near 85 MiB).
+# last argument says where file calls run: on the event loop (a fast disk) or in worker
+# threads (where they go once two of them stalled: a disk busy with writeback). In threads,
+# every transfer's next block waits on the disk while its response keeps arriving: what
+# aiohttp buffers per response is then part of the bound (with its default read buffer this
+# download peaked at 70-93 MiB).
 BULK_CHILD = textwrap.dedent(
     """
     import asyncio, json, sys
     import mpr_storage
     from mpr_storage import _files
-    slow = {"loop": float("inf"), "threads": 0.0}[sys.argv[5]]
-    _files.LocalIO.__init__.__kwdefaults__["slow"] = slow
+    _files.LocalIO.__init__.__kwdefaults__["slow"] = float("inf")  # never leaves by itself
+    if sys.argv[5] == "threads":
+        init = _files.LocalIO.__init__
+        def threaded(self, **kwargs):
+            init(self, **kwargs)
+            self.threaded = True
+        _files.LocalIO.__init__ = threaded
     def peak_kib():
         for line in open("/proc/self/status"):
             if line.startswith("VmHWM:"):

@@ -104,18 +104,30 @@ def write_atomic(path: Path, data: bytes) -> int:
             os.close(fd)
 
 
+try:
+    from resource import RUSAGE_THREAD, getrusage  # Linux
+
+    def _sleeps() -> int:
+        """How often the calling thread has slept in the kernel (blocked, not preempted)."""
+        return getrusage(RUSAGE_THREAD).ru_nvcsw
+
+except ImportError:  # pragma: no cover - elsewhere every slow call counts as blocked
+    _sleeps = itertools.count().__next__
+
+
 class LocalIO:
     """Runs blocking file calls on the event loop's thread while they are fast, else in threads.
 
     A page-cache read or write of a frame takes microseconds, and a thread hop costs more
     (context switches, a cross-core copy, a malloc arena per worker thread), which is why
     plain-file clients write on the loop. Calls on more than ``INLINE_MAX`` bytes always go
-    to a worker thread. Once two calls within a second were slower than ``slow`` seconds (a
-    stalling disk, a network file system; one alone is as likely the machine pausing this
-    process), this instance sends its calls to threads for ``cooldown`` seconds, then tries
-    the loop again; each time it has to leave again the cooldown doubles (up to a minute), so
-    a disk that is always slow holds the loop up twice a minute at most, briefly. One
-    instance per transfer.
+    to a worker thread. Once two calls within a second were slower than ``slow`` seconds and
+    blocked in the kernel on the way (a stalling disk, a network file system; a call that
+    was only preempted is the machine being busy, which threads would not help; one slow
+    call alone is as likely a pause of this process), this instance sends its calls to
+    threads for ``cooldown`` seconds, then tries the loop again; each time it has to leave
+    again the cooldown doubles (up to a minute), so a disk that is always slow holds the
+    loop up twice a minute at most, briefly. One instance per transfer.
     """
 
     INLINE_MAX = 1024 * 1024
@@ -145,11 +157,11 @@ class LocalIO:
         """``fn()``, on the loop or in a worker thread; ``nbytes``: how much it reads or writes."""
         if nbytes > self.INLINE_MAX or self.threaded:
             return await anyio.to_thread.run_sync(fn)
-        started = time.perf_counter()
+        started, sleeps = time.perf_counter(), _sleeps()
         try:
             return fn()
         finally:
-            if time.perf_counter() - started > self.slow:
+            if time.perf_counter() - started > self.slow and _sleeps() != sleeps:
                 now = time.monotonic()
                 if now - self._last_slow < 1.0:
                     self._threaded_until = now + self._cooldown
