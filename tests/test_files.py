@@ -7,6 +7,7 @@ import os
 import stat
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -80,12 +81,12 @@ async def test_local_io_leaves_the_loop_for_a_while_when_calls_are_slow() -> Non
     assert await io.run(threading.get_ident, 0) == loop_thread
 
     def slow() -> int:
-        time.sleep(0.1)  # a stalling disk
+        time.sleep(0.06)  # a stalling disk
         return threading.get_ident()
 
     assert await io.run(slow, 10) == loop_thread  # measured
-    assert not io.threaded  # one slow call may be the machine pausing us: stay
-    assert await io.run(slow, 10) == loop_thread  # a second within a second: the disk
+    assert not io.threaded  # held up for 6% of a second: stay
+    assert await io.run(slow, 10) == loop_thread  # 12% within a second: leave for a while
     assert io.threaded
     assert await io.run(threading.get_ident, 10) != loop_thread  # for a while in a thread
     await anyio.sleep(1.1)  # the cooldown (and the one-second window) is over: back on the loop
@@ -115,3 +116,9 @@ async def test_local_io_stays_on_the_loop_when_a_call_is_slow_without_blocking()
     for _ in range(3):
         assert await io.run(busy, 10) == loop_thread
     assert not io.threaded
+
+
+async def test_local_io_leaves_the_loop_at_once_after_one_long_stall() -> None:
+    io = LocalIO(slow=0.05)
+    await io.run(partial(time.sleep, 0.15), 10)  # a tenth of a second and more, in one call
+    assert io.threaded

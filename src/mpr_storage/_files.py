@@ -121,23 +121,26 @@ class LocalIO:
     A page-cache read or write of a frame takes microseconds, and a thread hop costs more
     (context switches, a cross-core copy, a malloc arena per worker thread), which is why
     plain-file clients write on the loop. Calls on more than ``INLINE_MAX`` bytes always go
-    to a worker thread. Once two calls within a second were slower than ``slow`` seconds and
-    blocked in the kernel on the way (a stalling disk, a network file system; a call that
-    was only preempted is the machine being busy, which threads would not help; one slow
-    call alone is as likely a pause of this process), this instance sends its calls to
-    threads for ``cooldown`` seconds, then tries the loop again; each time it has to leave
-    again the cooldown doubles (up to a minute), so a disk that is always slow holds the
-    loop up twice a minute at most, briefly. One instance per transfer.
+    to a worker thread. Calls slower than ``slow`` seconds that blocked in the kernel on the
+    way (a stalling disk, a network file system; a call that was only preempted is the
+    machine being busy, which threads would not help) held the loop up: once they add up to
+    more than ``BLOCKED_MAX`` within a second, the loop lost more to the disk than thread
+    hops would cost, and this instance sends its calls to threads for ``cooldown`` seconds,
+    then tries the loop again; each time it has to leave again the cooldown doubles (up to a
+    minute), so a disk that is always slow holds the loop up twice a minute at most,
+    briefly. One instance per transfer.
     """
 
     INLINE_MAX = 1024 * 1024
     MAX_COOLDOWN = 60.0
+    BLOCKED_MAX = 0.1  # seconds per second
 
     def __init__(self, *, slow: float = 0.01, cooldown: float = 1.0) -> None:
         self.slow = slow
         self._cooldown = cooldown
         self._threaded_until = 0.0
-        self._last_slow = -math.inf
+        self._window = -math.inf  # when the current second of counting began
+        self._blocked = 0.0  # how long slow calls held the loop up in it
 
     @property
     def threaded(self) -> bool:
@@ -161,12 +164,19 @@ class LocalIO:
         try:
             return fn()
         finally:
-            if time.perf_counter() - started > self.slow and _sleeps() != sleeps:
-                now = time.monotonic()
-                if now - self._last_slow < 1.0:
-                    self._threaded_until = now + self._cooldown
-                    self._cooldown = min(2 * self._cooldown, self.MAX_COOLDOWN)
-                self._last_slow = now
+            took = time.perf_counter() - started
+            if took > self.slow and _sleeps() != sleeps:
+                self._held_up(took)
+
+    def _held_up(self, seconds: float) -> None:
+        now = time.monotonic()
+        if now - self._window >= 1.0:
+            self._window, self._blocked = now, 0.0
+        self._blocked += seconds
+        if self._blocked > self.BLOCKED_MAX:
+            self._threaded_until = now + self._cooldown
+            self._cooldown = min(2 * self._cooldown, self.MAX_COOLDOWN)
+            self._window = -math.inf
 
 
 class AtomicFile:
