@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 import stat
+import sys
+import textwrap
 import threading
 import time
 from functools import partial
@@ -101,21 +103,35 @@ async def test_local_io_leaves_the_loop_for_a_while_when_calls_are_slow() -> Non
     assert await io.run(threading.get_ident, 10) == loop_thread
 
 
-async def test_local_io_stays_on_the_loop_when_a_call_is_slow_without_blocking() -> None:
-    """A call slowed by a busy machine (computing, or preempted) never slept in the kernel:
-    threads would not make it faster, so calls stay on the loop."""
-    loop_thread = threading.get_ident()
-    io = LocalIO(slow=0.05, cooldown=0.5)
+BUSY_CHILD = textwrap.dedent(
+    """
+    import asyncio, threading, time
+    from mpr_storage._files import LocalIO
 
-    def busy() -> int:
+    def busy():
         deadline = time.perf_counter() + 0.1
         while time.perf_counter() < deadline:
             pass
         return threading.get_ident()
 
-    for _ in range(3):
-        assert await io.run(busy, 10) == loop_thread
-    assert not io.threaded
+    async def main():
+        io = LocalIO(slow=0.05, cooldown=0.5)
+        threads = {await io.run(busy, 10) for _ in range(3)}
+        print(threads == {threading.get_ident()} and not io.threaded)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_local_io_stays_on_the_loop_when_a_call_is_slow_without_blocking() -> None:
+    """A call slowed by a busy machine (computing, or preempted) never slept in the kernel:
+    threads would not make it faster, so calls stay on the loop. In a process of its own: a
+    thread of the test process waking meanwhile would make the call wait for the GIL, which
+    is sleeping too."""
+    result = await anyio.run_process([sys.executable, "-c", BUSY_CHILD], check=False)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert result.stdout.decode().strip() == "True"
 
 
 async def test_local_io_leaves_the_loop_at_once_after_one_long_stall() -> None:
