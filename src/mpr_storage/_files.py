@@ -123,7 +123,8 @@ class LocalIO:
     plain-file clients write on the loop. Calls on more than ``INLINE_MAX`` bytes always go
     to a worker thread. Calls slower than ``slow`` seconds that blocked in the kernel on the
     way (a stalling disk, a network file system; a call that was only preempted is the
-    machine being busy, which threads would not help) held the loop up: once they add up to
+    machine being busy, which threads would not help; a wait for the GIL counts as blocked,
+    which the budget below absorbs) held the loop up: once they add up to
     more than ``BLOCKED_MAX`` within a second, the loop lost more to the disk than thread
     hops would cost, and this instance sends its calls to threads for ``cooldown`` seconds,
     then tries the loop again; each time it has to leave again the cooldown doubles (up to a
