@@ -124,12 +124,12 @@ class LocalIO:
     to a worker thread. Calls slower than ``slow`` seconds that blocked in the kernel on the
     way (a stalling disk, a network file system; a call that was only preempted is the
     machine being busy, which threads would not help; a wait for the GIL counts as blocked,
-    which the budget below absorbs) held the loop up: once they add up to
-    more than ``BLOCKED_MAX`` within a second, the loop lost more to the disk than thread
-    hops would cost, and this instance sends its calls to threads for ``cooldown`` seconds,
-    then tries the loop again; each time it has to leave again the cooldown doubles (up to a
-    minute), so a disk that is always slow holds the loop up twice a minute at most,
-    briefly. One instance per transfer.
+    which the budget absorbs) held the loop up: once they add up to more than
+    ``BLOCKED_MAX`` within a second, the loop lost more to the disk than thread hops would
+    cost, and this instance sends its calls to threads for ``cooldown`` seconds, then tries
+    the loop again; each time it has to leave again the cooldown doubles (up to a minute), so
+    a disk that is always slow holds the loop up twice a minute at most, briefly. One
+    instance per transfer.
     """
 
     INLINE_MAX = 1024 * 1024

@@ -310,7 +310,7 @@ class Transport(abc.ABC):
     ) -> str:
         """PUT the first ``size`` bytes of the open file ``fd``: read whole up to
         :data:`SMALL_BODY`, else hashed in one streaming pass and streamed from the file
-        (Content-MD5 checked by the server). Returns the ETag."""
+        (its :attr:`upload_checksum` checked by the server). Returns the ETag."""
         kind, sign = self.upload_checksum, self.signs_payload
         if size <= SMALL_BODY:
             data: bytes | None = await io.run(partial(read_fd, fd, size), size)
