@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import stat
@@ -16,6 +17,7 @@ import anyio
 import pytest
 
 from mpr_storage import _files
+from mpr_storage._config import Checksum
 from mpr_storage._files import LocalIO, atomic_writer, temp_path_for, write_atomic
 
 
@@ -138,3 +140,27 @@ async def test_local_io_leaves_the_loop_at_once_after_one_long_stall() -> None:
     io = LocalIO(slow=0.05)
     await io.run(partial(time.sleep, 0.15), 10)  # a tenth of a second and more, in one call
     assert io.threaded
+
+
+@pytest.mark.parametrize("checksum", ["crc32", "md5"])
+def test_upload_checksums_are_the_values_botocore_sends(tmp_path: Path, checksum: Checksum) -> None:
+    from botocore.httpchecksum import Crc32Checksum
+    from botocore.utils import calculate_md5
+
+    data = os.urandom(3 * _files.STREAM_CHUNK + 12345)  # streamed across chunk boundaries
+    if checksum == "crc32":
+        reference = Crc32Checksum()
+        reference.update(data)
+        expected = reference.b64digest()
+    else:
+        expected = calculate_md5(data)
+    path = tmp_path / "body"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        streamed = _files.hash_fd(fd, len(data), checksum=checksum, sha256=True)
+    finally:
+        os.close(fd)
+    whole = _files.digests(data, checksum=checksum, sha256=True)
+    assert whole == streamed == (expected, hashlib.sha256(data).hexdigest())
+    assert _files.digests(b"", checksum="crc32", sha256=False) == ("AAAAAA==", None)
