@@ -1310,7 +1310,9 @@ def main(argv: list[str] | None = None) -> int:
     ):
         work = Path(tmp)
         print(f"== starting SeaweedFS (data in {work / 'seaweedfs'})")
-        server = LocalS3Server(kind="seaweedfs", data_dir=work / "seaweedfs")
+        # One bucket takes ~2.5 GB: with 1 GB volumes SeaweedFS never grows new ones during
+        # the runs (at 64 MB it does every ~450 MB, and the writes then wait up to ~0.7 s).
+        server = LocalS3Server(kind="seaweedfs", data_dir=work / "seaweedfs", volume_size_mb=1024)
         try:
             server.start()
             server.create_buckets(BUCKET)

@@ -97,12 +97,15 @@ def assert_stopped(server: LocalS3Server) -> None:
 
 def test_seaweedfs_round_trip_then_stop(tmp_path: Path) -> None:
     data = tmp_path / "new" / "data"
-    server = LocalS3Server(kind="seaweedfs", data_dir=data)
+    server = LocalS3Server(kind="seaweedfs", data_dir=data, volume_size_mb=256)
     assert server.start() is server
     try:
         assert server.kind == "seaweedfs"
         pid, port = server.pid, port_of(server)
         assert pid is not None
+        if sys.platform == "linux":
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert b"-master.volumeSizeLimitMB=256" in cmdline
         assert server.endpoint_url == f"http://127.0.0.1:{port}"
         round_trip(server, "mpr-media-in", "mpr-media-out")
         # It checks signatures, which is why the suite runs against it.
@@ -241,6 +244,13 @@ def test_env() -> None:
         server.create_buckets("moto-eu-bucket")  # with its LocationConstraint
     with pytest.raises(RuntimeError, match="not running"):
         LocalS3Server(kind="moto").env()
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="port"):
+        LocalS3Server(port=70000)
+    with pytest.raises(ValueError, match="volume_size_mb"):
+        LocalS3Server(volume_size_mb=0)
 
 
 @pytest.mark.parametrize("kind", ["seaweedfs", "moto"])

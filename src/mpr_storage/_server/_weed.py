@@ -98,7 +98,12 @@ def registered_volumes(master_port: int) -> int | None:
 
 
 def weed_command(
-    weed: str, data: Path, ports: dict[str, int], known: Mapping[str, str]
+    weed: str,
+    data: Path,
+    ports: dict[str, int],
+    known: Mapping[str, str],
+    *,
+    volume_size_mb: int = 64,
 ) -> list[str]:
     command = [
         weed,
@@ -113,7 +118,7 @@ def weed_command(
         "-volume.max=0",
         # Each bucket is a collection with volumes of its own, and -volume.max=0 allows
         # free disk / volume size of them: with the 30 GB default, ~11 buckets fill it.
-        "-master.volumeSizeLimitMB=64",
+        f"-master.volumeSizeLimitMB={volume_size_mb}",
     ]
 
     def optional(flag: str, value: str) -> None:
