@@ -119,6 +119,26 @@ async def test_upload_guesses_content_type(storage: Storage, s3: S3Target, tmp_p
     assert types == ["image/jpeg", "video/mp4", "application/octet-stream"]
 
 
+def test_content_type_guesses_agree_with_mimetypes() -> None:
+    """The guess is looked up once per ending; it must be what mimetypes says of every name."""
+    import mimetypes
+    import random
+    import string
+
+    from mpr_storage._objects import guess_content_type
+
+    endings = [*mimetypes.types_map, *mimetypes.encodings_map, *mimetypes.suffix_map]
+    endings += [".JPG", ".Gz", ".", ""]
+    names = [*SPECIAL_KEYS, "x.tar.gz", ".tar.gz", ".hidden", "..mp4", "a..jpg", "data:x.jpg"]
+    rnd = random.Random(14)
+    for _ in range(5000):
+        stem = "".join(rnd.choices(string.ascii_letters + "._-/:?#\\ %", k=rnd.randint(0, 6)))
+        names.append(stem + "".join(rnd.choices(endings, k=rnd.randint(0, 3))))
+    for name in names:
+        expected = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+        assert guess_content_type(name) == expected, name
+
+
 async def test_download_to_temp_suffix_and_ownership(
     storage: Storage, s3: S3Target, tmp_path: Path
 ) -> None:

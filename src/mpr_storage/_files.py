@@ -259,16 +259,21 @@ async def atomic_writer(path: Path, io: LocalIO | None = None) -> AsyncIterator[
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def open_regular(path: Path) -> tuple[int, int]:
+def open_regular(path: Path, *, read_up_to: int = 0) -> tuple[int, int, bytes | None]:
     """Open for reading without blocking on a FIFO, and refuse anything but a regular file
     (the walk checked already; this closes the race with a file swapped meanwhile):
-    ``(fd, size)``."""
+    ``(fd, size, data)``, ``data`` the content of a file of at most ``read_up_to`` bytes
+    (read in the same call: one trip for a frame), else ``None``."""
     fd = os.open(path, _OPEN_FLAGS)
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(0, "not a regular file: not read", str(path))
+        size = st.st_size
+        return fd, size, read_fd(fd, size) if size <= read_up_to else None
+    except BaseException:
         os.close(fd)
-        raise OSError(0, "not a regular file: not read", str(path))
-    return fd, st.st_size
+        raise
 
 
 CHECKSUM_HEADERS: dict[Checksum, str] = {"md5": "Content-MD5", "crc32": "x-amz-checksum-crc32"}
@@ -327,6 +332,7 @@ def digests(data: bytes, *, checksum: Checksum = "md5", sha256: bool) -> tuple[s
 
 
 def read_fd(fd: int, size: int) -> bytes:
+    """Blocking: the file's first ``size`` bytes (refused if it has fewer)."""
     os.lseek(fd, 0, os.SEEK_SET)
     data = os.read(fd, size)
     if len(data) != size:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import mimetypes
 import os
 import tempfile
@@ -291,7 +292,21 @@ async def download_to_temp(
 
 
 def guess_content_type(name: str) -> str:
-    """The MIME type for a file or key name (``application/octet-stream`` if unknown)."""
+    """The MIME type for a file or key name (``application/octet-stream`` if unknown), as
+    :func:`mimetypes.guess_type` gives it; looked up once per ending (the last two suffixes,
+    all it reads: ``.tar.gz`` is a gzipped tar), not once per frame."""
+    if ":" not in name:  # else mimetypes reads a URL scheme: ask it about the whole name
+        name = name[name.rfind("/") + 1 :]
+        start = len(name) - len(name.lstrip("."))  # leading dots start no suffix
+        last = name.rfind(".", start)
+        if last > start:
+            before = name.rfind(".", start, last)
+            name = "x" + name[before if before > start else last :]
+    return _guess_type(name)
+
+
+@functools.lru_cache(maxsize=128)
+def _guess_type(name: str) -> str:
     return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 
@@ -338,7 +353,7 @@ async def upload_file(
     progress = ByteProgress(on_progress)
     if size < settings.multipart_threshold:
         io = LocalIO()
-        fd, _ = await io.run(partial(open_regular, path), 0)
+        fd, _, _ = await io.run(partial(open_regular, path), 0)
         try:
             etag = await transport.put_file(
                 bucket,

@@ -302,6 +302,7 @@ class Transport(abc.ABC):
         fd: int,
         size: int,
         *,
+        data: bytes | None = None,
         content_type: str,
         io: LocalIO,
         operation: str,
@@ -309,12 +310,13 @@ class Transport(abc.ABC):
         on_throttle: Throttle | None = None,
     ) -> str:
         """PUT the first ``size`` bytes of the open file ``fd``: read whole up to
-        :data:`SMALL_BODY`, else hashed in one streaming pass and streamed from the file
-        (its :attr:`upload_checksum` checked by the server). Returns the ETag."""
+        :data:`SMALL_BODY` (``data``: read already), else hashed in one streaming pass and
+        streamed from the file (its :attr:`upload_checksum` checked by the server). Returns
+        the ETag."""
         kind, sign = self.upload_checksum, self.signs_payload
         if size <= SMALL_BODY:
-            data: bytes | None = await io.run(partial(read_fd, fd, size), size)
-            assert data is not None
+            if data is None:
+                data = await io.run(partial(read_fd, fd, size), size)
             value, sha256 = digests(data, checksum=kind, sha256=sign)
         else:
             data = None

@@ -19,6 +19,7 @@ from ._keys import check_bucket, check_key
 from ._manifest import same_content
 from ._models import ObjectInfo, ProgressCallback, TransferReport
 from ._objects import guess_content_type, part_size_for
+from ._transport import SMALL_BODY
 from ._walk import Found, Problem, walk_files
 
 __all__ = ["CHUNK", "MULTIPART_AT_ONCE", "upload_many"]
@@ -135,12 +136,15 @@ async def upload_many(
             walker.close()
 
     async def work(key: str, item: Found) -> int | None:
+        existing = remote.get(key)
+        # A frame is read as it is opened (one trip), unless its content may be compared first.
+        read_up_to = 0 if existing is not None else SMALL_BODY
         try:
-            fd, size = await io.run(partial(open_regular, item.path), 0)
+            opened = partial(open_regular, item.path, read_up_to=read_up_to)
+            fd, size, data = await io.run(opened, read_up_to)
         except OSError as exc:
             raise local_error(key, exc.strerror or str(exc), item.path, exc.errno) from exc
         try:
-            existing = remote.get(key)
             if existing is not None and existing.size == size:
                 check = partial(
                     same_content,
@@ -157,6 +161,7 @@ async def upload_many(
                     key,
                     fd,
                     size,
+                    data=data,
                     content_type=guess_content_type(key),
                     io=io,
                     operation="upload_many",
