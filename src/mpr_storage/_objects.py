@@ -20,7 +20,7 @@ from ._errors import StorageError
 from ._files import LocalIO, open_regular
 from ._keys import check_bucket, check_key, check_key_iterable
 from ._models import BytesCallback, ObjectInfo
-from ._transport import ByteProgress
+from ._transport import SMALL_BODY, ByteProgress
 
 __all__ = [
     "ObjectInfo",
@@ -353,13 +353,16 @@ async def upload_file(
     progress = ByteProgress(on_progress)
     if size < settings.multipart_threshold:
         io = LocalIO()
-        fd, _, _ = await io.run(partial(open_regular, path), 0)
+        # Read as it is opened, as upload_many does: the size sent is the opened file's.
+        opened = partial(open_regular, path, read_up_to=SMALL_BODY)
+        fd, size, data = await io.run(opened, SMALL_BODY)
         try:
             etag = await transport.put_file(
                 bucket,
                 key,
                 fd,
                 size,
+                data=data,
                 content_type=content_type,
                 io=io,
                 operation="upload_file",
