@@ -10,8 +10,10 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import pytest
@@ -19,6 +21,8 @@ import pytest
 from mpr_storage import _files
 from mpr_storage._config import Checksum
 from mpr_storage._files import LocalIO, atomic_writer, temp_path_for, write_atomic
+
+T = TypeVar("T")
 
 
 def _umask() -> int:
@@ -75,6 +79,37 @@ async def test_atomic_writer_discards_on_error_and_cancel(tmp_path: Path) -> Non
         await f.write(b"whole")
     assert target.read_bytes() == b"whole"
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()
+
+
+class _CountingIO(LocalIO):
+    """Records how many bytes each call it runs moves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def run(self, fn: Callable[[], T], nbytes: int) -> T:
+        self.sizes.append(nbytes)
+        return await super().run(fn, nbytes)
+
+
+@pytest.mark.parametrize("block", [256 * 1024, 1024 * 1024])
+async def test_a_streamed_body_is_written_in_blocks_of_at_most_block(
+    tmp_path: Path, block: int
+) -> None:
+    pieces = [os.urandom(n) for n in (1, 70_000, 250_000, 65_536, 17, 200_000, 99_999)] * 9
+
+    async def body() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    io = _CountingIO()
+    async with atomic_writer(tmp_path / "out.bin", io, block=block) as f:
+        written = await f.write_all(body())
+    assert written == sum(map(len, pieces))
+    assert (tmp_path / "out.bin").read_bytes() == b"".join(pieces)
+    assert io.sizes and max(io.sizes) <= block  # gathered up to a block, never past it
+    assert len(io.sizes) < len(pieces)
 
 
 async def test_local_io_leaves_the_loop_for_a_while_when_calls_are_slow() -> None:

@@ -187,11 +187,10 @@ class LocalIO:
 class AtomicFile:
     """The file :func:`atomic_writer` yields: ``await f.write(data)``."""
 
-    BLOCK = STREAM_CHUNK  # the write size of write_all, and its one buffer
-
-    def __init__(self, fp: BinaryIO, io: LocalIO) -> None:
+    def __init__(self, fp: BinaryIO, io: LocalIO, block: int) -> None:
         self._fp = fp
         self._io = io
+        self.block = block  # the largest write of write_all, and what it holds
 
     async def write(self, data: bytes | memoryview) -> None:
         await self._io.run(partial(self._fp.write, data), len(data))
@@ -199,7 +198,7 @@ class AtomicFile:
     async def write_all(self, chunks: AsyncIterable[bytes]) -> int:
         """Write a body arriving in ``chunks`` of any size; returns the bytes written.
 
-        The chunks are gathered until they make a ``BLOCK`` and written together with one
+        The chunks are gathered while they fit in a ``block`` and written together with one
         ``writev`` (no copy into a block buffer, no block-sized allocation per write), so a
         download holds at most one block plus the chunk in hand however slow the disk.
         """
@@ -207,11 +206,11 @@ class AtomicFile:
         size = total = 0
         async for chunk in chunks:
             total += len(chunk)
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= self.BLOCK or len(pending) >= _IOV_MAX:
+            if pending and (size + len(chunk) > self.block or len(pending) >= _IOV_MAX):
                 await self._write_chunks(pending, size)
                 pending, size = [], 0
+            pending.append(chunk)
+            size += len(chunk)
         if pending:
             await self._write_chunks(pending, size)
         return total
@@ -242,16 +241,19 @@ def _writev_all(fd: int, chunks: list[bytes]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def atomic_writer(path: Path, io: LocalIO | None = None) -> AsyncIterator[AtomicFile]:
+async def atomic_writer(
+    path: Path, io: LocalIO | None = None, *, block: int = STREAM_CHUNK
+) -> AsyncIterator[AtomicFile]:
     """Yield a file to write; on a clean exit it replaces ``path``, otherwise it disappears.
 
-    Writes go through ``io`` (a new :class:`LocalIO` by default); open, close, rename and
-    unlink are synchronous, so cancellation cannot interrupt the cleanup: a cancelled or
-    failed transfer never leaves a partial file or a temp file behind.
+    Writes go through ``io`` (a new :class:`LocalIO` by default), those of
+    :meth:`AtomicFile.write_all` ``block`` bytes at most; open, close, rename and unlink are
+    synchronous, so cancellation cannot interrupt the cleanup: a cancelled or failed transfer
+    never leaves a partial file or a temp file behind.
     """
     fd, tmp = temp_path_for(path)
     with _renamed_into_place(tmp, path), os.fdopen(fd, "wb") as fp:
-        yield AtomicFile(fp, io or LocalIO())
+        yield AtomicFile(fp, io or LocalIO(), block)
 
 
 # --- reading files to upload ------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ._engine import AdaptiveLimit as _AdaptiveLimit
 from ._engine import Engine, batches
 from ._engine import check_concurrency as _check_concurrency
 from ._errors import LocalFileError, StorageError
-from ._files import LocalIO
+from ._files import STREAM_CHUNK, LocalIO
 from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
 from ._manifest import MANIFEST_NAME, Entry, Manifest, same_content
 from ._models import KeySource, ObjectInfo, ProgressCallback, TransferReport
@@ -276,6 +276,7 @@ async def download_many(
             if_none_match=get.if_none_match,
             on_throttle=engine.limit.throttled,
             read_ahead=BULK_READ_AHEAD,
+            block=STREAM_CHUNK,
         )
         if got is None:  # 304: the object still has the ETag of the file we wrote
             return None
