@@ -215,7 +215,7 @@ async def download_file(
 ) -> Path:
     """Download ``key`` to the file ``dest`` (parents created) and return its path.
 
-    Atomic: the body is streamed through one 256 KiB block (never held whole) to a temp file
+    Atomic: the body is streamed in writes of at most 1 MiB (never held whole) to a temp file
     beside ``dest`` and renamed into place only when complete; a failed or cancelled download
     leaves neither a partial nor a temp file, and an existing ``dest`` stays as it was.
 
