@@ -10,7 +10,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 
-from . import _frames, _objects, _presign, _surface, _transfer
+from . import _frames, _objects, _presign, _put, _surface, _transfer
 from ._client import BaseStorage, S3Client
 from ._objects import ObjectInfo
 
@@ -73,7 +73,7 @@ class Storage(BaseStorage):
     delete_objects = _objects.delete_objects
     download_file = _objects.download_file
     download_to_temp = _objects.download_to_temp
-    upload_file = _objects.upload_file
+    upload_file = _put.upload_file
     get_presigned_url = _presign.get_presigned_url
     download_many = _transfer.download_many
     upload_many = _transfer.upload_many
@@ -133,7 +133,7 @@ list_buckets = _surface.on_default(_objects.list_buckets, default_storage)
 delete_objects = _surface.on_default(_objects.delete_objects, default_storage)
 download_file = _surface.on_default(_objects.download_file, default_storage)
 download_to_temp = _surface.on_default(_objects.download_to_temp, default_storage)
-upload_file = _surface.on_default(_objects.upload_file, default_storage)
+upload_file = _surface.on_default(_put.upload_file, default_storage)
 get_presigned_url = _surface.on_default(_presign.get_presigned_url, default_storage)
 download_many = _surface.on_default(_transfer.download_many, default_storage)
 upload_many = _surface.on_default(_transfer.upload_many, default_storage)

@@ -22,7 +22,7 @@ from ._files import STREAM_CHUNK, LocalIO
 from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
 from ._manifest import MANIFEST_NAME, Entry, Manifest, same_content
 from ._models import KeySource, ObjectInfo, ProgressCallback, TransferReport
-from ._objects import part_size_for
+from ._put import part_size_for
 from ._transport import BULK_READ_AHEAD
 from ._uploads import upload_many
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import anyio
 
-from . import _objects
+from . import _objects, _put
 from ._client import BaseStorage
 from ._engine import Engine, check_concurrency
 from ._errors import LocalFileError, StorageError
@@ -18,7 +18,7 @@ from ._files import LocalIO, open_regular
 from ._keys import check_bucket, check_key
 from ._manifest import same_content
 from ._models import ObjectInfo, ProgressCallback, TransferReport
-from ._objects import guess_content_type, part_size_for
+from ._put import guess_content_type, part_size_for
 from ._transport import SMALL_BODY
 from ._walk import Found, Problem, walk_files
 
@@ -171,7 +171,7 @@ async def upload_many(
         finally:
             os.close(fd)
         async with big:
-            await _objects.upload_file(storage, item.path, bucket, key)
+            await _put.upload_file(storage, item.path, bucket, key)
         return size
 
     await engine.run(produce, work)
