@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +39,16 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     if FAST_PATH:
         monkeypatch.setenv("S3_FAST_PATH", FAST_PATH)
+
+
+@pytest.fixture
+def private_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system temp dir, for this test alone: the other test workers write to the real one
+    meanwhile (certificates, proxies), so listing it would see their files."""
+    path = tmp_path / "system-temp"
+    path.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(path))
+    return path
 
 
 def _start(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3Server]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -102,10 +101,11 @@ async def test_long_cjk_file_names_download(storage: Storage, s3: S3Target, tmp_
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [name]  # no temp file left
 
 
-async def test_download_to_temp_is_private(storage: Storage, s3: S3Target, tmp_path: Path) -> None:
+async def test_download_to_temp_is_private(
+    storage: Storage, s3: S3Target, tmp_path: Path, private_tempdir: Path
+) -> None:
     (tmp_path / "f").write_bytes(b"secret")
     await storage.upload_file(tmp_path / "f", s3.bucket, s3.key("clip.mp4"))
-    before = set(os.listdir(tempfile.gettempdir()))
     old = os.umask(0o022)
     try:
         path = await storage.download_to_temp(s3.bucket, s3.key("clip.mp4"))
@@ -113,9 +113,9 @@ async def test_download_to_temp_is_private(storage: Storage, s3: S3Target, tmp_p
         os.umask(old)
     try:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_bytes() == b"secret"
-        assert set(os.listdir(tempfile.gettempdir())) - before == {path.name}  # nothing else
+        assert os.listdir(private_tempdir) == [path.name]  # nothing else
     finally:
         path.unlink()
     with pytest.raises(mpr_storage.ObjectNotFoundError):
         await storage.download_to_temp(s3.bucket, s3.key("missing.mp4"))
-    assert set(os.listdir(tempfile.gettempdir())) == before
+    assert os.listdir(private_tempdir) == []

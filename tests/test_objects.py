@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import tempfile
 import time
 from pathlib import Path
 
@@ -124,13 +123,11 @@ async def test_missing_key_raises_and_leaves_nothing(
 
 
 async def test_download_to_temp_leaves_no_temp_file_on_failure(
-    storage: Storage, s3: S3Target
+    storage: Storage, s3: S3Target, private_tempdir: Path
 ) -> None:
-
-    before = set(os.listdir(tempfile.gettempdir()))
     with pytest.raises(ObjectNotFoundError):
         await storage.download_to_temp(s3.bucket, s3.key("missing.mp4"))
-    assert set(os.listdir(tempfile.gettempdir())) - before == set()
+    assert os.listdir(private_tempdir) == []
 
 
 async def test_missing_bucket(storage: Storage, tmp_path: Path) -> None:
