@@ -19,6 +19,14 @@ _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 _FORWARDED = re.compile(r"^http \S+ -> \S+")
 
 
+# pproxy installs uvloop's loop policy when it can import uvloop (a test dependency, for the
+# uvloop run), and then fails to start ("no current event loop"): run it on asyncio's loop.
+_PPROXY = (
+    "import runpy, sys; sys.modules['uvloop'] = None; "
+    "sys.argv[0] = 'pproxy'; runpy.run_module('pproxy', run_name='__main__')"
+)
+
+
 class ForwardProxy:
     """pproxy (a real HTTP forward proxy) in its own process on 127.0.0.1. It logs one line per
     client connection it forwards (``http <client> -> <host:port>``); :meth:`count` reads it.
@@ -43,7 +51,7 @@ class ForwardProxy:
         port = closed_port()
         self._output = self._log.open("wb")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "pproxy", "-l", f"http://127.0.0.1:{port}", "-v"],
+            [sys.executable, "-c", _PPROXY, "-l", f"http://127.0.0.1:{port}", "-v"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._output,
