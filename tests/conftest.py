@@ -11,18 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
-from mpr_storage import Storage, StorageSettings
+from mpr_storage import Storage, StorageSettings, _retry
 from mpr_storage._server import LocalS3Server
 from nettools import ForwardProxy
 from s3proxy import FaultProxy
 
 BUCKET = "mpr-test"
 SERVER_KINDS = ("moto", "seaweedfs")
-# The parity run: `S3_FAST_PATH=0 pytest` runs the whole suite through the botocore transport
-# (tests that choose a path themselves keep their choice). Read before isolated_env clears it.
-FAST_PATH = os.environ.get("S3_FAST_PATH", "")
+# Every test on the wire (through the `s3`/`seaweed` targets) runs on both transports, the
+# fast path and botocore, unless it chooses one itself (a `fast_path` parameter).
+# MPR_TEST_TRANSPORTS=fast (or botocore) narrows that, e.g. for a quick run on one transport.
+TRANSPORTS = tuple(
+    t for t in os.environ.get("MPR_TEST_TRANSPORTS", "fast,botocore").split(",") if t
+)
 _counter = itertools.count()
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -37,8 +42,45 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    if FAST_PATH:
-        monkeypatch.setenv("S3_FAST_PATH", FAST_PATH)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "transport" in metafunc.fixturenames and "fast_path" not in metafunc.fixturenames:
+        metafunc.parametrize("transport", TRANSPORTS, indirect=True)
+
+
+@pytest.fixture
+def transport(request: pytest.FixtureRequest) -> str:
+    """``fast`` or ``botocore``: the transport of the test's S3 target (``S3_FAST_PATH``)."""
+    return str(getattr(request, "param", "fast"))
+
+
+class VirtualClock(_retry.Clock):
+    """The retry loop's clock, with backoff waits recorded and skipped: the schedule is
+    checked (``waits``), not slept through. Virtual time adds what was skipped to the real
+    clock, so a retry budget still ends a request."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self._skipped = 0.0
+
+    def now(self) -> float:
+        return super().now() + self._skipped
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self._skipped += seconds
+        await anyio.lowlevel.checkpoint()  # still a checkpoint, as a real wait is
+
+
+@pytest.fixture(autouse=True)
+def backoff(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
+    """Retries in this process wait no real time (tests marked ``real_backoff`` do: a
+    server that must come back meanwhile). Subprocesses keep the real clock."""
+    clock = VirtualClock()
+    if request.node.get_closest_marker("real_backoff") is None:
+        monkeypatch.setattr(_retry, "clock", clock)
+    return clock
 
 
 @pytest.fixture
@@ -83,6 +125,7 @@ class S3Target:
     server: LocalS3Server
     bucket: str
     prefix: str
+    transport: str = "fast"
 
     @property
     def kind(self) -> str:
@@ -92,36 +135,45 @@ class S3Target:
         return StorageSettings.from_env(self.env(), **overrides)
 
     def env(self) -> dict[str, str]:
-        """The server's environment, with the parity run's ``S3_FAST_PATH``."""
-        return {**self.server.env(), **({"S3_FAST_PATH": FAST_PATH} if FAST_PATH else {})}
+        """The server's environment, with the test's transport (``S3_FAST_PATH``)."""
+        return {**self.server.env(), "S3_FAST_PATH": "1" if self.transport == "fast" else "0"}
 
     def key(self, name: str) -> str:
         return self.prefix + name
 
 
 def _target(
-    server: LocalS3Server, request: pytest.FixtureRequest, mp: pytest.MonkeyPatch
+    server: LocalS3Server, request: pytest.FixtureRequest, mp: pytest.MonkeyPatch, transport: str
 ) -> S3Target:
-    for name, value in server.env().items():
-        mp.setenv(name, value)  # isolated_env has set the parity run's S3_FAST_PATH
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:40]
-    return S3Target(server, BUCKET, f"t{next(_counter)}-{name}/")
+    target = S3Target(server, BUCKET, f"t{next(_counter)}-{name}/", transport)
+    for var, value in target.env().items():
+        mp.setenv(var, value)  # the module-level API and subprocesses see the same target
+    return target
 
 
 @pytest.fixture
 def s3(
-    server: LocalS3Server, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    server: LocalS3Server,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    transport: str,
 ) -> S3Target:
-    """A target on each server; the environment points the module-level API at it."""
-    return _target(server, request, monkeypatch)
+    """A target on each server and transport; the environment points the module-level API
+    at it."""
+    return _target(server, request, monkeypatch, transport)
 
 
 @pytest.fixture
 def seaweed(
-    seaweedfs_server: LocalS3Server, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    seaweedfs_server: LocalS3Server,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    transport: str,
 ) -> S3Target:
-    """A target on SeaweedFS only (it checks signatures and expiry like MinIO/AWS do)."""
-    return _target(seaweedfs_server, request, monkeypatch)
+    """A target on SeaweedFS only (it checks signatures and expiry like MinIO/AWS do), on
+    each transport."""
+    return _target(seaweedfs_server, request, monkeypatch, transport)
 
 
 @pytest.fixture

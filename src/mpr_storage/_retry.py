@@ -12,7 +12,15 @@ import anyio
 
 from ._errors import REFRESH_CODES, THROTTLING_CODES, StorageConnectionError, StorageError
 
-__all__ = ["RetryPolicy", "backoff_delay", "is_retryable", "is_throttle", "retrying"]
+__all__ = [
+    "Clock",
+    "RetryPolicy",
+    "backoff_delay",
+    "clock",
+    "is_retryable",
+    "is_throttle",
+    "retrying",
+]
 
 T = TypeVar("T")
 
@@ -60,6 +68,20 @@ def backoff_delay(attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACK
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
+class Clock:
+    """What the retry loop waits with: the monotonic clock and a sleep. The one instance,
+    :data:`clock`, is what tests replace to check a backoff schedule without sleeping it."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+clock = Clock()
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How long a request keeps trying: ``attempts`` in all, within ``budget`` seconds."""
@@ -85,7 +107,7 @@ async def retrying(
     something changed. ``on_throttle()`` is told of every throttling answer (bulk transfers
     lower their concurrency on it).
     """
-    deadline = time.monotonic() + policy.budget
+    deadline = clock.now() + policy.budget
     refreshed = False
     attempt = 0
     while True:
@@ -105,6 +127,6 @@ async def retrying(
             delay = backoff_delay(attempt, base=policy.base)
             if exc.retry_after is not None:
                 delay = max(delay, exc.retry_after)
-            if time.monotonic() + delay > deadline:
+            if clock.now() + delay > deadline:
                 raise
-        await anyio.sleep(delay)
+        await clock.sleep(delay)
