@@ -112,15 +112,27 @@ async def test_a_streamed_body_is_written_in_blocks_of_at_most_block(
     assert len(io.sizes) < len(pieces)
 
 
+class _Clock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def test_local_io_leaves_the_loop_for_a_while_when_calls_are_slow() -> None:
     loop_thread = threading.get_ident()
-    io = LocalIO(slow=0.05, cooldown=0.5)
+    clock = _Clock()
+    io = LocalIO(slow=0.05, cooldown=0.5, clock=clock)
     assert await io.run(threading.get_ident, 64 * 1024) == loop_thread
     assert await io.run(threading.get_ident, LocalIO.INLINE_MAX + 1) != loop_thread  # big: thread
     assert await io.run(threading.get_ident, 0) == loop_thread
 
     def slow() -> int:
-        time.sleep(0.06)  # a stalling disk
+        time.sleep(0.06)  # a stalling disk: blocked in the kernel for longer than `slow`
+        clock.now += 0.06
         return threading.get_ident()
 
     assert await io.run(slow, 10) == loop_thread  # measured
@@ -128,15 +140,15 @@ async def test_local_io_leaves_the_loop_for_a_while_when_calls_are_slow() -> Non
     assert await io.run(slow, 10) == loop_thread  # 12% within a second: leave for a while
     assert io.threaded
     assert await io.run(threading.get_ident, 10) != loop_thread  # for a while in a thread
-    await anyio.sleep(1.1)  # the cooldown (and the one-second window) is over: back on the loop
+    clock.now += 1.1  # the cooldown (and the one-second window) is over: back on the loop
     assert not io.threaded
     assert await io.run(threading.get_ident, 10) == loop_thread
     assert await io.run(slow, 10) == loop_thread
     assert await io.run(slow, 10) == loop_thread  # slow again: threads for twice as long
-    await anyio.sleep(0.6)
+    clock.now += 0.6
     assert io.threaded
     assert await io.run(threading.get_ident, 10) != loop_thread
-    await anyio.sleep(0.5)
+    clock.now += 0.5
     assert await io.run(threading.get_ident, 10) == loop_thread
 
 

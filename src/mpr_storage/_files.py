@@ -140,8 +140,15 @@ class LocalIO:
     MAX_COOLDOWN = 60.0
     BLOCKED_MAX = 0.1  # seconds per second
 
-    def __init__(self, *, slow: float = 0.01, cooldown: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        slow: float = 0.01,
+        cooldown: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.slow = slow
+        self._clock = clock  # for the windows and cooldowns (tests move it on)
         self._cooldown = cooldown
         self._threaded_until = 0.0
         self._window = -math.inf  # when the current second of counting began
@@ -150,7 +157,7 @@ class LocalIO:
     @property
     def threaded(self) -> bool:
         """Whether calls go to worker threads now."""
-        return time.monotonic() < self._threaded_until
+        return self._clock() < self._threaded_until
 
     @threaded.setter
     def threaded(self, value: bool) -> None:
@@ -174,7 +181,7 @@ class LocalIO:
                 self._held_up(took)
 
     def _held_up(self, seconds: float) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._window >= 1.0:
             self._window, self._blocked = now, 0.0
         self._blocked += seconds
