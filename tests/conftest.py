@@ -46,7 +46,10 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "transport" in metafunc.fixturenames and "fast_path" not in metafunc.fixturenames:
-        metafunc.parametrize("transport", TRANSPORTS, indirect=True)
+        # `one_transport`: the test is about what sits above the wire (the CLI, the sync
+        # shim, loop lifecycles); the transports are compared by the tests below it.
+        one = metafunc.definition.get_closest_marker("one_transport") is not None
+        metafunc.parametrize("transport", TRANSPORTS[:1] if one else TRANSPORTS, indirect=True)
 
 
 @pytest.fixture

@@ -29,6 +29,9 @@ import pytest
 from conftest import S3Target
 from mpr_storage._cli import main
 
+# Above the wire: the transports are compared by the tests of the layers below.
+pytestmark = pytest.mark.one_transport
+
 KiB = 1024
 MiB = 1024 * KiB
 

@@ -13,6 +13,9 @@ import mpr_storage
 from conftest import S3Target
 from mpr_storage import ObjectInfo, ObjectNotFoundError, Storage, sync
 
+# Above the wire: the transports are compared by the tests of the layers below.
+pytestmark = pytest.mark.one_transport
+
 MiB = 1024 * 1024
 
 

@@ -17,6 +17,9 @@ import pytest
 from conftest import S3Target
 from mpr_storage import Storage, sync
 
+# Above the wire: the transports are compared by the tests of the layers below.
+pytestmark = pytest.mark.one_transport
+
 # Runs in a fresh interpreter with warnings as errors: RSS and live objects after each run.
 MANY_RUNS = textwrap.dedent(
     """

@@ -58,6 +58,7 @@ async def test_special_keys_round_trip(
     assert (await storage.download_file(s3.bucket, key, tmp_path / "out")).read_bytes() == data
 
 
+@pytest.mark.slow  # a thousand objects and more, on each server and transport
 async def test_listing_pages_suffixes_and_batched_delete(storage: Storage, s3: S3Target) -> None:
     client = await storage.client()
     keys = [s3.key(f"f/{i:05d}.{'jpg' if i % 3 else 'PNG'}") for i in range(1100)]

@@ -14,6 +14,9 @@ from conftest import S3Target
 from mpr_storage import Storage, StorageSettings
 from mpr_storage._storage import default_storage
 
+# Above the wire: the transports are compared by the tests of the layers below.
+pytestmark = pytest.mark.one_transport
+
 
 async def test_one_shared_client_per_loop(s3: S3Target) -> None:
     first = await mpr_storage.get_s3_client()

@@ -27,6 +27,9 @@ from conftest import S3Target
 from mpr_storage import sync
 from mpr_storage._transfer import MANIFEST_NAME
 
+# Above the wire: the transports are compared by the tests of the layers below.
+pytestmark = pytest.mark.one_transport
+
 # Python 3.12+ warns on fork() in a process with threads (the test servers, the loop thread).
 fork_with_threads = pytest.mark.filterwarnings(
     "ignore:This process .* is multi-threaded:DeprecationWarning"

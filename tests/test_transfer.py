@@ -40,6 +40,7 @@ def leftovers(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.endswith(".part")]
 
 
+@pytest.mark.slow  # a thousand objects and more, on each server and transport
 async def test_upload_many_and_download_many_round_trip(
     storage: Storage, s3: S3Target, tmp_path: Path
 ) -> None:
@@ -272,6 +273,7 @@ async def test_a_failing_progress_callback_surfaces_its_own_error(
         await storage.upload_many(tmp_path / "src", s3.bucket, s3.prefix, on_progress=broken)
 
 
+@pytest.mark.slow  # a thousand objects and more, on each server and transport
 async def test_uploads_start_before_the_source_tree_is_fully_walked(
     storage: Storage, s3: S3Target, tmp_path: Path
 ) -> None:
