@@ -21,7 +21,7 @@ from ._engine import check_concurrency as _check_concurrency
 from ._errors import LocalFileError, StorageError
 from ._files import STREAM_CHUNK, LocalIO, remove_stale_temps
 from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
-from ._manifest import MANIFEST_NAME, Entry, Manifest, same_content
+from ._manifest import MANIFEST_NAME, Entry, Manifest, is_md5_etag, same_content
 from ._models import KeySource, ObjectInfo, ProgressCallback, TransferReport
 from ._put import part_size_for
 from ._transport import BULK_READ_AHEAD
@@ -133,18 +133,26 @@ def _marker(mapper: KeyMapper, key: str, info: ObjectInfo | None, bucket: str) -
     path = mapper.root.joinpath(*rel.split("/")) if rel else mapper.root
     if info is None:
         return _Marker(path)
-    if info.size == 0:
-        return None
-    return _not_a_file(info.size, path, bucket, key)
+    return None if _is_empty(info) else _not_a_file(info, path, bucket)
 
 
-def _not_a_file(size: int, path: Path, bucket: str, key: str) -> LocalFileError:
+_EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+
+
+def _is_empty(info: ObjectInfo) -> bool:
+    """No content: 0 bytes, and no MD5 ETag of a non-empty body (SeaweedFS lists an object
+    ``dir/`` that was written with content as 0 bytes, with its content's MD5)."""
+    return info.size == 0 and not (is_md5_etag(info.etag) and info.etag != _EMPTY_MD5)
+
+
+def _not_a_file(info: ObjectInfo, path: Path, bucket: str) -> LocalFileError:
+    has = f"has {info.size} bytes" if info.size else f"has content (ETag {info.etag})"
     return _local_error(
-        f"the object has {size} bytes but its key ends in '/', which names a directory, "
-        "not a file: not written (only empty directory markers are skipped)",
+        f"the object {has} but its key ends in '/', which names a directory, not a file: "
+        "not written (only empty directory markers are skipped)",
         path,
         bucket,
-        key,
+        info.key,
     )
 
 
@@ -347,8 +355,8 @@ async def download_many(
 
     async def check_marker(key: str, marker: _Marker) -> int | None:
         info = await transport.head(bucket, key, operation="download_many")
-        if info.size:
-            raise _not_a_file(info.size, marker.path, bucket, key)
+        if not _is_empty(info):
+            raise _not_a_file(info, marker.path, bucket)
         return None  # an empty directory marker: nothing to write
 
     async def dispatch(key: str, item: _Get | _Marker) -> int | None:
