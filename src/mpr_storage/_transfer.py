@@ -250,8 +250,9 @@ async def download_many(
     ``dest_dir / k.removeprefix(prefix)``.
 
     One GET per object and no HEAD; keys stream from ``keys`` (an iterable or async iterable of
-    keys or :class:`ObjectInfo`, e.g. :func:`iter_objects`) into ``concurrency`` workers
-    (default ``S3_MAX_CONCURRENCY``). Every file is written to a temp file and renamed into
+    keys or :class:`ObjectInfo`, e.g. :func:`iter_objects`), each started as soon as it arrives,
+    into at most ``concurrency`` workers (default ``S3_MAX_CONCURRENCY``; never more than the
+    keys waiting). Every file is written to a temp file and renamed into
     place when complete, so cancelling leaves only complete files. Transient failures are
     retried with backoff, and throttling lowers the concurrency. Directories are created only
     once an object's body arrives; a call that fails removes the ones it created and left
@@ -259,7 +260,13 @@ async def download_many(
 
     Memory: a body up to 1 MiB is read whole, a larger one streams in 256 KiB pieces, so a
     call holds at most ``concurrency x 1 MiB`` of object data, whatever the sizes; keys are
-    planned in batches of 256.
+    planned as they arrive, up to 256 at a time.
+
+    Keys ending in ``/`` are directory markers: an empty one is skipped, one with content is a
+    per-key :class:`LocalFileError` (a HEAD tells them apart for a key given by name). A key
+    that would map to a file named ``.mpr-manifest.json`` (in any directory) is a per-key
+    :class:`LocalFileError`: that name is reserved for the manifest. Temp files that killed
+    runs left in a directory a key maps to are removed (see ``_files.remove_stale_temps``).
 
     Args:
         prefix: removed from each key to make its path under ``dest_dir``.
@@ -275,11 +282,16 @@ async def download_many(
         on_progress: ``on_progress(done_objects, total_objects, done_bytes)``, a function or a
             coroutine function, called at most every 0.1 s and once at the end with the totals;
             ``total_objects`` is ``None`` while ``keys`` is still being read (a listing), then
-            the final count, which never changes once known.
+            the final count, which never changes once known. It is also called every 0.1 s
+            while no key moves (a key source that waits).
         raise_on_error: when False, return the report instead of raising ``TransferError``.
 
     Returns:
-        The :class:`TransferReport` (``done``, ``skipped``, ``failed``, ``bytes``, ``seconds``).
+        The :class:`TransferReport` (``done``, ``skipped``, ``failed``, ``bytes``, ``seconds``):
+        every key received is in exactly one of ``done``, ``skipped`` and ``failed``, also when
+        the call gave up (the keys it did not finish are in ``failed`` with a
+        :class:`StorageError` saying so), so ``failed`` is the exact retry list. An explicit
+        list is received whole; a stream up to what it yielded before the call gave up.
 
     Raises:
         InvalidKeyError: ``keys`` is an explicit list (not an async iterable) and one of its keys
@@ -289,7 +301,8 @@ async def download_many(
         TypeError: ``keys`` is a single ``str``/``bytes``.
         ValueError: ``concurrency`` is not a positive integer.
         TransferError: some keys failed (after every other key was tried), or the call gave up
-            after keys kept failing at the endpoint; ``.report`` tells. Local problems (a file
+            after keys kept failing at the endpoint (every key received is still in
+            ``.report``). Local problems (a file
             where a directory is needed, a directory where the file goes) are per-key
             :class:`LocalFileError`, never an abort of the other keys.
         StorageConnectionError, ThrottledError: the listing feeding ``keys`` failed.
