@@ -17,7 +17,8 @@ import pytest
 
 from conftest import S3Target
 from mpr_storage import LocalFileError, Storage
-from mpr_storage._files import remove_stale_temps, temp_path_for
+from mpr_storage._files import _PLACE, temp_path_for
+from mpr_storage._leftovers import remove_stale_temps
 from mpr_storage._transfer import MANIFEST_NAME
 from test_transfer import leftovers
 
@@ -126,21 +127,22 @@ def aged(path: Path, seconds: float) -> Path:
 
 def test_only_our_own_temp_files_of_gone_processes_are_removed(tmp_path: Path) -> None:
     dead, alive = dead_pid(), os.getppid()
-    ours_dead = aged(tmp_path / f".frame_1.jpg.{dead:x}-abc1230.part", 60)
+    ours_dead = aged(tmp_path / f".frame_1.jpg.{dead:x}-{_PLACE}abc1230.part", 60)
     ours_legacy = aged(tmp_path / f".frame_2.jpg.{dead:x}abc1231.part", 2 * DAY)  # older name
     keep = {
-        "live owner": aged(tmp_path / f".frame_3.jpg.{alive:x}-abc1232.part", 60),
-        "this run's": aged(tmp_path / f".frame_4.jpg.{os.getpid():x}-abc1233.part", 60),
-        "newer than the run": aged(tmp_path / f".frame_5.jpg.{dead:x}-abc1234.part", -60),
+        "live owner": aged(tmp_path / f".frame_3.jpg.{alive:x}-{_PLACE}abc1232.part", 60),
+        "this run's": aged(tmp_path / f".frame_4.jpg.{os.getpid():x}-{_PLACE}abc1233.part", 60),
+        "newer than the run": aged(tmp_path / f".frame_5.jpg.{dead:x}-{_PLACE}abc1234.part", -60),
         "legacy, recent": aged(tmp_path / f".frame_6.jpg.{dead:x}abc1235.part", 60),
-        "no leading dot": aged(tmp_path / f"frame_7.jpg.{dead:x}-abc1236.part", 2 * DAY),
+        "another host's": aged(tmp_path / f".frame_12.jpg.{dead:x}-0f0f0fabc1230.part", 60),
+        "no leading dot": aged(tmp_path / f"frame_7.jpg.{dead:x}-{_PLACE}abc1236.part", 2 * DAY),
         "not hex": aged(tmp_path / ".frame_8.jpg.xyz-zzzzzzz.part", 2 * DAY),
         "no pid part": aged(tmp_path / ".notes.part", 2 * DAY),
-        "other suffix": aged(tmp_path / f".frame_9.jpg.{dead:x}-abc1237.tmp", 2 * DAY),
-        "a user's object": aged(tmp_path / f".clip.{dead:x}-abc1238.part", 2 * DAY),
+        "other suffix": aged(tmp_path / f".frame_9.jpg.{dead:x}-{_PLACE}abc1237.tmp", 2 * DAY),
+        "a user's object": aged(tmp_path / f".clip.{dead:x}-{_PLACE}abc1238.part", 2 * DAY),
         "plain file": aged(tmp_path / "frame_10.jpg", 2 * DAY),
     }
-    directory = tmp_path / f".frame_11.jpg.{dead:x}-abc1239.part"
+    directory = tmp_path / f".frame_11.jpg.{dead:x}-{_PLACE}abc1239.part"
     directory.mkdir()
     removed = remove_stale_temps(
         tmp_path, before=time.time(), keep=lambda name: name.startswith(".clip.")
@@ -154,7 +156,7 @@ def test_only_our_own_temp_files_of_gone_processes_are_removed(tmp_path: Path) -
 def test_temp_names_carry_the_pid_the_sweep_reads(tmp_path: Path) -> None:
     fd, name = temp_path_for(tmp_path / "x.png")
     os.close(fd)
-    assert Path(name).name.startswith(f".x.png.{os.getpid():x}-")
+    assert Path(name).name.startswith(f".x.png.{os.getpid():x}-{_PLACE}")
     assert remove_stale_temps(tmp_path, before=time.time() + 10, keep=lambda n: False) == 0
 
 
@@ -233,7 +235,7 @@ async def test_a_rerun_removes_the_temp_file_of_a_sigkilled_run(
             child.kill()  # SIGKILL: no cleanup runs
             child.wait()
     stale = [p for p in leftovers(dest) if p != bystander]
-    assert len(stale) == 1 and stale[0].name.startswith(f".big.bin.{child.pid:x}-")
+    assert len(stale) == 1 and stale[0].name.startswith(f".big.bin.{child.pid:x}-{_PLACE}")
     async with Storage(s3.settings()) as st:
         report = await st.download_many(s3.bucket, [key], dest, prefix=s3.prefix)
     assert report.done == [key] and (dest / "clip" / "big.bin").read_bytes() == body

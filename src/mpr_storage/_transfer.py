@@ -19,8 +19,9 @@ from ._engine import AdaptiveLimit as _AdaptiveLimit
 from ._engine import Engine
 from ._engine import check_concurrency as _check_concurrency
 from ._errors import LocalFileError, StorageError
-from ._files import STREAM_CHUNK, LocalIO, remove_stale_temps
+from ._files import STREAM_CHUNK, LocalIO
 from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
+from ._leftovers import remove_stale_temps
 from ._manifest import MANIFEST_NAME, Entry, Manifest, is_md5_etag, same_content
 from ._models import KeySource, ObjectInfo, ProgressCallback, TransferReport
 from ._put import part_size_for
@@ -266,7 +267,7 @@ async def download_many(
     per-key :class:`LocalFileError` (a HEAD tells them apart for a key given by name). A key
     that would map to a file named ``.mpr-manifest.json`` (in any directory) is a per-key
     :class:`LocalFileError`: that name is reserved for the manifest. Temp files that killed
-    runs left in a directory a key maps to are removed (see ``_files.remove_stale_temps``).
+    runs left in a directory a key maps to are removed (see ``_leftovers.remove_stale_temps``).
 
     Args:
         prefix: removed from each key to make its path under ``dest_dir``.
