@@ -16,7 +16,7 @@ PACKAGE = Path(mpr_storage.__file__).parent
 LAYERS: list[tuple[str, set[str]]] = [
     ("errors", {"_errors", "_surface"}),
     ("config, models", {"_config", "_models"}),
-    ("keys, files", {"_keys", "_files", "_imports"}),
+    ("keys, files", {"_keys", "_files", "_leftovers", "_imports"}),
     ("transport", {"_sigv4", "_xml", "_retry", "_transport", "_http", "_fast", "_botocore"}),
     ("client", {"_client"}),
     ("objects", {"_objects", "_presign", "_put"}),

@@ -10,6 +10,7 @@ import itertools
 import math
 import os
 import secrets
+import socket
 import stat
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
@@ -51,7 +52,20 @@ client reads ahead meanwhile, under 1 MiB per download: see ``_transport.BULK_RE
 
 _SALT = secrets.token_hex(3)
 _serial = itertools.count()
-_STEM_BYTES = 100  # of the target's name in a temp name: 1 + 100 + 1 + 8 + 6 + 16 + 5 < 255
+_STEM_BYTES = 100  # of the target's name in a temp name: 1 + 100 + 1 + 8 + 1 + 12 + 16 + 5 < 255
+
+
+def _place() -> str:
+    """Where this process's pid means something: the host and the PID namespace, hashed."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    where = f"{socket.gethostname()}/{namespace}".encode()
+    return hashlib.blake2s(where, digest_size=3).hexdigest()
+
+
+_PLACE = _place()
 _FLAGS = (
     os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 )
@@ -66,15 +80,19 @@ def _cut_utf8(name: str, limit: int) -> str:
 def temp_path_for(path: Path) -> tuple[int, str]:
     """Create a hidden, uniquely named temp file in ``path``'s directory: ``(fd, name)``.
 
-    The name starts with at most 100 bytes of ``path``'s name (cut by UTF-8 bytes, not
-    characters), so it fits the 255-byte limit of a file name whatever ``path``'s name is.
+    The name is ``.{stem}.{pid:x}-{place}{salt}{serial:x}.part``: at most 100 bytes of
+    ``path``'s name (cut by UTF-8 bytes, not characters, so it fits the 255-byte limit of a
+    file name whatever ``path``'s name is), the process ID and where it is valid (host and PID
+    namespace: :func:`remove_stale_temps` reads both to tell a killed run's file from a live
+    one's), a salt per process and a counter.
 
     Its mode is 0o666 minus the umask, what a plain ``open()`` of ``path`` would give (not
     mkstemp's 0o600), and the name is a counter, not mkstemp's random draw per file.
     """
     stem = _cut_utf8(path.name, _STEM_BYTES)
     for _ in range(100):
-        name = os.path.join(path.parent, f".{stem}.{os.getpid():x}{_SALT}{next(_serial):x}.part")
+        unique = f"{os.getpid():x}-{_PLACE}{_SALT}{next(_serial):x}"
+        name = os.path.join(path.parent, f".{stem}.{unique}.part")
         try:
             return os.open(name, _FLAGS, 0o666), name
         except FileExistsError:

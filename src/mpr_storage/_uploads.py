@@ -76,7 +76,8 @@ async def upload_many(
             known once the walk ends).
 
     Returns:
-        The :class:`TransferReport`.
+        The :class:`TransferReport`: every file the walk found is in exactly one of ``done``,
+        ``skipped`` and ``failed`` (also when the call gave up: see :func:`download_many`).
 
     Raises:
         TransferError: some files failed (after every other file was tried); ``.report`` tells
