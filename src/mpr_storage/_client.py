@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import enum
 import weakref
-from types import TracebackType
+from functools import partial
+from types import SimpleNamespace, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from aiobotocore.httpsession import AIOHTTPSession
 
 from ._botocore import BotocoreTransport
 from ._config import StorageSettings
@@ -168,8 +170,7 @@ class BaseStorage:
     async def _create_client(self, *, public: bool, **config: Any) -> S3Client:
         self._check_loop()
         kwargs = self.settings.client_kwargs(public=public)
-        if config:
-            kwargs["config"] = self.settings.client_config(**config)
+        kwargs["config"] = self.settings.client_config(http_session_cls=_NoRedirects, **config)
         client: S3Client = await self._stack.enter_async_context(
             self._boto_session().client("s3", **kwargs)
         )
@@ -252,3 +253,13 @@ class BaseStorage:
                 "this Storage was opened on another event loop; create one Storage per loop "
                 "(the module-level functions do that for you)"
             )
+
+
+class _NoRedirects(AIOHTTPSession):  # type: ignore[misc]
+    """aiobotocore's HTTP session, sending each request as botocore (urllib3) does: a redirect
+    is an answer, never followed (aiohttp's default follows it, credentials and body too, to
+    any host)."""
+
+    async def _get_session(self, proxy_url: str | None) -> Any:
+        session = await super()._get_session(proxy_url)
+        return SimpleNamespace(request=partial(session.request, allow_redirects=False))
