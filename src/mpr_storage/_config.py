@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -324,7 +325,19 @@ def _without_userinfo(url: str) -> str:
 
 
 def _check_url(value: str, env: str) -> None:
-    parts = urlsplit(value)
+    if any(c.isspace() or not c.isprintable() for c in value):
+        # urlsplit drops tabs and newlines where aiohttp and botocore would not
+        raise ConfigError(
+            f"{env}={_hide_userinfo(value)!r} has an invalid host name: it holds a space or a "
+            "control character"
+        )
+    try:
+        parts = urlsplit(value)
+        parts.hostname  # noqa: B018 - Python 3.11+ checks a bracketed IPv6 address here
+    except ValueError:
+        raise ConfigError(
+            f"{env}={_hide_userinfo(value)!r} has an invalid host name: not an IPv6 address"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         # "http//host", "http:/host", "https:host": a mistyped scheme, not a host name.
         typo = re.match(r"(?i)^(https?)(?::/{0,2}|/{1,2})(?!/)(.+)$", value)
@@ -333,6 +346,31 @@ def _check_url(value: str, env: str) -> None:
             f"{env}={_hide_userinfo(value)!r} is not an http(s) URL; write it with a scheme, "
             f"e.g. {scheme}://{_hide_userinfo(rest) or 'localhost:9000'}"
         )
+    shown = _hide_userinfo(value)
+    try:
+        port = parts.port
+    except ValueError:  # "host:99999", "host:abc"
+        port = 0
+    if port == 0:
+        raise ConfigError(f"{env}={shown!r} has an invalid port: write a number from 1 to 65535")
+    host = parts.hostname or ""
+    if parts.netloc.rpartition("@")[2].startswith("["):
+        valid = _is_ipv6(host)
+    else:
+        valid = all(c.isalnum() or c in "-._" for c in host)
+    if not valid:
+        raise ConfigError(
+            f"{env}={shown!r} has an invalid host name {host!r}: letters, digits, '-', '.' "
+            "and '_' only, or an IPv6 address in brackets"
+        )
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _hide_userinfo(text: str) -> str:
