@@ -292,9 +292,14 @@ def redact_url(url: str) -> str:
 
 
 def request_ids(headers: Any) -> tuple[str | None, str | None]:
-    """``(request id, host id)`` of an answer from its headers: ``x-amz-request-id`` (GCS:
-    ``x-guploader-uploadid``) and ``x-amz-id-2``."""
-    request_id = headers.get("x-amz-request-id") or headers.get("x-guploader-uploadid")
+    """``(request id, host id)`` of an answer from its headers, as botocore reads them
+    (``x-amzn-requestid``, else ``x-amz-request-id``; GCS: ``x-guploader-uploadid``) and
+    ``x-amz-id-2``. ``headers``: lowercase names, or case-insensitive."""
+    request_id = (
+        headers.get("x-amzn-requestid")
+        or headers.get("x-amz-request-id")
+        or headers.get("x-guploader-uploadid")
+    )
     return request_id or None, headers.get("x-amz-id-2") or None
 
 
