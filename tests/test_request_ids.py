@@ -14,6 +14,7 @@ from mpr_storage import ObjectNotFoundError, Storage, StorageError
 from s3proxy import FaultProxy
 
 PATHS = pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
+HOST_ID = "vlR7PnpV2Ce81l0PRw6jlUpck7Jo5ZsQjryTjKlc5aLWGVHPZLj5NeC6qMa0emYBDXOo6QBU0Wo="
 
 
 @pytest.fixture
@@ -26,8 +27,8 @@ def front(seaweed: S3Target) -> Iterator[FaultProxy]:
 @pytest.mark.parametrize(
     ("headers", "request_id", "host_id"),
     [
-        ({"x-amz-request-id": "4442587FB7D0A2F9", "x-amz-id-2": "vlR7PnpV2Ce81l0PRw6jlUpck7Jo5ZsQjryTjKlc5aLWGVHPZLj5NeC6qMa0emYBDXOo6QBU0Wo="},
-         "4442587FB7D0A2F9", "vlR7PnpV2Ce81l0PRw6jlUpck7Jo5ZsQjryTjKlc5aLWGVHPZLj5NeC6qMa0emYBDXOo6QBU0Wo="),
+        ({"x-amz-request-id": "4442587FB7D0A2F9", "x-amz-id-2": HOST_ID},
+         "4442587FB7D0A2F9", HOST_ID),
         ({"x-guploader-uploadid": "ABg5-UxExampleGcsUploadId"}, "ABg5-UxExampleGcsUploadId", None),
     ],
     ids=["aws", "gcs"],
