@@ -140,3 +140,23 @@ async def test_a_redirected_listing_is_an_error_and_goes_nowhere(
     _assert_names_status_and_target(caught.value, 307, elsewhere)
     assert caught.value.operation == "list_objects"
     _assert_nothing_went_elsewhere(elsewhere)
+
+
+@pytest.mark.parametrize(
+    "region", ["eu-west-3", "attacker.example#", "x.attacker.example/", "a b", ""]
+)
+def test_a_region_from_an_answer_never_names_another_host(region: str) -> None:
+    from types import SimpleNamespace
+
+    from mpr_storage import StorageSettings
+    from mpr_storage._http import SignedRequests, _Redirected
+
+    # On AWS (no endpoint) a bucket's region picks the host: s3.{region}.amazonaws.com
+    wire = SignedRequests(StorageSettings(), "https://s3.amazonaws.com", None, None)
+    answer = SimpleNamespace(status=301, headers={"x-amz-bucket-region": region})
+    error = wire._error(answer, b"", "us-east-1", ("list_objects", "bucket-1", None))  # type: ignore[arg-type]
+    host, _ = wire._locate("bucket-1")
+    if region == "eu-west-3":
+        assert isinstance(error, _Redirected) and host == "bucket-1.s3.eu-west-3.amazonaws.com"
+    else:
+        assert isinstance(error, StorageError) and host == "bucket-1.s3.amazonaws.com"
