@@ -149,19 +149,25 @@ async def test_throttling_cuts_are_logged_at_info(
     assert cuts[0].startswith(("prefetch_frames", "download_many"))  # the call
 
 
-async def test_a_region_redirect_is_logged_at_info_on_the_fast_path(
-    s3: S3Target, tmp_path: Path, caplog: pytest.LogCaptureFixture
+@PATHS
+async def test_a_region_redirect_is_logged_at_info(
+    s3: S3Target, tmp_path: Path, fast_path: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="mpr_storage")
     with QuirkProxy(s3.server, bucket_region="eu-west-3") as proxy:
-        settings = s3.settings(endpoint_url=proxy.url, region=None, fast_path=True)
+        settings = s3.settings(endpoint_url=proxy.url, region=None, fast_path=fast_path)
         async with Storage(settings) as st:
             await st.list_objects(s3.bucket, s3.prefix)
             await st.list_objects(s3.bucket, s3.prefix)
-    assert _lines(caplog, logging.INFO) == [
-        f"list_objects s3://{s3.bucket}: the bucket is in region eu-west-3, not us-east-1: "
-        "signing for it (set AWS_REGION=eu-west-3 to save the redirect)"
+    lines = _lines(caplog, logging.INFO)
+    # the call: ours on the fast path (list_objects), botocore's operation (ListObjectsV2)
+    assert [line.partition(" ")[0] for line in lines] == [
+        "list_objects" if fast_path else "ListObjectsV2"
     ]
+    assert lines[0].partition(" ")[2] == (
+        f"s3://{s3.bucket}: the bucket is in region eu-west-3, not us-east-1: "
+        "signing for it (set AWS_REGION=eu-west-3 to save the redirect)"
+    )
 
 
 def test_nothing_is_logged_when_nobody_configured_logging(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import weakref
 from functools import partial
 from types import SimpleNamespace, TracebackType
@@ -26,6 +27,8 @@ else:
     S3Client = Any
 
 __all__ = ["BaseStorage", "S3Client"]
+
+_log = logging.getLogger(__name__)
 
 
 class _State(enum.Enum):
@@ -174,6 +177,7 @@ class BaseStorage:
         client: S3Client = await self._stack.enter_async_context(
             self._boto_session().client("s3", **kwargs)
         )
+        client.meta.events.register_last("needs-retry.s3", _log_region_redirect)
         return client
 
     async def _credentials(self) -> Any:
@@ -263,3 +267,18 @@ class _NoRedirects(AIOHTTPSession):  # type: ignore[misc]
     async def _get_session(self, proxy_url: str | None) -> Any:
         session = await super()._get_session(proxy_url)
         return SimpleNamespace(request=partial(session.request, allow_redirects=False))
+
+
+def _log_region_redirect(request_dict: Any = None, operation: Any = None, **_: Any) -> None:
+    """The INFO line of a region redirect botocore's redirector just made (it runs first)."""
+    context = (request_dict or {}).get("context", {})
+    redirect = context.get("s3_redirect", {})
+    if redirect.get("redirected") and not redirect.get("logged"):
+        redirect["logged"] = True
+        region = context.get("signing", {}).get("region", "?")
+        _log.info(
+            "%s s3://%s: the bucket is in region %s, not %s: signing for it (set AWS_REGION=%s "
+            "to save the redirect)",
+            getattr(operation, "name", "?"), redirect.get("bucket"), region,
+            context.get("client_region"), region,
+        )  # fmt: skip
