@@ -193,3 +193,22 @@ async def test_an_unreachable_proxy_with_a_password_never_shows_it(
     shown = _everything_shown(caught.value)
     assert PASSWORD not in shown
     assert base64.b64encode(f"user:{PASSWORD}".encode()).decode() not in shown
+
+
+@PATHS
+async def test_a_body_cut_short_leaves_no_secret_in_frame_locals(
+    seaweed: S3Target, front: FaultProxy, tmp_path: Path, fast_path: bool
+) -> None:
+    # a guard (clean before too): a failure while the body is read, with the server's own
+    # keys (it refuses others)
+    (tmp_path / "big.bin").write_bytes(b"x" * (2 * 1024 * 1024))
+    async with Storage(seaweed.settings()) as st:
+        await st.upload_file(tmp_path / "big.bin", seaweed.bucket, seaweed.key("big.bin"))
+    front.cut(3, after_bytes=1000)
+    settings = seaweed.settings(endpoint_url=front.url, fast_path=fast_path, max_attempts=1)
+    async with Storage(settings) as st:
+        with pytest.raises(StorageConnectionError) as caught:
+            await st.download_file(seaweed.bucket, seaweed.key("big.bin"), tmp_path / "out.bin")
+    shown = _everything_shown(caught.value)
+    assert settings.secret_access_key and settings.secret_access_key not in shown
+    assert "Signature=" not in shown
