@@ -15,6 +15,7 @@ Blocking code uses :mod:`mpr_storage.sync` (also importable as ``core.storage``)
 
 from __future__ import annotations
 
+import logging as _logging
 import os as _os
 
 from ._config import DEFAULT_BUCKET_IN as _DEFAULT_BUCKET_IN
@@ -54,6 +55,10 @@ from ._storage import stat_object as stat_object
 from ._storage import upload_file as upload_file
 from ._storage import upload_frames as upload_frames
 from ._storage import upload_many as upload_many
+
+# Logs go to the "mpr_storage" logger (and its children): silent unless the application
+# configures logging, as libraries do.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 #: The source media bucket (``S3_BUCKET_IN``, read at import).
 BUCKET_IN: str = _os.environ.get("S3_BUCKET_IN") or _DEFAULT_BUCKET_IN

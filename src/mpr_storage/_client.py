@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import weakref
-from types import TracebackType
+from functools import partial
+from types import SimpleNamespace, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from aiobotocore.httpsession import AIOHTTPSession
 
 from ._botocore import BotocoreTransport
 from ._config import StorageSettings
@@ -24,6 +27,8 @@ else:
     S3Client = Any
 
 __all__ = ["BaseStorage", "S3Client"]
+
+_log = logging.getLogger(__name__)
 
 
 class _State(enum.Enum):
@@ -168,11 +173,11 @@ class BaseStorage:
     async def _create_client(self, *, public: bool, **config: Any) -> S3Client:
         self._check_loop()
         kwargs = self.settings.client_kwargs(public=public)
-        if config:
-            kwargs["config"] = self.settings.client_config(**config)
+        kwargs["config"] = self.settings.client_config(http_session_cls=_NoRedirects, **config)
         client: S3Client = await self._stack.enter_async_context(
             self._boto_session().client("s3", **kwargs)
         )
+        client.meta.events.register_last("needs-retry.s3", _log_region_redirect)
         return client
 
     async def _credentials(self) -> Any:
@@ -252,3 +257,28 @@ class BaseStorage:
                 "this Storage was opened on another event loop; create one Storage per loop "
                 "(the module-level functions do that for you)"
             )
+
+
+class _NoRedirects(AIOHTTPSession):  # type: ignore[misc]
+    """aiobotocore's HTTP session, sending each request as botocore (urllib3) does: a redirect
+    is an answer, never followed (aiohttp's default follows it, credentials and body too, to
+    any host)."""
+
+    async def _get_session(self, proxy_url: str | None) -> Any:
+        session = await super()._get_session(proxy_url)
+        return SimpleNamespace(request=partial(session.request, allow_redirects=False))
+
+
+def _log_region_redirect(request_dict: Any = None, operation: Any = None, **_: Any) -> None:
+    """The INFO line of a region redirect botocore's redirector just made (it runs first)."""
+    context = (request_dict or {}).get("context", {})
+    redirect = context.get("s3_redirect", {})
+    if redirect.get("redirected") and not redirect.get("logged"):
+        redirect["logged"] = True
+        region = context.get("signing", {}).get("region", "?")
+        _log.info(
+            "%s s3://%s: the bucket is in region %s, not %s: signing for it (set AWS_REGION=%s "
+            "to save the redirect)",
+            getattr(operation, "name", "?"), redirect.get("bucket"), region,
+            context.get("client_region"), region,
+        )  # fmt: skip

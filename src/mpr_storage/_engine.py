@@ -7,6 +7,7 @@ import asyncio
 import collections
 import inspect
 import itertools
+import logging
 import os
 import sys
 import time
@@ -26,6 +27,7 @@ __all__ = ["AdaptiveLimit", "Engine", "check_concurrency"]
 
 _PROGRESS_INTERVAL = 0.1
 _GIVE_UP_AFTER = 3  # keys in a row failing at the endpoint level (unreachable / throttled)
+_log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -73,7 +75,8 @@ class AdaptiveLimit:
     request ends or the limit grows.
     """
 
-    def __init__(self, maximum: int) -> None:
+    def __init__(self, maximum: int, *, operation: str = "") -> None:
+        self.operation = operation  # named in the log line of a cut
         self.maximum = self.total = maximum
         self.active = 0
         self._streak = 0
@@ -95,6 +98,11 @@ class AdaptiveLimit:
         now = time.monotonic()
         if now - self._last_cut > 0.5:  # one cut per burst, not one per failed request
             self._last_cut = now
+            if self.total > 1:
+                _log.info(
+                    "%s: throttled by the server: at most %d requests in flight (was %d)",
+                    self.operation or "a bulk call", self.total // 2, self.total,
+                )  # fmt: skip
             self.total = max(1, self.total // 2)
         self._streak = 0
 
@@ -140,7 +148,7 @@ class Engine(Generic[T]):
         self.gave_up: StorageError | None = None
         self.report = TransferReport()
         self.progress = Progress(on_progress, self.report)
-        self.limit = AdaptiveLimit(concurrency)
+        self.limit = AdaptiveLimit(concurrency, operation=operation)
         self.workers_started = 0
         self._endpoint_failures = 0
         self._started = time.monotonic()
@@ -316,6 +324,12 @@ class Engine(Generic[T]):
         if isinstance(exc, (StorageConnectionError, ThrottledError)):
             self._endpoint_failures += 1
             if self._endpoint_failures >= _GIVE_UP_AFTER and self.gave_up is None:
+                _log.warning(
+                    "%s s3://%s: gave up after %d keys in a row failed at the endpoint "
+                    "(%d done, %d failed so far): %s",
+                    self.operation, self.bucket, _GIVE_UP_AFTER, len(self.report.done),
+                    len(self.report.failed), exc,
+                )  # fmt: skip
                 self._give_up(exc)
 
     def _give_up(self, exc: StorageError) -> None:

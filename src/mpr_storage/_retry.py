@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,7 @@ _TRANSIENT_CODES = frozenset(
     }
 )
 _NEVER = frozenset({"TLSError"})  # an untrusted certificate does not heal by retrying
+_log = logging.getLogger(__name__)
 
 
 def is_throttle(exc: StorageError) -> bool:
@@ -129,4 +131,9 @@ async def retrying(
                 delay = max(delay, exc.retry_after)
             if clock.now() + delay > deadline:
                 raise
+            _log.info(
+                "%s s3://%s/%s: %s (HTTP %s) at attempt %d of %d: retrying in %.2f s",
+                exc.operation, exc.bucket or "", exc.key or "", exc.code or type(exc).__name__,
+                exc.status if exc.status is not None else "-", attempt, policy.attempts, delay,
+            )  # fmt: skip
         await clock.sleep(delay)
