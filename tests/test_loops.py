@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from conftest import S3Target
-from mpr_storage import Storage, sync
+from mpr_storage import Storage, _portal, sync
 
 # Runs in a fresh interpreter with warnings as errors: RSS and live objects after each run.
 MANY_RUNS = textwrap.dedent(
@@ -126,7 +126,7 @@ def test_a_loop_thread_that_fails_to_start_raises(monkeypatch: pytest.MonkeyPatc
             raise OSError("no executor today")
 
     sync._portal.stop()
-    monkeypatch.setattr(asyncio, "new_event_loop", BrokenLoop)
+    monkeypatch.setattr(_portal, "new_event_loop", BrokenLoop)  # uvloop's or asyncio's
     outcome: list[BaseException | bool] = []
 
     def call() -> None:
