@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -33,17 +34,27 @@ from report import report
 from runner import (
     HERE,
     Bench,
+    Run,
     Scenario,
     _load,
     _run_all,
     _sigterm_as_exit,
     create_cost,
     settled_disk,
+    with_loops,
 )
-from scenarios.loopback import CLIENT_LABELS, QUICK, SCENARIOS, _profile, _strace_all
-from seeding import BUCKET
+from scenarios import loopback, provider
+from scenarios.loopback import CLIENT_LABELS, _profile, _strace_all
+from seeding import BUCKET, FileSet
 
 # --- main -----------------------------------------------------------------------------------
+
+
+# Every scenario, by name: one module per group under scenarios/.
+GROUPS = (loopback, provider)
+SCENARIOS = {name: s for group in GROUPS for name, s in group.SCENARIOS.items()}
+QUICK = {name: q for group in GROUPS for name, q in group.QUICK.items()}
+LOOPS = ("asyncio", "uvloop")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,7 +62,28 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 run (smoke test)")
-    parser.add_argument("--scenarios", default="a,b,c,d,e", help="comma-separated, from a-e")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, of {','.join(SCENARIOS)} (p*: on the provider link)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop", "both"),
+        default=None,
+        help="the clients' event loop (default: both on full runs, asyncio with --quick)",
+    )
+    parser.add_argument(
+        "--provider-link",
+        type=Path,
+        default=Path(os.environ.get("MPR_PROVIDER_LINK", provider.DEFAULT_LINK)),
+        help="the provider-link script (default: $MPR_PROVIDER_LINK or %(default)s)",
+    )
+    parser.add_argument(
+        "--link-rate",
+        default=provider.DEFAULT_RATE,
+        help="the per-connection cap of the provider-link scenarios (default %(default)s: 25 MB/s)",
+    )
     parser.add_argument("--clients", default="", help="only these clients (comma-separated)")
     parser.add_argument("--runs", type=int, default=None, help="runs per client (default 5)")
     parser.add_argument("--concurrency", type=int, default=64)
@@ -103,6 +135,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.strace is None:
         args.strace = not (args.quick or args.profile) and "a" in names
     args.strace = bool(args.strace) and shutil.which("strace") is not None
+    if args.loop is None:
+        args.loop = "asyncio" if args.quick or args.profile else "both"
+    args.loops = list(LOOPS) if args.loop == "both" else [args.loop]
     args.client_names = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = [c for c in args.client_names if c not in CLIENT_LABELS]
     if unknown:
@@ -121,6 +156,8 @@ def _scenarios(args: argparse.Namespace) -> list[Scenario]:
             s = replace(s, clients=("mpr_storage",))
         elif args.client_names:
             s = replace(s, clients=tuple(c for c in s.clients if c in args.client_names))
+        if not args.profile:
+            s = replace(s, clients=with_loops(s.clients, args.loops))
         out.append(s)
         if name in args.tmpfs_names and s.kind in ("prefetch", "large"):
             out.append(replace(s, where="tmpfs"))
@@ -129,46 +166,34 @@ def _scenarios(args: argparse.Namespace) -> list[Scenario]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    scenarios = _scenarios(args)
-    from mpr_storage._server import LocalS3Server
-
+    everything = _scenarios(args)
+    scenarios = [s for s in everything if s.name in loopback.SCENARIOS]
+    on_link = [s for s in everything if s.name in provider.SCENARIOS]
     started = time.perf_counter()
     args.load_start = _load()
+    results: list[Run] = []
+    link_results: list[Run] = []
+    link_lines: list[str] = []
     with (
         _sigterm_as_exit(),
         tempfile.TemporaryDirectory(prefix="mpr-bench-", dir=args.tmpdir) as tmp,
     ):
         work = Path(tmp)
-        print(f"== starting SeaweedFS (data in {work / 'seaweedfs'})")
-        # One bucket takes ~2.5 GB: with 1 GB volumes SeaweedFS never grows new ones during
-        # the runs (at 64 MB it does every ~450 MB, and the writes then wait up to ~0.7 s).
-        server = LocalS3Server(kind="seaweedfs", data_dir=work / "seaweedfs", volume_size_mb=1024)
-        try:
-            server.start()
-            server.create_buckets(BUCKET)
-            print(f"   {server.endpoint_url}, pid {server.pid}")
-            bench = Bench(args, server, work)
-            print("== seeding")
-            bench.seed(scenarios)
-            args.create_ms = (settled_disk(work / "out"), None)
-            print(f"   creating a file costs {args.create_ms[0]:.3f} ms")
-            if args.profile:
-                return _profile(bench, scenarios[0])
-            with contextlib.ExitStack() as stack:
-                if args.tmpfs_names:
-                    bench.tmpfs_out = Path(
-                        stack.enter_context(
-                            tempfile.TemporaryDirectory(prefix="mpr-bench-out-", dir="/dev/shm")
-                        )
-                    )
-                results = _run_all(bench, scenarios, args)
-                args.load_end = _load()
-                args.create_ms = (args.create_ms[0], create_cost(work / "out"))
-                straced = _strace_all(bench, scenarios) if args.strace else {}
-        finally:
-            print("== stopping SeaweedFS")
-            server.stop()
-        text = report(args, scenarios, results, work, bench.tmpfs_out, straced)
+        local: dict[str, FileSet] = {}  # the local files, written once for both servers
+        if scenarios:
+            code = _loopback(args, scenarios, work, local)
+            if isinstance(code, int):
+                return code
+            results, text = code
+        else:  # the provider section alone replaces its part of the existing report
+            output = args.output or HERE / "RESULTS.md"
+            text = output.read_text("utf-8") if output.is_file() else "# mpr_storage benchmarks\n"
+            text = text.split(provider.HEADING, 1)[0]
+        if on_link:
+            link_results, link_lines = provider.run(args, on_link, local, work)
+    if link_lines:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(link_lines)
+    results += link_results
     print()
     print(text)
     failed = [r for r in results if not r.ok]
@@ -186,6 +211,44 @@ def main(argv: list[str] | None = None) -> int:
             print(f"!!   ({r.scenario}) {r.client} run {r.run}: {r.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _loopback(
+    args: argparse.Namespace, scenarios: list[Scenario], work: Path, local: dict[str, FileSet]
+) -> int | tuple[list[Run], str]:
+    """The loopback scenarios on a SeaweedFS of their own: their runs and the report."""
+    from mpr_storage._server import LocalS3Server
+
+    print(f"== starting SeaweedFS (data in {work / 'seaweedfs'})")
+    # One bucket takes ~2.5 GB: with 1 GB volumes SeaweedFS never grows new ones during
+    # the runs (at 64 MB it does every ~450 MB, and the writes then wait up to ~0.7 s).
+    server = LocalS3Server(kind="seaweedfs", data_dir=work / "seaweedfs", volume_size_mb=1024)
+    try:
+        server.start()
+        server.create_buckets(BUCKET)
+        print(f"   {server.endpoint_url}, pid {server.pid}")
+        bench = Bench(args, server, work, local=local)
+        print("== seeding")
+        bench.seed(scenarios)
+        args.create_ms = (settled_disk(work / "out"), None)
+        print(f"   creating a file costs {args.create_ms[0]:.3f} ms")
+        if args.profile:
+            return _profile(bench, scenarios[0])
+        with contextlib.ExitStack() as stack:
+            if args.tmpfs_names:
+                bench.tmpfs_out = Path(
+                    stack.enter_context(
+                        tempfile.TemporaryDirectory(prefix="mpr-bench-out-", dir="/dev/shm")
+                    )
+                )
+            results = _run_all(bench, scenarios, args)
+            args.load_end = _load()
+            args.create_ms = (args.create_ms[0], create_cost(work / "out"))
+            straced = _strace_all(bench, scenarios) if args.strace else {}
+    finally:
+        print("== stopping SeaweedFS")
+        server.stop()
+    return results, report(args, scenarios, results, work, bench.tmpfs_out, straced)
 
 
 if __name__ == "__main__":

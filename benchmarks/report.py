@@ -13,12 +13,13 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from runner import HERE, NOISY, Run, Scenario, _samples, _title
+from runner import HERE, NOISY, Run, Scenario, _samples, _title, same_loop, split_client
 from scenarios.loopback import (
     CLIENT_HOW,
     CLIENT_LABELS,
     TARGETS,
     _strace_section,
+    label,
     targets_section,
 )
 from seeding import BUCKET, MANIFEST_NAME, SAMPLE, UPLOAD_SAMPLE, MiB
@@ -55,7 +56,6 @@ def _ms(value: float | None) -> str:
 def api_table(s: Scenario, results: list[Run]) -> list[str]:
     """Scenario (e): each half timed apart, per-call latency median / p99, ratios per half."""
     by_client = {c: [r for r in results if r.client == c] for c in s.clients}
-    ref_runs = {r.run: r for r in by_client.get("aioboto3", [])}
     header = [
         "client",
         "ok runs",
@@ -75,11 +75,13 @@ def api_table(s: Scenario, results: list[Run]) -> list[str]:
         if not runs:
             continue
         good = [r for r in runs if r.ok]
+        ref_runs = {r.run: r for r in by_client.get(same_loop("aioboto3", client), [])}
+        base = split_client(client)[0]
 
         def note(name: str, good: list[Run] = good) -> float | None:
             return _median([r.data["notes"][name] for r in good if name in r.data["notes"]])
 
-        def ratio(name: str, runs: list[Run] = runs) -> str:
+        def ratio(name: str, runs: list[Run] = runs, ref_runs: dict[int, Run] = ref_runs) -> str:
             values = [
                 r.data["notes"][name] / ref_runs[r.run].data["notes"][name]
                 for r in runs
@@ -93,7 +95,7 @@ def api_table(s: Scenario, results: list[Run]) -> list[str]:
             "| "
             + " | ".join(
                 [
-                    CLIENT_LABELS[client],
+                    label(client),
                     f"{len(good)}/{len(runs)}" + ("" if len(good) == len(runs) else " **FAILED**"),
                     _fmt(_median([r.data["wall"] for r in good]), ".3f", " s"),
                     _fmt(note("exists_wall"), ".3f", " s"),
@@ -102,9 +104,9 @@ def api_table(s: Scenario, results: list[Run]) -> list[str]:
                     f"{_ms(note('presign_median'))} / {_ms(note('presign_p99'))}",
                     _fmt(_median([r.data["cpu"] for r in good]), ".2f", " s"),
                     _fmt(_median([r.server_cpu for r in good]), ".2f", " s"),
-                    "1.00" if client == "aioboto3" else _ratio_cell(runs, ref_runs),
-                    "1.00" if client == "aioboto3" else ratio("exists_wall"),
-                    "1.00" if client == "aioboto3" else ratio("presign_wall"),
+                    "1.00" if base == "aioboto3" else _ratio_cell(runs, ref_runs),
+                    "1.00" if base == "aioboto3" else ratio("exists_wall"),
+                    "1.00" if base == "aioboto3" else ratio("presign_wall"),
                 ]
             )
             + " |"
@@ -117,13 +119,14 @@ def scenario_table(s: Scenario, results: list[Run]) -> list[str]:
         return api_table(s, results)
     by_client = {c: [r for r in results if r.client == c] for c in s.clients}
     refs = [ref for ref in s.refs if by_client.get(ref)]
-    thr = "MiB/s" if s.kind == "large" else "objects/s"
-    per = "CPU/MiB" if s.kind == "large" else "CPU/object"
+    large = s.kind in ("large", "large_up")
+    thr = "MiB/s" if large else "objects/s"
+    per = "CPU/MiB" if large else "CPU/object"
     header = ["client", "ok runs", "median wall", thr, "client CPU", per]
     header += [
         "of which sys",
         "ctx switches",
-        "r+w syscalls/" + ("MiB" if s.kind == "large" else "object"),
+        "r+w syscalls/" + ("MiB" if large else "object"),
     ]
     header += ["peak RSS Δ", "RSS base", "server CPU"]
     if s.list_only:
@@ -138,15 +141,15 @@ def scenario_table(s: Scenario, results: list[Run]) -> list[str]:
         cpu = _median([r.data["cpu"] for r in good])
         nbytes = good[0].data["bytes"] if good else 0
         objects = good[0].data["objects"] if good else 0
-        units = nbytes / MiB if s.kind == "large" else objects
-        if s.kind == "large":
+        units = nbytes / MiB if large else objects
+        if large:
             tput = _fmt(nbytes / MiB / wall if wall else None, ".0f")
         else:
             tput = _fmt(objects / wall if wall else None, ",.0f")
         rss = max((r.data["rss_peak_delta"] for r in good), default=None)
         base = _median([r.data["rss_base"] for r in good])
         row = [
-            CLIENT_LABELS[client],
+            label(client),
             f"{len(good)}/{len(runs)}" + ("" if len(good) == len(runs) else " **FAILED**"),
             _fmt(wall, ".3f", " s"),
             tput,
@@ -167,8 +170,9 @@ def scenario_table(s: Scenario, results: list[Run]) -> list[str]:
         if s.list_only:
             row.append(_fmt(_median([r.data["list_wall"] for r in good]), ".3f", " s"))
         for ref in refs:
-            ref_runs = {r.run: r for r in by_client[ref]}
-            row.append("1.00" if ref == client else _ratio_cell(runs, ref_runs))
+            mine = same_loop(ref, client)  # the reference on the same event loop
+            ref_runs = {r.run: r for r in by_client.get(mine, [])}
+            row.append("1.00" if mine == client else _ratio_cell(runs, ref_runs))
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
@@ -325,9 +329,10 @@ def report(
         mine = [r for r in results if r.scenario == s.key]
         lines += [f"## {_title(s)}", "", *scenario_table(s, mine), ""]
         for client in s.clients:
-            how = CLIENT_HOW[client].get(s.kind)
-            if how:
-                lines.append(f"- {CLIENT_LABELS[client]}: {how}")
+            base, loop = split_client(client)
+            how = CLIENT_HOW[base].get(s.kind)
+            if how and loop == "asyncio":
+                lines.append(f"- {CLIENT_LABELS[base]}: {how}")
         target = TARGETS.get(s.name)
         if target and s.where == "disk":
             lines.append(f"- Target (issue 14, on disk): {target}")

@@ -31,6 +31,7 @@ from seeding import (
     _sha256_file,
     _verify_api,
     _verify_dir,
+    _verify_large_up,
     _verify_upload,
     _write_random_files,
 )
@@ -44,7 +45,7 @@ API_CONCURRENCY = 50
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    kind: str  # prefetch | upload | large | api
+    kind: str  # prefetch | upload | large | large_up | api
     title: str
     count: int
     size: int
@@ -56,6 +57,9 @@ class Scenario:
     # Measurements per client in each round: a run of a second or less varies by up to +-40%
     # with the disk's writeback and the server's scheduling, too much for a median of 5.
     samples: int = 1
+    # Delete the previous run's destination (any client's) just before each run: a replay
+    # after a cache clean-up, whose creates meet the inodes just freed (see create_cost()).
+    delete_previous: bool = False
 
     @property
     def key(self) -> str:
@@ -68,8 +72,25 @@ def _size_h(n: int) -> str:
 
 def _title(s: Scenario) -> str:
     where = {"disk": " — on disk", "tmpfs": " — destinations on tmpfs"}.get(s.where, "")
-    where = where if s.kind in ("prefetch", "large") else ""
+    where = where if s.kind in ("prefetch", "large") and not s.delete_previous else ""
     return f"({s.name}) " + s.title.format(count=s.count, size_h=_size_h(s.size)) + where
+
+
+def split_client(client: str) -> tuple[str, str]:
+    """``"mpr_storage@uvloop"`` -> ``("mpr_storage", "uvloop")``; no suffix: asyncio's loop."""
+    base, _, loop = client.partition("@")
+    return base, loop or "asyncio"
+
+
+def same_loop(ref: str, client: str) -> str:
+    """The reference client measured on ``client``'s event loop."""
+    loop = split_client(client)[1]
+    return ref if loop == "asyncio" else f"{ref}@{loop}"
+
+
+def with_loops(clients: tuple[str, ...], loops: list[str]) -> tuple[str, ...]:
+    """Every client on each of ``loops`` (asyncio's keeps the plain name)."""
+    return tuple(c if loop == "asyncio" else f"{c}@{loop}" for loop in loops for c in clients)
 
 
 # --- running one measurement ----------------------------------------------------------------
@@ -162,13 +183,21 @@ class Run:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, server: Any, work: Path) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        server: Any,
+        work: Path,
+        local: dict[str, FileSet] | None = None,
+    ) -> None:
         self.args = args
         self.server = server
         self.work = work
         self.env = self._child_env()
         self.filesets: dict[str, FileSet] = {}
+        self.local = local if local is not None else {}  # local files, shared between servers
         self.tmpfs_out: Path | None = None  # destinations of the tmpfs runs
+        self.previous: dict[str, Path] = {}  # per scenario: the last run's destination
 
     def _child_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
@@ -188,17 +217,23 @@ class Bench:
         for s in scenarios:
             if s.source in self.filesets:
                 continue
-            big = s.kind == "large"
-            fs = FileSet(s.source, self.work / "src" / s.source, f"{s.source}/", "")
-            if not big:
-                fs.timeline_id = f"bench-{s.source}"
-                fs.prefix = f"frames/{fs.timeline_id}/"  # a frame cache: prefetch_frames reads it
-            t0 = time.perf_counter()
-            fs.files = _write_random_files(fs.root, s.count, s.size, big)
-            print(
-                f"   wrote {len(fs.files):,} local files for {s.source} in "
-                f"{time.perf_counter() - t0:.1f} s"
-            )
+            big = s.kind in ("large", "large_up")
+            fs = self.local.get(s.source)
+            if fs is None:
+                fs = FileSet(s.source, self.work / "src" / s.source, f"{s.source}/", "")
+                if not big:
+                    fs.timeline_id = f"bench-{s.source}"
+                    fs.prefix = f"frames/{fs.timeline_id}/"  # a frame cache: prefetch_frames
+                t0 = time.perf_counter()
+                fs.files = _write_random_files(fs.root, s.count, s.size, big)
+                print(
+                    f"   wrote {len(fs.files):,} local files for {s.source} in "
+                    f"{time.perf_counter() - t0:.1f} s"
+                )
+                self.local[s.source] = fs
+            if s.kind == "large_up":  # only the local file is needed
+                self.filesets[s.source] = fs
+                continue
             _seed(self.server, fs, big)
             self.filesets[s.source] = fs
 
@@ -213,11 +248,13 @@ class Bench:
     ) -> Run:
         fs = self.filesets[s.source]
         result = Run(s.key, client, run)
+        base, loop = split_client(client)
         out_root = self.tmpfs_out if s.where == "tmpfs" and self.tmpfs_out else self.work / "out"
         out_dir = out_root / f"{s.key}-{client}-{run}"
         upload_prefix = f"uploads/{client}-{run}/"
         spec: dict[str, Any] = {
-            "client": client,
+            "client": base,
+            "loop": loop,
             "kind": s.kind,
             "endpoint": self.server.endpoint_url,
             "access_key": self.server.access_key_id,
@@ -235,6 +272,8 @@ class Bench:
             spec.update(prefix=fs.prefix, names=sorted(fs.files), api_concurrency=API_CONCURRENCY)
         elif s.kind == "upload":
             spec.update(prefix=upload_prefix, src=str(fs.root))
+        elif s.kind == "large_up":
+            spec.update(key=upload_prefix + "large.bin", src_file=str(fs.root / "large.bin"))
         else:
             out_dir.mkdir(parents=True)
             spec.update(key=fs.prefix + "large.bin", dest=str(out_dir / "large.bin"))
@@ -242,6 +281,8 @@ class Bench:
         argv = [sys.executable, str(RUNNER), str(spec_path := self.work / "spec.json")]
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
         Path(spec["result"]).unlink(missing_ok=True)
+        if s.delete_previous and s.key in self.previous:
+            shutil.rmtree(self.previous.pop(s.key), ignore_errors=True)
         os.sync()  # the previous run's dirty pages are written back before this one starts
         cpu0 = _server_cpu(self.server.pid)
         busy0, own0 = _machine_busy(), _own_cpu()
@@ -274,13 +315,18 @@ class Bench:
                         f"success; stderr: {proc.stderr.strip()[-1500:]!r}"
                     )
                 result.error = self._verify(s, fs, client, run, result.data, out_dir, upload_prefix)
+                if not result.data.get("loop", "").startswith(loop):
+                    result.error = f"ran on {result.data.get('loop')!r}, not on {loop}'s loop"
         except subprocess.TimeoutExpired:
             result.error = f"timed out after {self.args.timeout} s (killed)"
         finally:
             if s.kind == "large" or out_root == self.tmpfs_out:
                 shutil.rmtree(out_dir, ignore_errors=True)
-            # A frame cache on disk stays until the bench ends: see create_cost().
-            if s.kind == "upload":
+            # A frame cache on disk stays until the bench ends (see create_cost()), unless the
+            # scenario deletes it just before its next run.
+            if s.delete_previous:
+                self.previous[s.key] = out_dir
+            if s.kind in ("upload", "large_up"):
                 problem = _delete_prefix(self.server, upload_prefix)
                 if problem and not result.error:
                     result.error = problem
@@ -309,10 +355,12 @@ class Bench:
         if s.list_only and data.get("list_objects") != len(fs.files):
             problems.append(f"list-only found {data.get('list_objects')} keys")
         if s.kind == "prefetch":
-            problem, notes = _verify_dir(out_dir, fs, client, rng)
+            problem, notes = _verify_dir(out_dir, fs, split_client(client)[0], rng)
             data["verify_notes"] = notes
         elif s.kind == "upload":
             problem = _verify_upload(self.server, fs, upload_prefix, rng)
+        elif s.kind == "large_up":
+            problem = _verify_large_up(self.server, fs, upload_prefix, self.work / "verify")
         else:
             path = out_dir / "large.bin"
             size, sha, _ = fs.files["large.bin"]
@@ -348,7 +396,7 @@ def _run_all(bench: Bench, scenarios: list[Scenario], args: argparse.Namespace) 
     results: list[Run] = []
     # Uploads last in each round: the server's writes and deletes slow down whatever runs in
     # the following seconds (seen as 2-4x swings on (c), for every client alike).
-    order = sorted(scenarios, key=lambda s: s.kind == "upload")
+    order = sorted(scenarios, key=lambda s: s.kind in ("upload", "large_up"))
     for run in range(1, args.runs + 1):
         print(f"== run {run}/{args.runs}")
         for s in order:

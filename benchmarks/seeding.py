@@ -226,6 +226,26 @@ def _verify_upload(server: Any, fs: FileSet, prefix: str, rng: random.Random) ->
     return problems
 
 
+def _verify_large_up(server: Any, fs: FileSet, prefix: str, tmp: Path) -> str:
+    """The uploaded object is the file: its listing size, then the whole of it read back
+    (boto3's ranged download) and SHA-256-checked."""
+    size, sha, _ = fs.files["large.bin"]
+    listed = _list(server, prefix)
+    if list(listed) != [prefix + "large.bin"] or listed[prefix + "large.bin"][0] != size:
+        return f"listing after the upload: {listed}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "large.bin"
+    client = _boto(server)
+    try:
+        client.download_file(BUCKET, prefix + "large.bin", str(path))
+        return "" if _sha256_file(path) == sha else "SHA-256 mismatch on read-back"
+    except Exception as exc:
+        return f"read-back failed: {exc!r}"
+    finally:
+        client.close()
+        path.unlink(missing_ok=True)
+
+
 def _verify_api(fs: FileSet, data: dict[str, Any]) -> str:
     """Every key was found, and the sampled presigned URLs fetch the right bytes."""
     notes = data.get("notes", {})
