@@ -118,8 +118,9 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against aioboto3, obstore and raw aiohttp on a local SeaweedFS:
-    `nox -s bench` (full, writes benchmarks/RESULTS.md), `nox -s bench -- --quick`."""
+    """Benchmarks against aioboto3, obstore, raw aiohttp, boto3 and the AWS CRT on a local
+    SeaweedFS and on a capped provider link (root only): `nox -s bench` (full, writes
+    benchmarks/RESULTS.md), `nox -s bench -- --quick`, `nox -s bench -- --scenarios p1,p2,p3`."""
     session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "bench"))
     # Byte-compiled, as pip installs packages: uv does not compile, and where
     # PYTHONDONTWRITEBYTECODE is set every child process would compile each module it

@@ -335,7 +335,18 @@ def report(
                 lines.append(f"- {CLIENT_LABELS[base]}: {how}")
         target = TARGETS.get(s.name)
         if target and s.where == "disk":
-            lines.append(f"- Target (issue 14, on disk): {target}")
+            issue, _, text = target.partition(") ") if target.startswith("(issue") else ("", "", "")
+            if issue:
+                lines.append(f"- Target {issue}): {text}")
+            else:
+                lines.append(f"- Target (issue 14, on disk): {target}")
+        if s.delete_previous:
+            lines.append(
+                "- Each run deletes the previous run's destination (whichever client wrote it) "
+                "just before it starts, as a replay after a cache clean-up meets the disk; these "
+                "rounds run after all the other scenarios' rounds, so that their deletes slow "
+                "no other scenario's creates."
+            )
         if s.kind == "api":
             lines.append(
                 "- Keys: the 2,000 objects of (a), all present; latencies per call inside the "
