@@ -82,15 +82,26 @@ def split_client(client: str) -> tuple[str, str]:
     return base, loop or "asyncio"
 
 
+# Clients whose work does not run on the event loop (blocking calls, or a native client's own
+# threads): measured once, on asyncio's loop, whatever --loop says.
+LOOP_FREE = frozenset({"boto3", "awscrt"})
+
+
 def same_loop(ref: str, client: str) -> str:
     """The reference client measured on ``client``'s event loop."""
     loop = split_client(client)[1]
-    return ref if loop == "asyncio" else f"{ref}@{loop}"
+    return ref if loop == "asyncio" or ref in LOOP_FREE else f"{ref}@{loop}"
 
 
 def with_loops(clients: tuple[str, ...], loops: list[str]) -> tuple[str, ...]:
-    """Every client on each of ``loops`` (asyncio's keeps the plain name)."""
-    return tuple(c if loop == "asyncio" else f"{c}@{loop}" for loop in loops for c in clients)
+    """Every client on each of ``loops`` (asyncio's keeps the plain name); a loop-free client
+    once, on asyncio's."""
+    names = (
+        c if loop == "asyncio" or c in LOOP_FREE else f"{c}@{loop}"
+        for loop in loops
+        for c in clients
+    )
+    return tuple(dict.fromkeys(names))
 
 
 # --- running one measurement ----------------------------------------------------------------
