@@ -504,9 +504,8 @@ class AwsCrt(Client):
         self.crt = s3
         url = urlsplit(spec["endpoint"])
         self.host = url.netloc
-        tls_mode = (
-            s3.S3RequestTlsMode.ENABLED if url.scheme == "https" else (s3.S3RequestTlsMode.DISABLED)
-        )
+        https = url.scheme == "https"
+        tls_mode = s3.S3RequestTlsMode.ENABLED if https else s3.S3RequestTlsMode.DISABLED
         tls = None
         ca = os.environ.get("AWS_CA_BUNDLE")
         if url.scheme == "https":
@@ -527,7 +526,7 @@ class AwsCrt(Client):
         )
 
     async def close(self) -> None:
-        self.client = None  # type: ignore[assignment]
+        del self.client  # the native client shuts down when its last reference goes
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Start one meta request; returns its ``finished_future`` (concurrent.futures)."""

@@ -89,7 +89,6 @@ CLIENT_LABELS.update(
     }
 )
 CLIENT_HOW["mpr_storage"]["large_up"] = "`upload_file(path, bucket, key)`"
-CLIENT_HOW["aioboto3"]["large_up"] = ""
 CLIENT_HOW.update(
     {
         "boto3": {
@@ -110,7 +109,6 @@ CLIENT_HOW.update(
         },
     }
 )
-CLIENT_HOW["obstore"].setdefault("large", "")
 
 
 def unavailable(link: Path) -> str:
