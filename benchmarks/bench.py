@@ -1,8 +1,9 @@
 """Benchmark mpr_storage against aioboto3 best practice, obstore and raw aiohttp (issue 5).
 
-    python benchmarks/bench.py                      # full run: 5 interleaved runs, ~6 min
+    python benchmarks/bench.py                      # full run: 5 interleaved runs, both loops
     python benchmarks/bench.py --quick              # smoke run: small sizes, 1 run, no file
-    python benchmarks/bench.py --scenarios a,c --runs 5
+    python benchmarks/bench.py --scenarios a,c --runs 5 --loop asyncio
+    python benchmarks/bench.py --scenarios p1,p2,p3 # provider link only (root): its section
     python benchmarks/bench.py --profile            # cProfile of our scenario (a) only
     nox -s bench -- --quick
 
@@ -13,6 +14,10 @@ round) and the client order rotates from run to run. Every run is verified (file
 SHA-256 of a sample; for uploads the listing's sizes and ETags) and its output deleted before
 the next one; a failed verification marks the run FAILED and the exit status non-zero. Full
 runs write ``benchmarks/RESULTS.md`` (``--output`` to change, ``--no-write`` to skip).
+
+Scenarios (a)-(f) run on loopback; (p1)-(p3) on ``provider-link`` (``scenarios/provider.py``:
+every TCP connection capped, HTTPS), where the machine allows a network namespace, else they
+are skipped with the reason. ``--loop both`` runs every client on asyncio's and uvloop's loop.
 
 Layout: ``runner.py`` measures and interleaves, ``seeding.py`` writes and verifies the data,
 ``report.py`` writes the tables; each group of scenarios is one file in ``scenarios/``.

@@ -146,6 +146,7 @@ class ProviderLink:
         self.pid: int | None = None  # weed's own process (for its CPU)
         self._process: subprocess.Popen[bytes] | None = None
         self._up = False
+        self.status = ""
 
     def env(self, *, bucket_in: str, bucket_out: str) -> dict[str, str]:
         return {
@@ -201,6 +202,10 @@ class ProviderLink:
         if up.returncode != 0:
             raise RuntimeError(f"provider-link up failed: {(up.stderr or up.stdout)[-500:]}")
         print(f"   {up.stdout.strip()}")
+        status = subprocess.run(
+            [str(self.link), "status"], capture_output=True, text=True, timeout=60
+        )
+        self.status = " ".join(status.stdout.split())  # the caps as tc reports them
         log = open(data / _weed.LOG_NAME, "ab")
         with log:
             # In a session of its own: `ip netns exec` runs weed as its child, so the whole
@@ -340,10 +345,12 @@ def run(
     finally:
         print("== stopping SeaweedFS in the namespace, provider-link down")
         server.stop()
-    return results, section(args, scenarios, results)
+    return results, section(args, scenarios, results, server.status)
 
 
-def section(args: argparse.Namespace, scenarios: list[Scenario], results: list[Run]) -> list[str]:
+def section(
+    args: argparse.Namespace, scenarios: list[Scenario], results: list[Run], status: str = ""
+) -> list[str]:
     """The RESULTS.md section of the provider-link runs."""
     from report import _run_cell, scenario_table
 
@@ -360,6 +367,8 @@ def section(args: argparse.Namespace, scenarios: list[Scenario], results: list[R
         "reference on the same event loop.",
         "",
     ]
+    if status:
+        lines += [f"`provider-link status` at the start: `{status}`", ""]
     for s in scenarios:
         mine = [r for r in results if r.scenario == s.key]
         lines += [f"### {_title(s)}", "", *scenario_table(s, mine), ""]
