@@ -94,6 +94,24 @@ def slow(session: nox.Session) -> None:
     session.run("pytest", "-m", "slow", *session.posargs)
 
 
+@nox.session(name="tests-uvloop")
+def tests_uvloop(session: nox.Session) -> None:
+    """The transport tests once more with every async test on uvloop's event loop (as under
+    uvicorn[standard]): MPR_TEST_LOOP=uvloop makes tests/conftest.py hand pytest-asyncio
+    uvloop's loop. The sync shim and CLI use uvloop in every session where it is installed."""
+    _install(session, "test")
+    files = ["tests/test_objects.py", "tests/test_transfer.py", "tests/test_faults.py"]
+    session.run(
+        "pytest",
+        "-n",
+        "4",
+        "-m",
+        "not slow",
+        *(session.posargs or files),
+        env={"MPR_TEST_LOOP": "uvloop"},
+    )
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
@@ -118,8 +136,9 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against aioboto3, obstore and raw aiohttp on a local SeaweedFS:
-    `nox -s bench` (full, writes benchmarks/RESULTS.md), `nox -s bench -- --quick`."""
+    """Benchmarks against aioboto3, obstore, raw aiohttp, boto3 and the AWS CRT on a local
+    SeaweedFS and on a capped provider link (root only): `nox -s bench` (full, writes
+    benchmarks/RESULTS.md), `nox -s bench -- --quick`, `nox -s bench -- --scenarios p1,p2,p3`."""
     session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "bench"))
     # Byte-compiled, as pip installs packages: uv does not compile, and where
     # PYTHONDONTWRITEBYTECODE is set every child process would compile each module it

@@ -172,6 +172,10 @@ class Client:
     async def large(self) -> tuple[int, int]:
         raise NotImplementedError
 
+    async def large_up(self) -> tuple[int, int]:
+        """One large local file (``spec["src_file"]``) up to one object (``spec["key"]``)."""
+        raise NotImplementedError
+
     async def list_only(self) -> int:
         raise NotImplementedError
 
@@ -232,6 +236,10 @@ class MprStorage(Client):
     async def large(self) -> tuple[int, int]:
         path = await self.m.download_file(self.bucket, self.spec["key"], self.spec["dest"])
         return 1, path.stat().st_size
+
+    async def large_up(self) -> tuple[int, int]:
+        await self.m.upload_file(self.spec["src_file"], self.bucket, self.spec["key"])
+        return 1, os.path.getsize(self.spec["src_file"])
 
     async def list_only(self) -> int:
         return len(await self.m.list_objects(self.bucket, self.spec["prefix"]))
@@ -342,6 +350,14 @@ class Aioboto3(Client):
         return url
 
 
+def _obstore_options() -> dict[str, Any]:
+    options: dict[str, Any] = {"allow_http": True, "timeout": "300s"}
+    ca = os.environ.get("AWS_CA_BUNDLE")
+    if ca:  # the private CA of the provider-link server (HTTPS)
+        options["root_certificate"] = Path(ca).read_bytes()
+    return options
+
+
 class Obstore(Client):
     """obstore (Rust object_store): S3Store, get_async under a Semaphore, list for LIST."""
 
@@ -358,7 +374,7 @@ class Obstore(Client):
             secret_access_key=spec["secret_key"],
             region=spec["region"],
             virtual_hosted_style_request=False,
-            client_options={"allow_http": True, "timeout": "300s"},
+            client_options=_obstore_options(),
         )
 
     async def prefetch(self) -> tuple[int, int]:
@@ -486,19 +502,25 @@ class RawAiohttp(Client):
         return 1, await self._get_to_file(url, self.spec["dest"], stream=True)
 
 
-CLIENTS: dict[str, type[Client]] = {
-    "mpr_storage": MprStorage,
-    "aioboto3": Aioboto3,
-    "obstore": Obstore,
-    "aiohttp": RawAiohttp,
-}
+def _clients() -> dict[str, type[Client]]:
+    from _clients_link import AwsCrt, Boto3, Obstore16  # the provider-link scenarios' others
+
+    return {
+        "mpr_storage": MprStorage,
+        "aioboto3": Aioboto3,
+        "obstore": Obstore,
+        "aiohttp": RawAiohttp,
+        "obstore16": Obstore16,
+        "boto3": Boto3,
+        "awscrt": AwsCrt,
+    }
 
 
 # --- the measured run ----------------------------------------------------------------------
 
 
 async def _measure(spec: dict[str, Any], out: dict[str, Any]) -> None:
-    client = CLIENTS[spec["client"]](spec)
+    client = _clients()[spec["client"]](spec)
     t0 = time.perf_counter()
     await client.setup()
     out["setup"] = time.perf_counter() - t0
@@ -506,8 +528,10 @@ async def _measure(spec: dict[str, Any], out: dict[str, Any]) -> None:
         "prefetch": client.prefetch,
         "upload": client.upload,
         "large": client.large,
+        "large_up": client.large_up,
         "api": client.api,
     }[spec["kind"]]
+    out["loop"] = type(asyncio.get_running_loop()).__module__
     profiler = None
     if spec.get("profile"):
         import cProfile
@@ -599,12 +623,27 @@ def _area(filename: str, name: str) -> str:
     return "stdlib " + parts[-1]
 
 
+def _run(coro: Any, loop: str) -> None:
+    """``asyncio.run(coro)`` on asyncio's event loop or on uvloop's (``loop``)."""
+    if loop == "asyncio":
+        asyncio.run(coro)
+        return
+    import uvloop
+
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro)
+    else:
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        asyncio.run(coro)
+
+
 def main() -> int:
     spec = json.loads(Path(sys.argv[1]).read_text("utf-8"))
     out: dict[str, Any] = {"client": spec["client"], "pid": os.getpid()}
     status = 0
     try:
-        asyncio.run(_measure(spec, out))
+        _run(_measure(spec, out), spec.get("loop", "asyncio"))
         out["ok"] = True
     except BaseException as exc:  # report everything, including a KeyboardInterrupt
         out["ok"] = False

@@ -2,7 +2,8 @@
 
 Settings come from the library's environment variables (``S3_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID`` ...); the global options override them. Every storage command runs the
-async API once under :func:`asyncio.run` on its own :class:`~mpr_storage.Storage`.
+async API once on a fresh event loop (uvloop's where it is installed, else asyncio's) on its
+own :class:`~mpr_storage.Storage`.
 
 Exit codes: 0 success; 1 failure, with one ``error: ...`` line on stderr (the traceback only
 with ``--debug``); 2 usage error; 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP;
