@@ -10,7 +10,7 @@ import logging
 import weakref
 from functools import partial
 from types import SimpleNamespace, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from aiobotocore.httpsession import AIOHTTPSession
@@ -27,6 +27,8 @@ else:
     S3Client = Any
 
 __all__ = ["BaseStorage", "S3Client"]
+
+_StorageT = TypeVar("_StorageT", bound="BaseStorage")
 
 _log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class BaseStorage:
         """Whether :meth:`aclose` has run."""
         return self._state is _State.CLOSED
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self: _StorageT) -> _StorageT:
         await self.transport()
         return self
 

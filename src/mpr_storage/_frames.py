@@ -13,7 +13,7 @@ from ._objects import iter_objects
 __all__ = ["frame_cache_exists", "frame_cache_prefix", "prefetch_frames", "upload_frames"]
 
 
-def frame_cache_prefix(timeline_id: object) -> str:
+def frame_cache_prefix(timeline_id: str) -> str:
     """The key prefix of a timeline's frame cache: ``"frames/{timeline_id}/"``.
 
     Raises:
@@ -29,7 +29,7 @@ def frame_cache_prefix(timeline_id: object) -> str:
 
 
 async def frame_cache_exists(
-    storage: BaseStorage, timeline_id: object, *, bucket: str | None = None
+    storage: BaseStorage, timeline_id: str, *, bucket: str | None = None
 ) -> bool:
     """Whether the timeline has a frame cache (one LIST of at most one key).
 
@@ -53,7 +53,7 @@ async def frame_cache_exists(
 
 async def upload_frames(
     storage: BaseStorage,
-    timeline_id: object,
+    timeline_id: str,
     src_dir: str | os.PathLike[str],
     *,
     bucket: str | None = None,
@@ -95,7 +95,7 @@ async def upload_frames(
 
 async def prefetch_frames(
     storage: BaseStorage,
-    timeline_id: object,
+    timeline_id: str,
     dest_dir: str | os.PathLike[str],
     *,
     bucket: str | None = None,
