@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -16,11 +17,14 @@ from conftest import S3Target
 from mpr_storage import (
     Storage,
     StorageConnectionError,
+    StorageError,
     StorageTimeoutError,
     ThrottledError,
     TransferError,
+    TransferReport,
 )
 from mpr_storage._transfer import _AdaptiveLimit
+from nettools import closed_port
 from s3proxy import FaultProxy
 from test_transfer import leftovers, make_frames, tree
 
@@ -161,7 +165,7 @@ async def test_persistent_throttling_ends_in_bounded_time(
 async def test_a_bulk_call_that_gives_up_still_reports(
     proxy: FaultProxy, s3: S3Target, tmp_path: Path, fast_path: bool
 ) -> None:
-    await seeded(s3, tmp_path, count=40)
+    files = await seeded(s3, tmp_path, count=40)
     proxy.fail(100_000, status=503, code="SlowDownRead")
     async with via(proxy, s3, fast_path=fast_path, max_attempts=2, retry_budget=5) as st:
         timeline, dest = s3.prefix.strip("/"), tmp_path / "dst"
@@ -171,10 +175,73 @@ async def test_a_bulk_call_that_gives_up_still_reports(
         raised = info.value.report
         report = await st.prefetch_frames(timeline, dest, bucket=s3.bucket, raise_on_error=False)
     for got in (raised, report):
-        assert not got.ok and got.done == [] and got.failed
-        assert all(isinstance(e, ThrottledError) for e in got.failed.values())
-        assert len(got.failed) < 40  # it stopped instead of trying every key
+        assert not got.ok and got.done == [] and got.skipped == []
+        assert len(got.failed) == len(files)  # every listed key: the tried and the not tried
+        tried = [k for k, e in got.failed.items() if isinstance(e, ThrottledError)]
+        not_tried = [e for e in got.failed.values() if not isinstance(e, ThrottledError)]
+        assert tried and not_tried  # it stopped instead of trying every key
+        assert all("gave up" in str(e) for e in not_tried)
+    assert proxy.count("GET", objects_only=True) < 2 * len(files) * 2
     assert leftovers(tmp_path / "dst") == []
+
+
+def _accounted(report: TransferReport, keys: list[str]) -> None:
+    """Each key in exactly one of done / skipped / failed."""
+    parts = [*report.done, *report.skipped, *report.failed]
+    assert sorted(parts) == sorted(keys)
+    assert len(report.done) + len(report.skipped) + len(report.failed) == len(keys)
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
+async def test_a_call_that_gives_up_on_503_accounts_for_every_key(
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    keys = [s3.key(f"k{i:02}.bin") for i in range(40)]  # none needs to exist: all answer 503
+    proxy.fail(100_000, status=503, code="SlowDown")
+    async with via(proxy, s3, fast_path=fast_path, max_attempts=1, max_concurrency=4) as st:
+        report = await st.download_many(
+            s3.bucket, keys, tmp_path / "dst", prefix=s3.prefix, raise_on_error=False
+        )
+        with pytest.raises(TransferError) as info:
+            await st.download_many(s3.bucket, iter(keys), tmp_path / "dst", prefix=s3.prefix)
+    for got in (report, info.value.report):
+        _accounted(got, keys)
+        assert got.done == [] and len(got.failed) == 40
+        assert all(isinstance(e, StorageError) for e in got.failed.values())
+        assert any("gave up" in str(e) for e in got.failed.values())
+    assert proxy.count("GET", objects_only=True) < 2 * 40  # it did give up
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
+async def test_a_call_that_gives_up_on_an_unreachable_endpoint_accounts_for_every_key(
+    s3: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    keys = [f"frames/k{i:02}.bin" for i in range(40)]
+    settings = s3.settings(
+        endpoint_url=f"http://127.0.0.1:{closed_port()}",
+        fast_path=fast_path,
+        max_attempts=1,
+        connect_timeout=1,
+        max_concurrency=2,
+    )
+
+    async def source() -> AsyncIterator[str]:
+        for key in keys:
+            yield key
+
+    async with Storage(settings) as st:
+        explicit = await st.download_many(
+            s3.bucket, keys, tmp_path / "a", prefix="frames/", raise_on_error=False
+        )
+        streamed = await st.download_many(
+            s3.bucket, source(), tmp_path / "b", prefix="frames/", raise_on_error=False
+        )
+    _accounted(explicit, keys)  # an explicit list: every key, also those never read
+    assert not explicit.done and any("gave up" in str(e) for e in explicit.failed.values())
+    assert not streamed.done and streamed.failed  # a stream: every key it read
+    assert len(streamed.failed) == len(set(streamed.failed)) <= 40
+    assert leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])

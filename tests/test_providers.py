@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import S3Target
-from mpr_storage import Storage, StorageError
+from mpr_storage import AccessDeniedError, Storage, StorageError
 from quirks import QuirkProxy
 from test_transfer import make_frames, tree
 
@@ -64,6 +64,25 @@ async def test_gcs_upload_many_skip_existing_skips_everything_the_second_time(
     assert first.ok and len(first.done) == len(files)
     assert second.done == [] and len(second.skipped) == len(files)
     assert proxy.count("PUT") == 0
+
+
+@PATHS
+async def test_gcs_one_refused_delete_is_one_error_and_the_others_are_deleted(
+    s3: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    files = await seed_frames(s3, tmp_path)
+    prefix = f"frames/{s3.prefix.strip('/')}/"
+    with QuirkProxy(s3.server, gcs=True) as proxy:
+        settings = s3.settings(endpoint_url=proxy.url, provider="gcs", fast_path=fast_path)
+        async with Storage(settings) as st:
+            keys = [o.key for o in await st.list_objects(s3.bucket, prefix)]
+            proxy.fail(1, status=403, code="AccessDenied", method="DELETE")
+            with pytest.raises(AccessDeniedError) as info:  # one error, not an ExceptionGroup
+                await st.delete_objects(s3.bucket, keys)
+            left = [o.key for o in await st.list_objects(s3.bucket, prefix)]
+    assert len(keys) == len(files) and proxy.count("POST") == 0  # one by one, as GCS needs
+    assert len(left) == 1 and left[0] in str(info.value)  # the refused key, named
+    assert f"1 of {len(keys)} keys were not deleted" in str(info.value)
 
 
 # --- AWS regions ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import math
 import os
+import re
 import secrets
 import stat
 import time
@@ -37,6 +38,7 @@ __all__ = [
     "hash_fd",
     "open_regular",
     "read_fd",
+    "remove_stale_temps",
     "temp_path_for",
     "write_atomic",
 ]
@@ -51,7 +53,11 @@ client reads ahead meanwhile, under 1 MiB per download: see ``_transport.BULK_RE
 
 _SALT = secrets.token_hex(3)
 _serial = itertools.count()
-_STEM_BYTES = 100  # of the target's name in a temp name: 1 + 100 + 1 + 8 + 6 + 16 + 5 < 255
+_STEM_BYTES = 100  # of the target's name in a temp name: 1 + 100 + 1 + 8 + 1 + 6 + 16 + 5 < 255
+# temp_path_for's names; before the pid had its "-", pid, salt and counter ran together
+_TEMP_NAME = re.compile(r"\..+\.(?:(?P<pid>[0-9a-f]{1,8})-[0-9a-f]{7,}|[0-9a-f]{8,})\.part", re.S)
+STALE_TEMP = 24 * 3600.0
+"""Seconds after which a temp file whose owner cannot be told (an older name) is a leftover."""
 _FLAGS = (
     os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 )
@@ -66,20 +72,76 @@ def _cut_utf8(name: str, limit: int) -> str:
 def temp_path_for(path: Path) -> tuple[int, str]:
     """Create a hidden, uniquely named temp file in ``path``'s directory: ``(fd, name)``.
 
-    The name starts with at most 100 bytes of ``path``'s name (cut by UTF-8 bytes, not
-    characters), so it fits the 255-byte limit of a file name whatever ``path``'s name is.
+    The name is ``.{stem}.{pid:x}-{salt}{serial:x}.part``: at most 100 bytes of ``path``'s
+    name (cut by UTF-8 bytes, not characters, so it fits the 255-byte limit of a file name
+    whatever ``path``'s name is), the process ID (which :func:`remove_stale_temps` reads to
+    tell a killed run's file from a live one's), a salt per process and a counter.
 
     Its mode is 0o666 minus the umask, what a plain ``open()`` of ``path`` would give (not
     mkstemp's 0o600), and the name is a counter, not mkstemp's random draw per file.
     """
     stem = _cut_utf8(path.name, _STEM_BYTES)
     for _ in range(100):
-        name = os.path.join(path.parent, f".{stem}.{os.getpid():x}{_SALT}{next(_serial):x}.part")
+        name = os.path.join(path.parent, f".{stem}.{os.getpid():x}-{_SALT}{next(_serial):x}.part")
         try:
             return os.open(name, _FLAGS, 0o666), name
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no free temp file name", str(path))
+
+
+def remove_stale_temps(
+    directory: str | os.PathLike[str], *, before: float, keep: Callable[[str], bool]
+) -> int:
+    """Blocking: remove the temp files that killed runs left in ``directory``; how many.
+
+    Only regular files named as :func:`temp_path_for` names them, last modified before
+    ``before`` (the current run's start, ``time.time()``), and not kept by ``keep(name)``:
+    those whose process is gone (the pid in the name names no process on this host), or,
+    for names without a readable pid, older than :data:`STALE_TEMP`. Nothing else is
+    touched; an unreadable directory is left alone.
+    """
+    try:
+        entries = os.scandir(directory)
+    except OSError:
+        return 0
+    removed = 0
+    with entries:
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(".") and name.endswith(".part")):
+                continue
+            found = _TEMP_NAME.fullmatch(name)
+            if found is None or keep(name):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_mtime >= before:
+                continue
+            pid = found.group("pid")
+            gone = pid is not None and not _process_exists(int(pid, 16))
+            if gone or st.st_mtime < before - STALE_TEMP:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (when unsure: yes)."""
+    if pid == os.getpid():
+        return True
+    if os.name != "posix" or pid <= 0:
+        return True  # on Windows os.kill(pid, 0) would terminate it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, another user's
+        return True
+    return True
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from ._errors import StorageError
 from ._files import LocalIO
 from ._keys import check_bucket, check_key, check_key_iterable
 from ._models import BytesCallback, ObjectInfo
-from ._transport import ByteProgress
+from ._transport import ByteProgress, Transport
 
 __all__ = [
     "ObjectInfo",
@@ -161,7 +161,9 @@ async def delete_objects(storage: BaseStorage, bucket: str, keys: Iterable[str])
     Raises:
         TypeError: ``keys`` is a bare ``str`` (each character would be a key).
         InvalidKeyError: a key is empty or too long.
-        StorageError: a key could not be deleted (the message names it and the count).
+        StorageError: keys could not be deleted: one error (of the first failure's kind,
+            e.g. :class:`AccessDeniedError` for a DELETE refused with 403) whose message names
+            the count and the keys; where deletes go one by one, every other key is deleted.
         AccessDeniedError: the credentials are refused.
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
@@ -172,15 +174,7 @@ async def delete_objects(storage: BaseStorage, bucket: str, keys: Iterable[str])
         return
     transport = await storage.transport()
     if not storage.settings.profile.batch_delete:
-        limiter = anyio.CapacityLimiter(storage.settings.max_concurrency)
-
-        async def delete_one(key: str) -> None:
-            async with limiter:
-                await transport.delete_one(bucket, key, operation="delete_objects")
-
-        async with anyio.create_task_group() as tg:
-            for key in batch:
-                tg.start_soon(delete_one, key)
+        await _delete_one_by_one(transport, bucket, batch, storage.settings.max_concurrency)
         return
     for start in range(0, len(batch), _DELETE_BATCH):
         chunk = batch[start : start + _DELETE_BATCH]
@@ -194,6 +188,44 @@ async def delete_objects(storage: BaseStorage, bucket: str, keys: Iterable[str])
                 key=key,
                 code=code,
             )
+
+
+async def _delete_one_by_one(
+    transport: Transport, bucket: str, keys: list[str], concurrency: int
+) -> None:
+    """One DELETE per key, ``min(concurrency, len(keys))`` at once; every key is tried, and
+    the keys that failed are raised as one error of the first failure's kind."""
+    failed: dict[str, StorageError] = {}
+    pending = iter(keys)
+
+    async def worker() -> None:
+        for key in pending:
+            try:
+                await transport.delete_one(bucket, key, operation="delete_objects")
+            except StorageError as exc:
+                failed[key] = exc
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(concurrency, len(keys))):
+            tg.start_soon(worker)
+    if not failed:
+        return
+    first_key, first = next(iter(failed.items()))
+    shown = ", ".join(list(failed)[:10]) + (", ..." if len(failed) > 10 else "")
+    message = (
+        f"{len(failed)} of {len(keys)} keys were not deleted ({shown}); first: {first_key}: {first}"
+    )
+    try:
+        err = type(first)(
+            message,
+            operation="delete_objects",
+            bucket=bucket,
+            code=first.code,
+            status=first.status,
+        )
+    except TypeError:  # a kind with other arguments: the root kind
+        err = StorageError(message, operation="delete_objects", bucket=bucket, code=first.code)
+    raise err from first
 
 
 async def download_file(

@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import time
 from collections.abc import AsyncIterable, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -15,12 +16,12 @@ import anyio
 
 from ._client import BaseStorage
 from ._engine import AdaptiveLimit as _AdaptiveLimit
-from ._engine import Engine, batches
+from ._engine import Engine
 from ._engine import check_concurrency as _check_concurrency
 from ._errors import LocalFileError, StorageError
-from ._files import STREAM_CHUNK, LocalIO
+from ._files import STREAM_CHUNK, LocalIO, remove_stale_temps
 from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
-from ._manifest import MANIFEST_NAME, Entry, Manifest, same_content
+from ._manifest import MANIFEST_NAME, Entry, Manifest, is_md5_etag, same_content
 from ._models import KeySource, ObjectInfo, ProgressCallback, TransferReport
 from ._put import part_size_for
 from ._transport import BULK_READ_AHEAD
@@ -49,24 +50,37 @@ class _Get:
     if_none_match: str | None = None
 
 
-_Plan = _Get | StorageError | None  # None: keep the local file
+@dataclass(frozen=True, slots=True)
+class _Marker:
+    """A key ending in ``/`` given by name: a HEAD tells an empty directory marker (skipped)
+    from an object with content (which no file can hold under that name: it fails)."""
+
+    path: Path
+
+
+_Plan = _Get | _Marker | StorageError | None  # None: keep the local file
+
+
+@dataclass
+class _Sweep:
+    """The directories whose stale temp files this call removed (each once), and when the
+    call started (a temp file is only removed if it is older)."""
+
+    started: float = field(default_factory=time.time)
+    done: set[Path] = field(default_factory=set)
 
 
 def _key_of(item: str | ObjectInfo) -> str:
     return item.key if isinstance(item, ObjectInfo) else item
 
 
-def _is_folder_marker(item: str | ObjectInfo) -> bool:
-    key = _key_of(item)
-    return key.endswith("/") and (not isinstance(item, ObjectInfo) or item.size == 0)
-
-
 def _validate_keys(mapper: KeyMapper, items: list[str | ObjectInfo], bucket: str) -> None:
     """Blocking: every key of an explicit list is safe, else :class:`InvalidKeyError` (before
-    anything is fetched or written). Local trouble (:class:`LocalFileError`) stays per key."""
+    anything is fetched or written). Local trouble (:class:`LocalFileError`) stays per key, as
+    do keys ending in ``/`` (directory markers, see :func:`_marker`)."""
     for item in items:
         key = check_key(_key_of(item), operation="download_many", bucket=bucket)
-        if not _is_folder_marker(item):
+        if not key.endswith("/"):
             with contextlib.suppress(LocalFileError):
                 mapper.check(key)
 
@@ -78,25 +92,79 @@ def _plan_downloads(
     batch: list[str | ObjectInfo],
     skip_existing: bool,
     part_size: int,
+    sweep: _Sweep,
 ) -> list[tuple[str, _Plan]]:
     """Blocking, one thread hop per batch: map each key to its path (checked, nothing created)
-    and decide whether the local file can be kept."""
+    and decide whether the local file can be kept. Each directory met is swept once of the
+    temp files that killed runs left in it."""
     plans: list[tuple[str, _Plan]] = []
     for item in batch:
         info = item if isinstance(item, ObjectInfo) else None
         key = _key_of(item)
-        if _is_folder_marker(item):
-            plans.append((key, None))  # a "folder" marker, not a file
-            continue
         try:
             check_key(key, operation="download_many", bucket=bucket)
+            if key.endswith("/"):
+                plans.append((key, _marker(mapper, key, info, bucket)))
+                continue
             path = mapper.check(key)
+            if path.name == MANIFEST_NAME:
+                raise _local_error(
+                    f"the name {MANIFEST_NAME} is reserved for the download manifest: the "
+                    "object is not written (download it under another prefix or name)",
+                    path,
+                    bucket,
+                    key,
+                )
+            if path.parent not in sweep.done:
+                sweep.done.add(path.parent)
+                _sweep(mapper, manifest, key, path.parent, sweep.started)
             plan = _decide(path, key, info, mapper, manifest, bucket, part_size, skip_existing)
         except StorageError as exc:
             plans.append((key, exc))
             continue
         plans.append((key, plan))
     return plans
+
+
+def _marker(mapper: KeyMapper, key: str, info: ObjectInfo | None, bucket: str) -> _Plan:
+    """A key ending in ``/``: an empty one is a directory marker (skipped); one with content
+    fails, listed at once, given by name after a HEAD (see :class:`_Marker`)."""
+    rel = mapper.relative(key).rstrip("/")
+    path = mapper.root.joinpath(*rel.split("/")) if rel else mapper.root
+    if info is None:
+        return _Marker(path)
+    return None if _is_empty(info) else _not_a_file(info, path, bucket)
+
+
+_EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+
+
+def _is_empty(info: ObjectInfo) -> bool:
+    """No content: 0 bytes, and no MD5 ETag of a non-empty body (SeaweedFS lists an object
+    ``dir/`` that was written with content as 0 bytes, with its content's MD5)."""
+    return info.size == 0 and not (is_md5_etag(info.etag) and info.etag != _EMPTY_MD5)
+
+
+def _not_a_file(info: ObjectInfo, path: Path, bucket: str) -> LocalFileError:
+    has = f"has {info.size} bytes" if info.size else f"has content (ETag {info.etag})"
+    return _local_error(
+        f"the object {has} but its key ends in '/', which names a directory, not a file: "
+        "not written (only empty directory markers are skipped)",
+        path,
+        bucket,
+        info.key,
+    )
+
+
+def _sweep(mapper: KeyMapper, manifest: Manifest, key: str, directory: Path, before: float) -> None:
+    """Remove the temp files killed runs left in ``directory`` (never a file the manifest
+    records as a downloaded object, whatever its name)."""
+    rel_dir = mapper.relative(key).rpartition("/")[0]
+
+    def recorded(name: str) -> bool:
+        return manifest.get(f"{rel_dir}/{name}" if rel_dir else name) is not None
+
+    remove_stale_temps(directory, before=before, keep=recorded)
 
 
 def _decide(
@@ -182,8 +250,9 @@ async def download_many(
     ``dest_dir / k.removeprefix(prefix)``.
 
     One GET per object and no HEAD; keys stream from ``keys`` (an iterable or async iterable of
-    keys or :class:`ObjectInfo`, e.g. :func:`iter_objects`) into ``concurrency`` workers
-    (default ``S3_MAX_CONCURRENCY``). Every file is written to a temp file and renamed into
+    keys or :class:`ObjectInfo`, e.g. :func:`iter_objects`), each started as soon as it arrives,
+    into at most ``concurrency`` workers (default ``S3_MAX_CONCURRENCY``; never more than the
+    keys waiting). Every file is written to a temp file and renamed into
     place when complete, so cancelling leaves only complete files. Transient failures are
     retried with backoff, and throttling lowers the concurrency. Directories are created only
     once an object's body arrives; a call that fails removes the ones it created and left
@@ -191,7 +260,13 @@ async def download_many(
 
     Memory: a body up to 1 MiB is read whole, a larger one streams in 256 KiB pieces, so a
     call holds at most ``concurrency x 1 MiB`` of object data, whatever the sizes; keys are
-    planned in batches of 256.
+    planned as they arrive, up to 256 at a time.
+
+    Keys ending in ``/`` are directory markers: an empty one is skipped, one with content is a
+    per-key :class:`LocalFileError` (a HEAD tells them apart for a key given by name). A key
+    that would map to a file named ``.mpr-manifest.json`` (in any directory) is a per-key
+    :class:`LocalFileError`: that name is reserved for the manifest. Temp files that killed
+    runs left in a directory a key maps to are removed (see ``_files.remove_stale_temps``).
 
     Args:
         prefix: removed from each key to make its path under ``dest_dir``.
@@ -207,11 +282,16 @@ async def download_many(
         on_progress: ``on_progress(done_objects, total_objects, done_bytes)``, a function or a
             coroutine function, called at most every 0.1 s and once at the end with the totals;
             ``total_objects`` is ``None`` while ``keys`` is still being read (a listing), then
-            the final count, which never changes once known.
+            the final count, which never changes once known. It is also called every 0.1 s
+            while no key moves (a key source that waits).
         raise_on_error: when False, return the report instead of raising ``TransferError``.
 
     Returns:
-        The :class:`TransferReport` (``done``, ``skipped``, ``failed``, ``bytes``, ``seconds``).
+        The :class:`TransferReport` (``done``, ``skipped``, ``failed``, ``bytes``, ``seconds``):
+        every key received is in exactly one of ``done``, ``skipped`` and ``failed``, also when
+        the call gave up (the keys it did not finish are in ``failed`` with a
+        :class:`StorageError` saying so), so ``failed`` is the exact retry list. An explicit
+        list is received whole; a stream up to what it yielded before the call gave up.
 
     Raises:
         InvalidKeyError: ``keys`` is an explicit list (not an async iterable) and one of its keys
@@ -221,7 +301,8 @@ async def download_many(
         TypeError: ``keys`` is a single ``str``/``bytes``.
         ValueError: ``concurrency`` is not a positive integer.
         TransferError: some keys failed (after every other key was tried), or the call gave up
-            after keys kept failing at the endpoint; ``.report`` tells. Local problems (a file
+            after keys kept failing at the endpoint (every key received is still in
+            ``.report``). Local problems (a file
             where a directory is needed, a directory where the file goes) are per-key
             :class:`LocalFileError`, never an abort of the other keys.
         StorageConnectionError, ThrottledError: the listing feeding ``keys`` failed.
@@ -240,7 +321,7 @@ async def download_many(
     manifest = await anyio.to_thread.run_sync(Manifest.load, mapper.root)
     transport = await storage.transport()
     io = LocalIO()
-    engine: Engine[_Get] = Engine(
+    engine: Engine[_Get | _Marker] = Engine(
         operation="download_many",
         bucket=bucket,
         concurrency=concurrency,
@@ -248,13 +329,15 @@ async def download_many(
     )
     part_size = settings.multipart_chunksize
 
-    async def produce(send: Callable[[tuple[str, _Get]], Awaitable[None]]) -> None:
+    sweep = _Sweep()
+
+    async def produce(send: Callable[[tuple[str, _Get | _Marker]], Awaitable[None]]) -> None:
         if isinstance(keys, list):  # an explicit list: its length is the total from the start
             engine.progress.total = len(keys)
-        async for batch in batches(keys, _PLAN_BATCH):
+        async for batch in engine.batches(keys, _PLAN_BATCH):
             engine.progress.seen += len(batch)
             plans = await anyio.to_thread.run_sync(
-                _plan_downloads, mapper, manifest, bucket, batch, skip_existing, part_size
+                _plan_downloads, mapper, manifest, bucket, batch, skip_existing, part_size, sweep
             )
             for key, plan in plans:
                 if plan is None:
@@ -283,9 +366,20 @@ async def download_many(
         manifest.record(mapper.relative(key), Entry(bucket, key, got.size, got.etag, got.mtime_ns))
         return got.size
 
+    async def check_marker(key: str, marker: _Marker) -> int | None:
+        info = await transport.head(bucket, key, operation="download_many")
+        if not _is_empty(info):
+            raise _not_a_file(info, marker.path, bucket)
+        return None  # an empty directory marker: nothing to write
+
+    async def dispatch(key: str, item: _Get | _Marker) -> int | None:
+        if isinstance(item, _Marker):
+            return await check_marker(key, item)
+        return await work(key, item)
+
     clean = False
     try:
-        await engine.run(produce, work)
+        await engine.run(produce, dispatch)
         clean = not engine.report.failed
     finally:
         with anyio.CancelScope(shield=True):

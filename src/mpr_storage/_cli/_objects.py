@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from .. import Storage
+from .. import ObjectNotFoundError, Storage
 from ._base import (
     EXIT_OK,
     S3_SCHEME,
@@ -126,7 +126,10 @@ async def cmd_get(ctx: Context, s: Storage) -> int:
         return await _get_prefix(ctx, s, bucket, key, dest_arg)
     where = f"s3://{bucket}/{key}"
     if dest_arg == "-":
-        path = await s.download_to_temp(bucket, key)
+        try:
+            path = await s.download_to_temp(bucket, key)
+        except ObjectNotFoundError as exc:
+            raise await _missing(s, bucket, key, exc) from None
         try:
             await asyncio.to_thread(_copy_to_stdout, path)
         finally:
@@ -141,8 +144,11 @@ async def cmd_get(ctx: Context, s: Storage) -> int:
         dest = Path(dest_arg)
     _writable_parent(f"get {where}", dest)
     started = time.monotonic()
-    with ByteBar(ctx, f"get {key}") as bar:
-        path = await s.download_file(bucket, key, dest, on_progress=bar)
+    try:
+        with ByteBar(ctx, f"get {key}") as bar:
+            path = await s.download_file(bucket, key, dest, on_progress=bar)
+    except ObjectNotFoundError as exc:
+        raise await _missing(s, bucket, key, exc) from None
     seconds = time.monotonic() - started
     nbytes = (await anyio.Path(path).stat()).st_size
     ctx.say(
@@ -150,6 +156,18 @@ async def cmd_get(ctx: Context, s: Storage) -> int:
         f"{size(per_second(nbytes, seconds))}/s)"
     )
     return EXIT_OK
+
+
+async def _missing(s: Storage, bucket: str, key: str, exc: ObjectNotFoundError) -> Exception:
+    """The error for a missing ``key``: with a hint when ``key/`` is a prefix with objects."""
+    async for _ in s.iter_objects(bucket, key + "/"):
+        return CliError(
+            safe(
+                f"get s3://{bucket}/{key}: no such key, but the prefix s3://{bucket}/{key}/ "
+                f"holds objects: get s3://{bucket}/{key}/ fetches them"
+            )
+        )
+    return exc
 
 
 def _copy_to_stdout(path: Path) -> None:

@@ -174,8 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
         "download an object (or a prefix)",
         "Download KEY to DEST (default: the key's file name in the current directory; an "
         "existing directory or a path ending in '/' keeps that name; '-' writes to stdout). "
-        "A KEY ending in '/' downloads every object under it into the directory DEST. The "
-        "file appears only when complete.",
+        "A KEY ending in '/' downloads every object under it into the directory DEST, which "
+        "then also holds the download manifest .mpr-manifest.json (what was fetched, so that "
+        "a second get skips unchanged files; `diff -r` against the source shows it). A file "
+        "appears only when complete.",
         "BUCKET KEY [DEST]",
         "s3://BUCKET/KEY [DEST]",
     )
@@ -227,9 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         "deleted and how many were missing. With --recursive a KEY is a directory: "
         "frames/tl-4 deletes what is under frames/tl-4/ (not frames/tl-40/...; --raw-prefix "
         f"for that). Deleting more than {HANDFUL} objects, or a whole bucket, asks for "
-        "confirmation on a terminal and needs --yes elsewhere.",
-        "[-r [--raw-prefix]] [-n] [-y] BUCKET KEY [KEY ...]",
-        "[-r [--raw-prefix]] [-n] [-y] s3://BUCKET/KEY [s3://BUCKET/KEY ...]",
+        "confirmation on a terminal and needs --yes elsewhere. Without --recursive, a KEY "
+        "that is no object but a prefix holding objects is refused (nothing is deleted).",
+        "[-r [--raw-prefix]] [-n] [-y] [--json] BUCKET KEY [KEY ...]",
+        "[-r [--raw-prefix]] [-n] [-y] [--json] s3://BUCKET/KEY [s3://BUCKET/KEY ...]",
     )
     p.add_argument("bucket", metavar="BUCKET", help="a bucket, or the first s3://BUCKET/KEY")
     p.add_argument("keys", nargs="*", metavar="KEY", help="keys (or more s3:// URLs)")
@@ -249,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "-y", "--yes", action="store_true", help="delete without asking, however many objects"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON object: deleted, missing and failed (url, error) s3:// URLs "
+        "(with --dry-run: would_delete); exit 1 if any failed",
     )
 
     p = command(

@@ -8,11 +8,14 @@ whole bucket, need a "y" on a terminal, and ``--yes`` anywhere else.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .. import Storage, StorageSettings
+from .. import Storage, StorageError, StorageSettings
 from ._base import (
+    EXIT_ERROR,
     EXIT_OK,
     CliError,
     Context,
@@ -25,6 +28,7 @@ from ._base import (
 )
 
 HANDFUL = 10  # deleting more than this many objects asks first
+COUNT_UP_TO = 1000  # a KEY that is a prefix: its objects are counted up to this many
 
 
 @dataclass
@@ -33,6 +37,8 @@ class _Plan:
     whole_bucket: bool = False
     existing: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    prefixes: dict[str, int] = field(default_factory=dict)  # missing keys that are prefixes
+    failed: dict[str, str] = field(default_factory=dict)  # key: why it was not deleted
 
 
 def _targets(ctx: Context) -> dict[str, list[str]]:
@@ -86,6 +92,10 @@ async def _plan(
             found = await asyncio.gather(*(_exists(s, limit, bucket, k) for k in unique))
             for key, there in zip(unique, found, strict=True):
                 (plan.existing if there else plan.missing).append(key)
+            # a missing key, or one ending in '/' (SeaweedFS answers a HEAD of any directory)
+            maybe = [*plan.missing, *(k for k in plan.existing if k.endswith("/"))]
+            counts = await asyncio.gather(*(_count(s, limit, bucket, k) for k in maybe))
+            plan.prefixes = {k: n for k, n in zip(maybe, counts, strict=True) if n}
     return plans
 
 
@@ -94,11 +104,67 @@ async def _exists(s: Storage, limit: asyncio.Semaphore, bucket: str, key: str) -
         return await s.object_exists(bucket, key)
 
 
-async def _delete(settings: StorageSettings, plans: list[_Plan]) -> None:
+async def _count(s: Storage, limit: asyncio.Semaphore, bucket: str, key: str) -> int:
+    """How many objects (up to ``COUNT_UP_TO``) ``key`` holds as a directory (itself not
+    counted)."""
+    count = 0
+    async with limit:
+        async for o in s.iter_objects(bucket, _as_directory(key, raw=False)):
+            count += o.key != key
+            if count >= COUNT_UP_TO:
+                break
+    return count
+
+
+async def _delete(settings: StorageSettings, plans: list[_Plan], *, keep_going: bool) -> None:
+    """Delete each plan's objects; with ``keep_going`` a failure is recorded in the plan (what
+    still exists afterwards failed) instead of raised."""
     async with Storage(settings) as s:
         for plan in plans:
-            if plan.existing:
+            if not plan.existing:
+                continue
+            try:
                 await s.delete_objects(plan.bucket, plan.existing)
+            except StorageError as exc:
+                if not keep_going:
+                    raise
+                limit = asyncio.Semaphore(settings.max_concurrency)
+                still = await asyncio.gather(
+                    *(_exists(s, limit, plan.bucket, k) for k in plan.existing)
+                )
+                for key, there in zip(plan.existing, still, strict=True):
+                    if there:
+                        plan.failed[key] = str(exc)
+
+
+def _prefix_hint(plans: list[_Plan]) -> None:
+    """Refuse (before deleting anything) keys that are no object but a prefix holding some."""
+    hints = [
+        f"s3://{p.bucket}/{key} is not an object but a prefix holding "
+        f"{plural(n, 'object') if n < COUNT_UP_TO else f'{COUNT_UP_TO} or more objects'}"
+        for p in plans
+        for key, n in p.prefixes.items()
+    ]
+    if hints:
+        raise CliError(safe(f"rm: {'; '.join(hints)}: rm -r deletes them (nothing was deleted)"))
+
+
+def _json(plans: list[_Plan], *, dry_run: bool) -> str:
+    def urls(pick: Callable[[_Plan], Iterable[str]]) -> list[str]:
+        return [f"s3://{p.bucket}/{key}" for p in plans for key in pick(p)]
+
+    def deleted(p: _Plan) -> list[str]:
+        return [] if dry_run else [k for k in p.existing if k not in p.failed]
+
+    result: dict[str, object] = {"deleted": urls(deleted), "missing": urls(lambda p: p.missing)}
+    if dry_run:
+        result["would_delete"] = urls(lambda p: p.existing)
+    result["failed"] = [
+        {"url": f"s3://{p.bucket}/{key}", "error": why}
+        for p in plans
+        for key, why in p.failed.items()
+    ]
+    return json.dumps(result, indent=2)
 
 
 def _confirmed(question: str) -> bool:
@@ -126,7 +192,11 @@ def cmd_rm(ctx: Context) -> int:
     targets = _targets(ctx)
     settings = ctx.settings()
     plans = run(_plan(ctx, settings, targets))
+    _prefix_hint(plans)
     count = sum(len(p.existing) for p in plans)
+    if a.dry_run and a.json:
+        print(_json(plans, dry_run=True))
+        return EXIT_OK
     if a.dry_run:
         for plan in plans:
             for key in plan.existing:
@@ -145,7 +215,10 @@ def cmd_rm(ctx: Context) -> int:
             )
         if not _confirmed(f"delete {_what(plans)}?"):
             raise CliError("rm: not confirmed; nothing was deleted")
-    run(_delete(settings, plans))
+    run(_delete(settings, plans, keep_going=a.json))
+    if a.json:
+        print(_json(plans, dry_run=False))
+        return EXIT_ERROR if any(p.failed for p in plans) else EXIT_OK
     for plan in plans:
         ctx.say(
             f"deleted {plural(len(plan.existing), 'object')} from s3://{plan.bucket}, "
