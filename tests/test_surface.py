@@ -22,6 +22,7 @@ CALLS = [
     "get_s3_client",
     "iter_objects",
     "list_objects",
+    "list_prefixes",
     "object_exists",
     "stat_object",
     "list_buckets",

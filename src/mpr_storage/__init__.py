@@ -48,6 +48,7 @@ from ._storage import get_s3_client as get_s3_client
 from ._storage import iter_objects as iter_objects
 from ._storage import list_buckets as list_buckets
 from ._storage import list_objects as list_objects
+from ._storage import list_prefixes as list_prefixes
 from ._storage import object_exists as object_exists
 from ._storage import prefetch_frames as prefetch_frames
 from ._storage import stat_object as stat_object
@@ -91,6 +92,7 @@ __all__ = [
     "iter_objects",
     "list_buckets",
     "list_objects",
+    "list_prefixes",
     "object_exists",
     "prefetch_frames",
     "stat_object",

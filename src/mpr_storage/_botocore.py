@@ -67,12 +67,18 @@ class BotocoreTransport(Transport):
         *,
         max_keys: int | None = None,
         operation: str = "list_objects",
+        start_after: str | None = None,
+        delimiter: str | None = None,
     ) -> ListPage:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         if token is not None:
             kwargs["ContinuationToken"] = token
         if max_keys is not None:
             kwargs["MaxKeys"] = max_keys
+        if start_after is not None:
+            kwargs["StartAfter"] = start_after
+        if delimiter is not None:
+            kwargs["Delimiter"] = delimiter
         page = await self._call(
             (operation, bucket, prefix or None),
             partial(self._client.list_objects_v2, **kwargs),
@@ -87,7 +93,8 @@ class BotocoreTransport(Transport):
             for item in page.get("Contents", ())
         ]
         next_token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
-        return ListPage(objects, next_token or None)
+        prefixes = [str(p["Prefix"]) for p in page.get("CommonPrefixes", ()) if "Prefix" in p]
+        return ListPage(objects, next_token or None, prefixes)
 
     async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:
         found = await self._call(

@@ -104,12 +104,18 @@ class FastTransport(Transport):
         *,
         max_keys: int | None = None,
         operation: str = "list_objects",
+        start_after: str | None = None,
+        delimiter: str | None = None,
     ) -> ListPage:
         params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
         if token is not None:
             params["continuation-token"] = token
         if max_keys is not None:
             params["max-keys"] = str(max_keys)
+        if start_after is not None:
+            params["start-after"] = start_after
+        if delimiter is not None:
+            params["delimiter"] = delimiter
         return await self._call(
             lambda _, body: parse_list(body, operation=operation, bucket=bucket),
             "GET",

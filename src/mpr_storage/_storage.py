@@ -28,6 +28,7 @@ __all__ = [
     "iter_objects",
     "list_buckets",
     "list_objects",
+    "list_prefixes",
     "object_exists",
     "prefetch_frames",
     "stat_object",
@@ -67,6 +68,7 @@ class Storage(BaseStorage):
     # The implementations, bound as methods: their first parameter is the storage.
     iter_objects = _objects.iter_objects
     list_objects = _objects.list_objects
+    list_prefixes = _objects.list_prefixes
     object_exists = _objects.object_exists
     stat_object = _objects.stat_object
     list_buckets = _objects.list_buckets
@@ -127,6 +129,7 @@ async def default_storage() -> Storage:
 
 get_s3_client = _surface.on_default(Storage.get_s3_client, default_storage)
 list_objects = _surface.on_default(_objects.list_objects, default_storage)
+list_prefixes = _surface.on_default(_objects.list_prefixes, default_storage)
 object_exists = _surface.on_default(_objects.object_exists, default_storage)
 stat_object = _surface.on_default(_objects.stat_object, default_storage)
 list_buckets = _surface.on_default(_objects.list_buckets, default_storage)
@@ -144,12 +147,20 @@ prefetch_frames = _surface.on_default(_frames.prefetch_frames, default_storage)
 
 @_surface.documented(_objects.iter_objects)
 def iter_objects(
-    bucket: str, prefix: str = "", *, suffixes: str | Iterable[str] | None = None
+    bucket: str,
+    prefix: str = "",
+    *,
+    suffixes: str | Iterable[str] | None = None,
+    start_after: str | None = None,
+    limit: int | None = None,
 ) -> AsyncIterator[ObjectInfo]:
     # Not a coroutine function: the iterator is returned at once, the storage found on first use.
     async def run() -> AsyncIterator[ObjectInfo]:
         storage = await default_storage()
-        async for obj in storage.iter_objects(bucket, prefix, suffixes=suffixes):
+        objects = storage.iter_objects(
+            bucket, prefix, suffixes=suffixes, start_after=start_after, limit=limit
+        )
+        async for obj in objects:
             yield obj
 
     return run()

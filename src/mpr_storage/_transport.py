@@ -254,8 +254,12 @@ class Transport(abc.ABC):
         *,
         max_keys: int | None = None,
         operation: str = "list_objects",
+        start_after: str | None = None,
+        delimiter: str | None = None,
     ) -> ListPage:
-        """One ``ListObjectsV2`` page (retried on its own: a listing resumes where it was)."""
+        """One ``ListObjectsV2`` page (retried on its own: a listing resumes where it was);
+        ``start_after``: only keys after this one; ``delimiter``: keys past it are rolled up
+        into the page's common prefixes."""
 
     @abc.abstractmethod
     async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:

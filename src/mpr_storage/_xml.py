@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import unquote_plus
 from xml.etree import ElementTree
@@ -29,10 +29,12 @@ _REGION = re.compile(rb"<(?:\w+:)?Region>([^<]{1,64})</")
 
 @dataclass(frozen=True, slots=True)
 class ListPage:
-    """One page of a listing and the token of the next (``None`` after the last)."""
+    """One page of a listing and the token of the next (``None`` after the last); with a
+    delimiter, also the page's common prefixes."""
 
     objects: list[ObjectInfo]
     next_token: str | None
+    prefixes: list[str] = field(default_factory=list)
 
 
 def _local(tag: str) -> str:
@@ -72,6 +74,7 @@ def parse_list(body: bytes, *, operation: str, bucket: str) -> ListPage:
     root = _root(body, "listing", operation, bucket)
     rows: list[tuple[str, int, str, str | None]] = []
     fields: dict[str, str] = {}
+    prefixes: list[str] = []
     for name, child in _children(root):
         if name == "Contents":
             item = {n: (c.text or "") for n, c in _children(child)}
@@ -80,6 +83,8 @@ def parse_list(body: bytes, *, operation: str, bucket: str) -> ListPage:
             except ValueError:
                 size = -1
             rows.append((item.get("Key", ""), size, item.get("ETag", ""), item.get("LastModified")))
+        elif name == "CommonPrefixes":
+            prefixes.extend(c.text or "" for n, c in _children(child) if n == "Prefix")
         elif len(child) == 0:
             fields[name] = child.text or ""
     decode = fields.get("EncodingType", "").lower() == "url"
@@ -90,7 +95,9 @@ def parse_list(body: bytes, *, operation: str, bucket: str) -> ListPage:
     token = fields.get("NextContinuationToken") or None
     if fields.get("IsTruncated", "").lower() != "true":
         token = None
-    return ListPage(objects, token)
+    if decode:
+        prefixes = [unquote_plus(p) for p in prefixes]
+    return ListPage(objects, token, prefixes)
 
 
 def parse_buckets(body: bytes, *, operation: str) -> list[str]:

@@ -102,6 +102,7 @@ __all__ = [
     "iter_objects",
     "list_buckets",
     "list_objects",
+    "list_prefixes",
     "object_exists",
     "prefetch_frames",
     "stat_object",
@@ -170,6 +171,7 @@ def get_s3_client() -> S3Client:
 # --- the blocking API: each async function of mpr_storage, run on the loop thread -------------
 
 list_objects = _surface.blocking(_aio.list_objects, _portal)
+list_prefixes = _surface.blocking(_aio.list_prefixes, _portal)
 object_exists = _surface.blocking(_aio.object_exists, _portal)
 stat_object = _surface.blocking(_aio.stat_object, _portal)
 list_buckets = _surface.blocking(_aio.list_buckets, _portal)
@@ -188,9 +190,16 @@ prefetch_frames = _surface.blocking(_aio.prefetch_frames, _portal)
 
 @_surface.documented(_aio.iter_objects, sync=True)
 def iter_objects(
-    bucket: str, prefix: str = "", *, suffixes: str | Iterable[str] | None = None
+    bucket: str,
+    prefix: str = "",
+    *,
+    suffixes: str | Iterable[str] | None = None,
+    start_after: str | None = None,
+    limit: int | None = None,
 ) -> Generator[ObjectInfo, None, None]:
-    return _portal.iterate(_aio.iter_objects, bucket, prefix, suffixes=suffixes)
+    return _portal.iterate(
+        _aio.iter_objects, bucket, prefix, suffixes=suffixes, start_after=start_after, limit=limit
+    )
 
 
 @_surface.documented(_aio.delete_objects, sync=True)
