@@ -30,6 +30,7 @@ CALLS = [
     "download_file",
     "download_to_temp",
     "upload_file",
+    "copy_object",
     "get_presigned_url",
     "download_many",
     "upload_many",

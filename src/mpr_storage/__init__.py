@@ -37,6 +37,7 @@ from ._models import TransferError as TransferError
 from ._models import TransferReport as TransferReport
 from ._objects import ObjectInfo as ObjectInfo
 from ._storage import Storage as Storage
+from ._storage import copy_object as copy_object
 from ._storage import delete_objects as delete_objects
 from ._storage import download_file as download_file
 from ._storage import download_many as download_many
@@ -81,6 +82,7 @@ __all__ = [
     "ThrottledError",
     "TransferError",
     "TransferReport",
+    "copy_object",
     "delete_objects",
     "download_file",
     "download_many",

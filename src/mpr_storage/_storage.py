@@ -10,12 +10,13 @@ import asyncio
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 
-from . import _frames, _objects, _presign, _put, _surface, _transfer
+from . import _copy, _frames, _objects, _presign, _put, _surface, _transfer
 from ._client import BaseStorage, S3Client
 from ._objects import ObjectInfo
 
 __all__ = [
     "Storage",
+    "copy_object",
     "default_storage",
     "delete_objects",
     "download_file",
@@ -76,6 +77,7 @@ class Storage(BaseStorage):
     download_file = _objects.download_file
     download_to_temp = _objects.download_to_temp
     upload_file = _put.upload_file
+    copy_object = _copy.copy_object
     get_presigned_url = _presign.get_presigned_url
     download_many = _transfer.download_many
     upload_many = _transfer.upload_many
@@ -137,6 +139,7 @@ delete_objects = _surface.on_default(_objects.delete_objects, default_storage)
 download_file = _surface.on_default(_objects.download_file, default_storage)
 download_to_temp = _surface.on_default(_objects.download_to_temp, default_storage)
 upload_file = _surface.on_default(_put.upload_file, default_storage)
+copy_object = _surface.on_default(_copy.copy_object, default_storage)
 get_presigned_url = _surface.on_default(_presign.get_presigned_url, default_storage)
 download_many = _surface.on_default(_transfer.download_many, default_storage)
 upload_many = _surface.on_default(_transfer.upload_many, default_storage)

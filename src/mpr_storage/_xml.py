@@ -9,13 +9,14 @@ from datetime import datetime
 from urllib.parse import unquote_plus
 from xml.etree import ElementTree
 
-from ._errors import StorageError
+from ._errors import StorageError, error_for_code
 from ._models import ObjectInfo, unquote_etag
 
 __all__ = [
     "ListPage",
     "error_fields",
     "parse_buckets",
+    "parse_copy_result",
     "parse_delete_errors",
     "parse_list",
     "parse_time",
@@ -153,3 +154,32 @@ def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
     found = [pattern.search(body) for pattern in (_CODE, _MESSAGE, _REGION)]
     code, message, region = (m.group(1).decode("utf-8", "replace") if m else None for m in found)
     return code, message, region
+
+
+def parse_copy_result(
+    body: bytes, result: str, *, operation: str, bucket: str, key: str
+) -> tuple[str, datetime | None]:
+    """``(etag, last_modified)`` of a ``CopyObject`` (``result``: ``CopyObjectResult``) or
+    ``UploadPartCopy`` (``CopyPartResult``) answer. S3 may answer 200 and report a failure in
+    the body: that raises our error for its code, as a 500 (retried), as botocore reads it."""
+    code, message, _region = error_fields(body)
+    if code is not None and result.encode() not in body:
+        raise error_for_code(
+            code,
+            message or code,
+            operation=operation,
+            bucket=bucket,
+            key=key,
+            status=500,
+        )
+    root = _root(body, "copy result", operation, bucket)
+    fields = {name: child.text or "" for name, child in _children(root)}
+    if not fields.get("ETag"):
+        raise StorageError(
+            "the server's copy answer has no ETag",
+            operation=operation,
+            bucket=bucket,
+            key=key,
+            code="InvalidResponse",
+        )
+    return fields["ETag"], parse_time(fields.get("LastModified"))

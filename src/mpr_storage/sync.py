@@ -91,6 +91,7 @@ __all__ = [
     "ThrottledError",
     "TransferError",
     "TransferReport",
+    "copy_object",
     "delete_objects",
     "download_file",
     "download_many",
@@ -178,6 +179,7 @@ list_buckets = _surface.blocking(_aio.list_buckets, _portal)
 download_file = _surface.blocking(_aio.download_file, _portal)
 download_to_temp = _surface.blocking(_aio.download_to_temp, _portal)
 upload_file = _surface.blocking(_aio.upload_file, _portal)
+copy_object = _surface.blocking(_aio.copy_object, _portal)
 get_presigned_url = _surface.blocking(_aio.get_presigned_url, _portal)
 upload_many = _surface.blocking(_aio.upload_many, _portal)
 frame_cache_exists = _surface.blocking(_aio.frame_cache_exists, _portal)
