@@ -32,6 +32,7 @@ CALLS = [
     "upload_file",
     "copy_object",
     "get_presigned_url",
+    "get_presigned_post",
     "download_many",
     "upload_many",
     "frame_cache_exists",

@@ -32,6 +32,7 @@ from ._errors import StorageError as StorageError
 from ._errors import StorageTimeoutError as StorageTimeoutError
 from ._errors import ThrottledError as ThrottledError
 from ._imports import load_anyio as _load_anyio
+from ._models import PresignedPost as PresignedPost
 from ._models import ProgressCallback as ProgressCallback
 from ._models import TransferError as TransferError
 from ._models import TransferReport as TransferReport
@@ -44,6 +45,7 @@ from ._storage import download_many as download_many
 from ._storage import download_to_temp as download_to_temp
 from ._storage import frame_cache_exists as frame_cache_exists
 from ._storage import frame_cache_prefix as frame_cache_prefix
+from ._storage import get_presigned_post as get_presigned_post
 from ._storage import get_presigned_url as get_presigned_url
 from ._storage import get_s3_client as get_s3_client
 from ._storage import iter_objects as iter_objects
@@ -72,6 +74,7 @@ __all__ = [
     "LocalFileError",
     "ObjectInfo",
     "ObjectNotFoundError",
+    "PresignedPost",
     "ProgressCallback",
     "ProviderProfile",
     "Storage",
@@ -89,6 +92,7 @@ __all__ = [
     "download_to_temp",
     "frame_cache_exists",
     "frame_cache_prefix",
+    "get_presigned_post",
     "get_presigned_url",
     "get_s3_client",
     "iter_objects",

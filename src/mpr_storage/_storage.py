@@ -24,6 +24,7 @@ __all__ = [
     "download_to_temp",
     "frame_cache_exists",
     "frame_cache_prefix",
+    "get_presigned_post",
     "get_presigned_url",
     "get_s3_client",
     "iter_objects",
@@ -79,6 +80,7 @@ class Storage(BaseStorage):
     upload_file = _put.upload_file
     copy_object = _copy.copy_object
     get_presigned_url = _presign.get_presigned_url
+    get_presigned_post = _presign.get_presigned_post
     download_many = _transfer.download_many
     upload_many = _transfer.upload_many
     frame_cache_exists = _frames.frame_cache_exists
@@ -141,6 +143,7 @@ download_to_temp = _surface.on_default(_objects.download_to_temp, default_storag
 upload_file = _surface.on_default(_put.upload_file, default_storage)
 copy_object = _surface.on_default(_copy.copy_object, default_storage)
 get_presigned_url = _surface.on_default(_presign.get_presigned_url, default_storage)
+get_presigned_post = _surface.on_default(_presign.get_presigned_post, default_storage)
 download_many = _surface.on_default(_transfer.download_many, default_storage)
 upload_many = _surface.on_default(_transfer.upload_many, default_storage)
 frame_cache_exists = _surface.on_default(_frames.frame_cache_exists, default_storage)

@@ -54,6 +54,7 @@ from mpr_storage import (
     LocalFileError,
     ObjectInfo,
     ObjectNotFoundError,
+    PresignedPost,
     ProgressCallback,
     StorageConnectionError,
     StorageError,
@@ -83,6 +84,7 @@ __all__ = [
     "LocalFileError",
     "ObjectInfo",
     "ObjectNotFoundError",
+    "PresignedPost",
     "RunningLoopError",
     "StorageConnectionError",
     "StorageError",
@@ -98,6 +100,7 @@ __all__ = [
     "download_to_temp",
     "frame_cache_exists",
     "frame_cache_prefix",
+    "get_presigned_post",
     "get_presigned_url",
     "get_s3_client",
     "iter_objects",
@@ -181,6 +184,7 @@ download_to_temp = _surface.blocking(_aio.download_to_temp, _portal)
 upload_file = _surface.blocking(_aio.upload_file, _portal)
 copy_object = _surface.blocking(_aio.copy_object, _portal)
 get_presigned_url = _surface.blocking(_aio.get_presigned_url, _portal)
+get_presigned_post = _surface.blocking(_aio.get_presigned_post, _portal)
 upload_many = _surface.blocking(_aio.upload_many, _portal)
 frame_cache_exists = _surface.blocking(_aio.frame_cache_exists, _portal)
 upload_frames = _surface.blocking(_aio.upload_frames, _portal)
