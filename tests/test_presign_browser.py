@@ -172,3 +172,15 @@ def test_presigned_post_on_the_other_surfaces(s3: S3Target, fresh_portal: None) 
         return await mpr_storage.get_presigned_post(s3.bucket, s3.key("a.bin"))
 
     assert asyncio.run(main()).fields["key"] == s3.key("a.bin")
+
+
+async def test_a_presigned_post_holds_to_its_content_type(
+    seaweed: S3Target, presigner: str, http: aiohttp.ClientSession
+) -> None:
+    key = seaweed.key("uploads/typed.mp4")
+    async with Storage(seaweed.settings()) as st:
+        post = await st.get_presigned_post(seaweed.bucket, key, content_type="video/mp4")
+        other = PresignedPost(post.url, {**post.fields, "Content-Type": "text/html"})
+        status, answer = await _post(http, other, b"<script>")
+        assert status == 403, answer
+        assert not await st.object_exists(seaweed.bucket, key)

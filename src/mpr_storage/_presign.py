@@ -149,7 +149,8 @@ async def get_presigned_post(
             one is refused by providers that check it (AWS, MinIO, SeaweedFS: 400
             ``EntityTooLarge``).
         content_type: the ``Content-Type`` the object gets; the policy requires the form's
-            ``Content-Type`` field (given in ``fields``) to be exactly this.
+            ``Content-Type`` field (given in ``fields``) to be exactly this (another is
+            refused with 403 where the policy is checked, e.g. SeaweedFS).
 
     Raises:
         ValueError: ``expires_in`` is outside 1 s .. 7 days, ``max_size`` is negative, or
