@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("keys, files", {"_keys", "_files", "_imports"}),
     ("transport", {"_sigv4", "_xml", "_retry", "_transport", "_http", "_fast", "_botocore"}),
     ("client", {"_client"}),
-    ("objects", {"_objects", "_presign", "_put"}),
+    ("objects", {"_objects", "_presign", "_put", "_copy"}),
     ("engine", {"_engine"}),
     ("transfer", {"_manifest", "_walk", "_transfer", "_uploads"}),
     ("frames", {"_frames"}),

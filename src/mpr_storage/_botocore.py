@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -67,12 +68,18 @@ class BotocoreTransport(Transport):
         *,
         max_keys: int | None = None,
         operation: str = "list_objects",
+        start_after: str | None = None,
+        delimiter: str | None = None,
     ) -> ListPage:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         if token is not None:
             kwargs["ContinuationToken"] = token
         if max_keys is not None:
             kwargs["MaxKeys"] = max_keys
+        if start_after is not None:
+            kwargs["StartAfter"] = start_after
+        if delimiter is not None:
+            kwargs["Delimiter"] = delimiter
         page = await self._call(
             (operation, bucket, prefix or None),
             partial(self._client.list_objects_v2, **kwargs),
@@ -87,7 +94,8 @@ class BotocoreTransport(Transport):
             for item in page.get("Contents", ())
         ]
         next_token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
-        return ListPage(objects, next_token or None)
+        prefixes = [str(p["Prefix"]) for p in page.get("CommonPrefixes", ()) if "Prefix" in p]
+        return ListPage(objects, next_token or None, prefixes)
 
     async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:
         found = await self._call(
@@ -259,6 +267,75 @@ class BotocoreTransport(Transport):
     async def list_buckets(self, *, operation: str = "list_buckets") -> list[str]:
         response = await self._call((operation, None, None), self._client.list_buckets)
         return [str(b["Name"]) for b in response.get("Buckets", ())]
+
+    async def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        *,
+        if_match: str | None,
+        operation: str,
+    ) -> tuple[str, datetime | None]:
+        kwargs: dict[str, Any] = {"CopySource": {"Bucket": src_bucket, "Key": src_key}}
+        if if_match:
+            kwargs["CopySourceIfMatch"] = f'"{if_match}"'
+        response = await self._call(
+            (operation, bucket, key),  # botocore raises a 200 answer's error itself
+            partial(self._client.copy_object, Bucket=bucket, Key=key, **kwargs),
+        )
+        result = response.get("CopyObjectResult") or {}
+        return unquote_etag(result.get("ETag")), result.get("LastModified")
+
+    async def create_multipart_copy(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        operation: str,
+    ) -> str:
+        kwargs: dict[str, Any] = {"Metadata": dict(metadata)}
+        if content_type:
+            kwargs["ContentType"] = content_type
+        response = await self._call(
+            (operation, bucket, key),
+            partial(self._client.create_multipart_upload, Bucket=bucket, Key=key, **kwargs),
+        )
+        return str(response["UploadId"])
+
+    async def upload_part_copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        first: int,
+        last: int,
+        *,
+        if_match: str | None,
+        operation: str,
+    ) -> str:
+        kwargs: dict[str, Any] = {"CopySource": {"Bucket": src_bucket, "Key": src_key}}
+        if if_match:
+            kwargs["CopySourceIfMatch"] = f'"{if_match}"'
+        response = await self._call(
+            (operation, bucket, key),
+            partial(
+                self._client.upload_part_copy,
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySourceRange=f"bytes={first}-{last}",
+                **kwargs,
+            ),
+        )
+        return str((response.get("CopyPartResult") or {}).get("ETag", ""))
 
 
 def _status(exc: BaseException) -> int | None:

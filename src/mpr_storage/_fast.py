@@ -13,6 +13,7 @@ import email.utils
 import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
@@ -30,12 +31,14 @@ from ._transport import (
     ByteProgress,
     Transport,
     Upload,
+    copy_source,
 )
 from ._xml import (
     ListPage,
     error_fields,
     find_etag,
     parse_buckets,
+    parse_copy_result,
     parse_delete_errors,
     parse_list,
     parse_upload_id,
@@ -104,12 +107,18 @@ class FastTransport(Transport):
         *,
         max_keys: int | None = None,
         operation: str = "list_objects",
+        start_after: str | None = None,
+        delimiter: str | None = None,
     ) -> ListPage:
         params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
         if token is not None:
             params["continuation-token"] = token
         if max_keys is not None:
             params["max-keys"] = str(max_keys)
+        if start_after is not None:
+            params["start-after"] = start_after
+        if delimiter is not None:
+            params["delimiter"] = delimiter
         return await self._call(
             lambda _, body: parse_list(body, operation=operation, bucket=bucket),
             "GET",
@@ -286,6 +295,89 @@ class FastTransport(Transport):
         return await self._call(
             lambda _, body: parse_buckets(body, operation=operation), "GET", "", operation=operation
         )
+
+    async def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        *,
+        if_match: str | None,
+        operation: str,
+    ) -> tuple[str, datetime | None]:
+        etag, modified = await self._call(
+            lambda _, answer: parse_copy_result(
+                answer, "CopyObjectResult", operation=operation, bucket=bucket, key=key
+            ),
+            "PUT",
+            bucket,
+            key,
+            operation=operation,
+            extra=_copy_headers(src_bucket, src_key, if_match),
+            payload_hash=_EMPTY_SHA256,
+        )
+        return unquote_etag(etag), modified
+
+    async def create_multipart_copy(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        operation: str,
+    ) -> str:
+        extra = {f"{_META}{name}": value for name, value in metadata.items()}
+        if content_type:
+            extra["Content-Type"] = content_type
+        return await self._call(
+            lambda _, body: parse_upload_id(body, operation=operation, bucket=bucket),
+            "POST",
+            bucket,
+            key,
+            operation=operation,
+            query="uploads=",
+            extra=extra,
+            payload_hash=_EMPTY_SHA256,
+        )
+
+    async def upload_part_copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        first: int,
+        last: int,
+        *,
+        if_match: str | None,
+        operation: str,
+    ) -> str:
+        extra = _copy_headers(src_bucket, src_key, if_match)
+        extra["x-amz-copy-source-range"] = f"bytes={first}-{last}"
+        etag, _ = await self._call(
+            lambda _, answer: parse_copy_result(
+                answer, "CopyPartResult", operation=operation, bucket=bucket, key=key
+            ),
+            "PUT",
+            bucket,
+            key,
+            operation=operation,
+            query=query_string({"partNumber": str(number), "uploadId": upload_id}),
+            extra=extra,
+            payload_hash=_EMPTY_SHA256,
+        )
+        return etag
+
+
+def _copy_headers(src_bucket: str, src_key: str, if_match: str | None) -> dict[str, str]:
+    headers = {"x-amz-copy-source": copy_source(src_bucket, src_key)}
+    if if_match:
+        headers["x-amz-copy-source-if-match"] = f'"{if_match}"'
+    return headers
 
 
 class _Got:

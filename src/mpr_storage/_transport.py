@@ -16,12 +16,14 @@ import abc
 import contextlib
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 
@@ -43,6 +45,7 @@ __all__ = [
     "Upload",
     "aws_endpoint",
     "check_length",
+    "copy_source",
     "write_body",
 ]
 
@@ -254,8 +257,12 @@ class Transport(abc.ABC):
         *,
         max_keys: int | None = None,
         operation: str = "list_objects",
+        start_after: str | None = None,
+        delimiter: str | None = None,
     ) -> ListPage:
-        """One ``ListObjectsV2`` page (retried on its own: a listing resumes where it was)."""
+        """One ``ListObjectsV2`` page (retried on its own: a listing resumes where it was);
+        ``start_after``: only keys after this one; ``delimiter``: keys past it are rolled up
+        into the page's common prefixes."""
 
     @abc.abstractmethod
     async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:
@@ -412,3 +419,55 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def list_buckets(self, *, operation: str = "list_buckets") -> list[str]:
         """The names of the buckets the credentials can see."""
+
+    @abc.abstractmethod
+    async def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        *,
+        if_match: str | None,
+        operation: str,
+    ) -> tuple[str, datetime | None]:
+        """``CopyObject`` of ``src_key`` to ``key``, on the server (its metadata and content
+        type kept): the copy's ETag and last-modified time. ``if_match``: the source's ETag,
+        else the copy is refused (412). A 200 answer reporting an error raises it."""
+
+    @abc.abstractmethod
+    async def create_multipart_copy(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        operation: str,
+    ) -> str:
+        """Start the multipart upload of a copy, with the source's content type and user
+        metadata (a multipart copy does not carry them); returns its upload id."""
+
+    @abc.abstractmethod
+    async def upload_part_copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        first: int,
+        last: int,
+        *,
+        if_match: str | None,
+        operation: str,
+    ) -> str:
+        """``UploadPartCopy`` of the source's bytes ``first..last`` (inclusive) as part
+        ``number``; returns its ETag (quoted, as the completion wants it)."""
+
+
+def copy_source(bucket: str, key: str) -> str:
+    """``x-amz-copy-source`` as botocore writes it: ``bucket/key`` percent-encoded, ``/``
+    kept."""
+    return quote(f"{bucket}/{key}", safe="-._~/")
