@@ -8,11 +8,12 @@ import contextlib
 import enum
 import weakref
 from functools import partial
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import anyio
+from aiobotocore.httpsession import AIOHTTPSession
 
 from ._botocore import BotocoreTransport
 from ._config import StorageSettings
@@ -178,8 +179,7 @@ class BaseStorage:
         self._check_loop()
         await self._off_the_loop(client=True)
         kwargs = self.settings.client_kwargs(public=public)
-        if config:
-            kwargs["config"] = self.settings.client_config(**config)
+        kwargs["config"] = self.settings.client_config(http_session_cls=_NoRedirects, **config)
         client: S3Client = await self._stack.enter_async_context(
             self._boto_session().client("s3", **kwargs)
         )
@@ -325,3 +325,13 @@ async def _tls_off_the_loop(client: Any) -> None:
         )
 
     http._create_connector = create_connector
+
+
+class _NoRedirects(AIOHTTPSession):  # type: ignore[misc]
+    """aiobotocore's HTTP session, sending each request as botocore (urllib3) does: a redirect
+    is an answer, never followed (aiohttp's default follows it, credentials and body too, to
+    any host)."""
+
+    async def _get_session(self, proxy_url: str | None) -> Any:
+        session = await super()._get_session(proxy_url)
+        return SimpleNamespace(request=partial(session.request, allow_redirects=False))

@@ -23,8 +23,10 @@ import asyncio
 import email.utils
 import os
 import time
+import traceback
 from types import TracebackType
 from typing import Any, TypedDict
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "AccessDeniedError",
@@ -38,7 +40,10 @@ __all__ = [
     "StorageTimeoutError",
     "ThrottledError",
     "error_for_code",
+    "forget_locals",
     "map_errors",
+    "redact_url",
+    "request_ids",
     "retry_after_seconds",
 ]
 
@@ -53,6 +58,9 @@ class StorageError(Exception):
         code: the S3 error code (``"NoSuchKey"``, ``"SlowDown"`` ...) or HTTP status, if any.
         status: the HTTP status of the answer, if there was one.
         retry_after: seconds the server asked to wait (``Retry-After``), if it did.
+        request_id: the provider's request ID (``x-amz-request-id``; GCS:
+            ``x-guploader-uploadid``), if the server answered: its support asks for it.
+        host_id: the provider's extended request ID (``x-amz-id-2``), if any.
     """
 
     def __init__(
@@ -65,6 +73,8 @@ class StorageError(Exception):
         code: str | None = None,
         status: int | None = None,
         retry_after: float | None = None,
+        request_id: str | None = None,
+        host_id: str | None = None,
     ) -> None:
         self.operation = operation
         self.bucket = bucket
@@ -72,7 +82,10 @@ class StorageError(Exception):
         self.code = code
         self.status = status
         self.retry_after = retry_after
-        super().__init__(_describe(message, operation, bucket, key))
+        self.request_id = request_id
+        self.host_id = host_id
+        text = _describe(message, operation, bucket, key)
+        super().__init__(f"{text} (request id {request_id})" if request_id else text)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keep attributes when an error crosses a process boundary (multiprocessing, pickling).
@@ -213,10 +226,25 @@ def error_for_code(
     key: str | None = None,
     status: int | None = None,
     retry_after: float | None = None,
+    location: str | None = None,
+    request_id: str | None = None,
+    host_id: str | None = None,
 ) -> StorageError:
-    """Build our error for an S3 error code (or HTTP status as a string)."""
+    """Build our error for an S3 error code (or HTTP status as a string); ``location``: the
+    ``Location`` of a redirect (never followed), shown without its userinfo and query."""
     cls: type[StorageError] = StorageError
-    if code in REGION_CODES or code == "301":
+    if (
+        status is not None
+        and 300 <= status < 400
+        and (location or code not in (*REGION_CODES, "301"))
+    ):
+        target = f" to {redact_url(location)}" if location else ""
+        message = (
+            f"the endpoint redirected the request{target} (HTTP {status}); redirects are not "
+            "followed (no request or credential goes to a host that was not configured): set "
+            "S3_ENDPOINT_URL to the endpoint that serves this bucket"
+        )
+    elif code in REGION_CODES or code == "301":
         message = (
             f"the bucket is in another region than the one requests are signed for ({code}); "
             "set AWS_REGION to the bucket's region"
@@ -245,7 +273,34 @@ def error_for_code(
         code=code,
         status=status,
         retry_after=retry_after,
+        request_id=request_id,
+        host_id=host_id,
     )
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown in a message or a log: its userinfo (a password) and its
+    query string (a presigned URL's signature) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<an invalid URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
+
+
+def request_ids(headers: Any) -> tuple[str | None, str | None]:
+    """``(request id, host id)`` of an answer from its headers, as botocore reads them
+    (``x-amzn-requestid``, else ``x-amz-request-id``; GCS: ``x-guploader-uploadid``) and
+    ``x-amz-id-2``. ``headers``: lowercase names, or case-insensitive."""
+    request_id = (
+        headers.get("x-amzn-requestid")
+        or headers.get("x-amz-request-id")
+        or headers.get("x-guploader-uploadid")
+    )
+    return request_id or None, headers.get("x-amz-id-2") or None
 
 
 def _no_bucket_hint(bucket: str | None) -> str:
@@ -297,7 +352,7 @@ class map_errors:  # used like a function: ``with map_errors(...):``
         endpoint: str | None = None,
     ) -> None:
         self._where = _Where(operation=operation, bucket=bucket, key=key)
-        self._target = endpoint or "the endpoint"
+        self._target = redact_url(endpoint) if endpoint else "the endpoint"
 
     def __enter__(self) -> None:
         return None
@@ -312,7 +367,24 @@ class map_errors:  # used like a function: ``with map_errors(...):``
             return
         ours = _translate(exc, self._where, self._target)
         if ours is not None:
+            forget_locals(exc)
             raise ours from exc
+
+
+def forget_locals(exc: BaseException) -> None:
+    """Clear the local variables of the finished frames in ``exc``'s traceback and in those
+    of the exceptions it chains: botocore's and aiohttp's frames hold the signed request
+    (``Authorization``, ``x-amz-security-token``), which error reporters that capture frame
+    locals (Sentry, ``rich``) would ship. File and line of each frame stay."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        pending += (current.__cause__, current.__context__)
 
 
 def _translate(exc: Exception, where: _Where, target: str) -> StorageError | None:
@@ -325,8 +397,18 @@ def _translate(exc: Exception, where: _Where, target: str) -> StorageError | Non
         status = meta.get("HTTPStatusCode")
         code = str(err.get("Code") or status or "Unknown")
         message = str(err.get("Message") or code)
-        retry_after = retry_after_seconds((meta.get("HTTPHeaders") or {}).get("retry-after"))
-        return error_for_code(code, message, **where, status=status, retry_after=retry_after)
+        headers = meta.get("HTTPHeaders") or {}
+        request_id, host_id = request_ids(headers)
+        return error_for_code(
+            code,
+            message,
+            **where,
+            status=status,
+            retry_after=retry_after_seconds(headers.get("retry-after")),
+            location=headers.get("location"),
+            request_id=meta.get("RequestId") or request_id,
+            host_id=meta.get("HostId") or host_id,
+        )
     if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
         return ConfigError(NO_CREDENTIALS, **where)
     if isinstance(exc, bx.ParamValidationError):

@@ -12,9 +12,11 @@ import contextlib
 import email.utils
 import io
 import ipaddress
+import logging
 import re
 import time
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -31,6 +33,7 @@ from ._errors import (
     ConfigError,
     error_for_code,
     map_errors,
+    request_ids,
     retry_after_seconds,
 )
 from ._sigv4 import UNSIGNED_PAYLOAD, SigV4
@@ -45,6 +48,9 @@ from ._xml import (
 __all__ = ["SignedRequests", "escape", "query_string"]
 
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+# botocore's validate_region_name: a region named by an answer never makes another host
+_REGION = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+_log = logging.getLogger(__name__)
 
 
 class _Redirected(Exception):
@@ -132,22 +138,34 @@ class SignedRequests:
             method, host, path, query, payload_hash, extra
         )
 
-    async def _signed(
-        self,
-        method: str,
-        bucket: str,
-        key: str,
-        query: str,
-        payload_hash: str,
-        extra: dict[str, str] | None,
-        where: tuple[str, str | None, str | None],
-    ) -> tuple[str, URL, dict[str, str]]:
-        """``(region, url, headers)`` of one attempt, signed for the bucket's region as known
-        now (a redirect may have taught it)."""
-        region = self._regions.get(bucket, self._region)
-        signer = await self._signer(region, where)
-        url, headers = self._request(method, bucket, key, query, payload_hash, extra, signer=signer)
-        return region, url, headers
+    async def _open(
+        self, exchange: Exchange
+    ) -> tuple[str, AbstractAsyncContextManager[aiohttp.ClientResponse]]:
+        """``(region, request)`` of one attempt: signed for the bucket's region as known now (a
+        redirect may have taught it), not sent yet (``async with`` it). The signed headers
+        (``Authorization``, ``x-amz-security-token``) stay in this frame, which has returned
+        before anything can fail: no traceback holds them in its locals."""
+        e = exchange
+        region = self._regions.get(e._bucket, self._region)
+        signer = await self._signer(region, e._where)
+        url, headers = self._request(
+            e._method, e._bucket, e._key, e._query, e._payload_hash, e._extra, signer=signer
+        )
+        proxy, proxy_headers = self._proxy(url)
+        assert self._http is not None
+        return region, self._http.request(
+            e._method,
+            url,
+            headers=headers,
+            data=_body(e._data),
+            # as botocore does for bodies over 1 MiB: a refusal (a redirect, a bad
+            # signature) comes before the body is sent
+            expect100=_large(e._data),
+            proxy=proxy,
+            proxy_headers=proxy_headers or None,
+            read_bufsize=e._read_bufsize,
+            allow_redirects=False,  # aiohttp's default follows them, to any host
+        )
 
     async def presign(
         self,
@@ -237,17 +255,24 @@ class SignedRequests:
         status = response.status
         code, message, body_region = error_fields(body) if body else (None, None, None)
         operation, bucket, key = where
+        headers = response.headers
         if code is None:
             code = {404: "NoSuchKey" if key else "NoSuchBucket", 301: "PermanentRedirect"}.get(
                 status, str(status)
             )
-        if code in REGION_CODES or status in (301, 400) and bucket is not None:
-            found = response.headers.get("x-amz-bucket-region") or body_region
-            if bucket is not None and found and found != region:
+        if code in REGION_CODES or status in (301, 302, 307, 400) and bucket is not None:
+            found = headers.get("x-amz-bucket-region") or body_region
+            if bucket is not None and found and found != region and _REGION.match(found):
                 self._regions[bucket] = found  # remembered, as botocore's redirector does
+                _log.info(
+                    "%s s3://%s: the bucket is in region %s, not %s: signing for it (set "
+                    "AWS_REGION=%s to save the redirect)",
+                    operation, bucket, found, region, found,
+                )  # fmt: skip
                 return _Redirected()
+        request_id, host_id = request_ids(headers)
         if code == "RequestTimeTooSkewed":
-            served = response.headers.get("Date")
+            served = headers.get("Date")
             with contextlib.suppress(TypeError, ValueError):
                 if served:
                     when = email.utils.parsedate_to_datetime(served).timestamp()
@@ -259,7 +284,10 @@ class SignedRequests:
             bucket=bucket,
             key=key,
             status=status,
-            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            retry_after=retry_after_seconds(headers.get("Retry-After")),
+            location=headers.get("Location"),
+            request_id=request_id,
+            host_id=host_id,
         )
 
 
@@ -314,28 +342,14 @@ class Exchange:
         self._sent: Any = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
-        wire, where, data = self._wire, self._where, self._data
-        assert wire._http is not None
+        wire = self._wire
         for _ in range(2):
-            region, url, headers = await wire._signed(
-                self._method, self._bucket, self._key, self._query, self._payload_hash,
-                self._extra, where,
-            )  # fmt: skip
-            proxy, proxy_headers = wire._proxy(url)
+            region, sent = await wire._open(self)
+            started = time.monotonic() if _log.isEnabledFor(logging.DEBUG) else None
             with self._errors:
-                sent = wire._http.request(
-                    self._method,
-                    url,
-                    headers=headers,
-                    data=_body(data),
-                    # as botocore does for bodies over 1 MiB: a refusal (a redirect, a bad
-                    # signature) comes before the body is sent
-                    expect100=_large(data),
-                    proxy=proxy,
-                    proxy_headers=proxy_headers or None,
-                    read_bufsize=self._read_bufsize,
-                )
                 response = await sent.__aenter__()
+                if started is not None:
+                    self._logged(response.status, started)
                 if response.status in self._ok:
                     self._sent = sent
                     return response
@@ -343,10 +357,20 @@ class Exchange:
                     body = await response.read()
                 finally:
                     await sent.__aexit__(None, None, None)
-            error = wire._error(response, body, region, where)
+            error = wire._error(response, body, region, self._where)
             if not isinstance(error, _Redirected):
                 raise error
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _logged(self, status: int, started: float) -> None:
+        """The DEBUG line of one request: method, object, status and time (never a header
+        nor the query string)."""
+        operation, bucket, key = self._where
+        _log.debug(
+            "%s %s s3://%s/%s: HTTP %d in %.1f ms",
+            operation, self._method, bucket or "", key or "", status,
+            (time.monotonic() - started) * 1000,
+        )  # fmt: skip
 
     async def __aexit__(
         self,
