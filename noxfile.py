@@ -94,6 +94,24 @@ def slow(session: nox.Session) -> None:
     session.run("pytest", "-m", "slow", *session.posargs)
 
 
+@nox.session(name="tests-uvloop")
+def tests_uvloop(session: nox.Session) -> None:
+    """The transport tests once more with every async test on uvloop's event loop (as under
+    uvicorn[standard]): MPR_TEST_LOOP=uvloop makes tests/conftest.py hand pytest-asyncio
+    uvloop's loop. The sync shim and CLI use uvloop in every session where it is installed."""
+    _install(session, "test")
+    files = ["tests/test_objects.py", "tests/test_transfer.py", "tests/test_faults.py"]
+    session.run(
+        "pytest",
+        "-n",
+        "4",
+        "-m",
+        "not slow",
+        *(session.posargs or files),
+        env={"MPR_TEST_LOOP": "uvloop"},
+    )
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""

@@ -30,6 +30,24 @@ TRANSPORTS = tuple(
 )
 _counter = itertools.count()
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+# `MPR_TEST_LOOP=uvloop pytest ...` runs the async tests and fixtures on uvloop's event loop
+# (`nox -s tests-uvloop`): where pytest-asyncio has the loop-factory hook (1.x), through it, else
+# through its `event_loop_policy` fixture (overriding it is deprecated where the hook exists).
+TEST_LOOP = os.environ.get("MPR_TEST_LOOP", "asyncio")
+if TEST_LOOP == "uvloop":
+    import pytest_asyncio.plugin
+    import uvloop
+
+    if hasattr(pytest_asyncio.plugin, "PytestAsyncioSpecs"):
+
+        def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+            return {"uvloop": uvloop.new_event_loop}
+
+    else:
+
+        @pytest.fixture(scope="session")
+        def event_loop_policy() -> Any:
+            return uvloop.EventLoopPolicy()
 
 
 @pytest.fixture(autouse=True)

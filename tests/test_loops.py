@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from conftest import S3Target
-from mpr_storage import Storage, sync
+from mpr_storage import Storage, _portal, sync
 
 # Above the wire: the transports are compared by the tests of the layers below.
 pytestmark = pytest.mark.one_transport
@@ -129,7 +129,7 @@ def test_a_loop_thread_that_fails_to_start_raises(monkeypatch: pytest.MonkeyPatc
             raise OSError("no executor today")
 
     sync._portal.stop()
-    monkeypatch.setattr(asyncio, "new_event_loop", BrokenLoop)
+    monkeypatch.setattr(_portal, "new_event_loop", BrokenLoop)  # uvloop's or asyncio's
     outcome: list[BaseException | bool] = []
 
     def call() -> None:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor  # imported now: not allowed at exit
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["Portal", "RunningLoopError", "refuse_in_loop"]
+__all__ = ["Portal", "RunningLoopError", "new_event_loop", "refuse_in_loop"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -44,6 +44,16 @@ def refuse_in_loop(name: str) -> None:
         f"mpr_storage.sync.{name}() blocks, and this thread is running an event loop: "
         f"use `{usage}` here instead (or run the blocking call in asyncio.to_thread)"
     )
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where uvloop is installed (the ``mpr-storage[uvloop]`` extra; the loop
+    uvicorn picks too), else asyncio's, silently: the loop the portal thread runs."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 # --- the portal: one event loop on one daemon thread per process -----------------------------
@@ -206,7 +216,7 @@ class Portal:
 
     def _running_loop(self) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:  # locked
         if self._loop is None or self._thread is None:
-            loop = asyncio.new_event_loop()
+            loop = new_event_loop()
             stop = asyncio.Event()
             ready: list[BaseException | None] = []
             started = threading.Event()

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from types import FrameType
 from typing import Any, TypeVar
 
+import anyio
 from rich.console import Console
 from rich.text import Text
 
@@ -52,8 +53,18 @@ class Interrupted(Exception):
 
 def run(job: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(job)`` where a stop signal cancels the job's task (cleanups run) instead
-    of raising inside whatever callback the loop happens to be running."""
-    return asyncio.run(_cancel_on_signals(job))
+    of raising inside whatever callback the loop happens to be running; on uvloop's loop where
+    uvloop is installed (the ``mpr-storage[uvloop]`` extra), else on asyncio's, silently."""
+    options = {"loop_factory": _uvloop_factory()}
+    return anyio.run(_cancel_on_signals, job, backend="asyncio", backend_options=options)
+
+
+def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None  # anyio.run then creates asyncio's loop, as asyncio.run does
+    return uvloop.new_event_loop
 
 
 async def _cancel_on_signals(job: Coroutine[Any, Any, T]) -> T:
