@@ -17,8 +17,12 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("errors", {"_errors", "_surface"}),
     ("config, models", {"_config", "_models"}),
     ("keys, files", {"_keys", "_files", "_imports"}),
-    ("transport", {"_sigv4", "_xml", "_retry", "_transport", "_http", "_fast", "_botocore"}),
+    (
+        "transport",
+        {"_sigv4", "_xml", "_retry", "_transport", "_body", "_http", "_fast", "_botocore"},
+    ),
     ("client", {"_client"}),
+    ("transfer I/O", {"_fetch"}),
     ("objects", {"_objects", "_presign", "_put", "_copy"}),
     ("engine", {"_engine"}),
     ("transfer", {"_manifest", "_walk", "_transfer", "_uploads"}),

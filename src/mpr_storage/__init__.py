@@ -25,8 +25,10 @@ from ._errors import AccessDeniedError as AccessDeniedError
 from ._errors import BucketNotFoundError as BucketNotFoundError
 from ._errors import ConfigError as ConfigError
 from ._errors import InvalidKeyError as InvalidKeyError
+from ._errors import InvalidRangeError as InvalidRangeError
 from ._errors import LocalFileError as LocalFileError
 from ._errors import ObjectNotFoundError as ObjectNotFoundError
+from ._errors import PreconditionFailedError as PreconditionFailedError
 from ._errors import StorageConnectionError as StorageConnectionError
 from ._errors import StorageError as StorageError
 from ._errors import StorageTimeoutError as StorageTimeoutError
@@ -71,9 +73,11 @@ __all__ = [
     "BucketNotFoundError",
     "ConfigError",
     "InvalidKeyError",
+    "InvalidRangeError",
     "LocalFileError",
     "ObjectInfo",
     "ObjectNotFoundError",
+    "PreconditionFailedError",
     "PresignedPost",
     "ProgressCallback",
     "ProviderProfile",

@@ -14,24 +14,20 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
+from ._body import Body, refused_get
 from ._config import StorageSettings
 from ._errors import StorageError, map_errors
 from ._files import LocalIO, digests
 from ._models import ObjectInfo, unquote_etag
-from ._transport import (
-    Body,
-    ByteProgress,
-    Throttle,
-    Transport,
-    Upload,
-)
+from ._transport import ByteProgress, Throttle, Transport, Upload
 from ._xml import ListPage
 
 __all__ = ["BotocoreTransport"]
 
 T = TypeVar("T")
 _CHECKSUM_PARAMS = {"Content-MD5": "ContentMD5", "x-amz-checksum-crc32": "ChecksumCRC32"}
-_READ_SIZE = 64 * 1024  # botocore body reads, gathered into blocks by AtomicFile.write_all
+_READ_SIZE = 64 * 1024  # a body's pieces: gathered into blocks by the writer
+_GET_PARAMS = {"Range": "Range", "If-Match": "IfMatch", "If-None-Match": "IfNoneMatch"}
 
 
 class BotocoreTransport(Transport):
@@ -113,33 +109,32 @@ class BotocoreTransport(Transport):
     @contextlib.asynccontextmanager
     async def _get(
         self,
-        bucket: str,
-        key: str,
-        operation: str,
-        if_none_match: str | None,
+        where: tuple[str, str, str],
+        headers: dict[str, str],
         read_ahead: int | None,  # aiobotocore's sessions keep aiohttp's default
     ) -> AsyncIterator[Body | None]:
+        operation, bucket, key = where
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if if_none_match:
-            kwargs["IfNoneMatch"] = f'"{if_none_match}"'
+        kwargs.update((_GET_PARAMS[name], value) for name, value in headers.items())
         with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
             try:
                 response = await self._client.get_object(**kwargs)
-            except Exception as exc:  # botocore answers 304 with a ClientError
-                if _status(exc) != 304:
+            except Exception as exc:  # botocore answers 304, 412 and 416 with a ClientError
+                status = _status(exc)
+                if status not in (304, 412, 416):
                     raise
+                if status != 304:
+                    answer = getattr(exc, "response", {}).get("ResponseMetadata", {})
+                    raise refused_get(status, answer.get("HTTPHeaders") or {}, where) from exc
                 response = None
             if response is None:
                 yield None
                 return
             stream = response["Body"]
+            meta = response["ResponseMetadata"]
             async with stream:
-                yield Body(
-                    int(response["ContentLength"]),
-                    unquote_etag(response.get("ETag")),
-                    stream.read,
-                    partial(stream.iter_chunks, _READ_SIZE),
-                )
+                read = partial(_read, stream)
+                yield Body(meta["HTTPStatusCode"], meta["HTTPHeaders"], read, where)
 
     async def _put(
         self,
@@ -336,6 +331,12 @@ class BotocoreTransport(Transport):
             ),
         )
         return str((response.get("CopyPartResult") or {}).get("ETag", ""))
+
+
+async def _read(stream: Any, n: int) -> bytes:
+    """A piece of the body (``n`` > 0: at most 64 KiB, as aiohttp holds at most twice what is
+    asked), or all of the rest (``n`` < 0)."""
+    return bytes(await stream.read(_READ_SIZE if n > 0 else None))
 
 
 def _status(exc: BaseException) -> int | None:

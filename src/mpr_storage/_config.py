@@ -143,6 +143,13 @@ class StorageSettings:
     multipart_chunksize: int = _env_field("S3_MULTIPART_CHUNKSIZE", 8 * 1024 * 1024)
     """**Environment variable**: ``S3_MULTIPART_CHUNKSIZE``. Part size (S3's minimum is 5 MiB),
     grown to whole MiB for files that would need more than S3's 10,000 parts."""
+    range_part_size: int = _env_field("S3_RANGE_PART_SIZE", 8 * 1024 * 1024)
+    """**Environment variable**: ``S3_RANGE_PART_SIZE``. Downloads larger than this are fetched
+    as byte ranges on several connections; the smallest range, grown (up to 8x) with the
+    object so that about ``S3_RANGE_CONCURRENCY`` ranges cover it."""
+    range_concurrency: int = _env_field("S3_RANGE_CONCURRENCY", 16)
+    """**Environment variable**: ``S3_RANGE_CONCURRENCY``. Connections per downloaded object
+    (in bulk calls, shared with the call's ``concurrency``); ``1`` turns ranges off."""
     retry_budget: float = _env_field("S3_RETRY_BUDGET", 60.0)
     """**Environment variable**: ``S3_RETRY_BUDGET``. Seconds one request may spend in retries
     (backoff and ``Retry-After`` waits included) before its last error is raised."""
@@ -190,6 +197,8 @@ class StorageSettings:
         if self.multipart_chunksize < 5 * 1024 * 1024:
             raise ConfigError("S3_MULTIPART_CHUNKSIZE must be at least 5 MiB (S3's part minimum)")
         _check_positive(self.multipart_threshold, "S3_MULTIPART_THRESHOLD")
+        _check_positive(self.range_part_size, "S3_RANGE_PART_SIZE")
+        _check_positive(self.range_concurrency, "S3_RANGE_CONCURRENCY")
 
     @classmethod
     def from_env(

@@ -5,6 +5,8 @@
     ├── BucketNotFoundError                                 bucket missing
     ├── AccessDeniedError        (also PermissionError)     403, bad credentials, bad signature
     ├── InvalidKeyError          (also ValueError)          empty, unsafe or over-long key
+    ├── InvalidRangeError        (also ValueError)          a byte range outside the object (416)
+    ├── PreconditionFailedError                             If-Match no longer holds (412)
     ├── ConfigError                                         bad or missing settings
     ├── StorageConnectionError   (also ConnectionError)     endpoint unreachable after retries
     │   └── StorageTimeoutError  (also TimeoutError)        connect/read timed out after retries
@@ -33,8 +35,10 @@ __all__ = [
     "BucketNotFoundError",
     "ConfigError",
     "InvalidKeyError",
+    "InvalidRangeError",
     "LocalFileError",
     "ObjectNotFoundError",
+    "PreconditionFailedError",
     "StorageConnectionError",
     "StorageError",
     "StorageTimeoutError",
@@ -120,6 +124,20 @@ class AccessDeniedError(StorageError, PermissionError):
 
 class InvalidKeyError(StorageError, ValueError):
     """The key is empty, too long, or would map to a path outside the destination."""
+
+
+class InvalidRangeError(StorageError, ValueError):
+    """The byte range asked for is outside the object (HTTP 416). ``size``: the object's size,
+    from the answer's ``Content-Range: bytes */size``, if the server said."""
+
+    def __init__(self, message: str, *, size: int | None = None, **where: Any) -> None:
+        super().__init__(message, **where)
+        self.size = size
+
+
+class PreconditionFailedError(StorageError):
+    """A condition of the request no longer holds (HTTP 412): the object was replaced since
+    the ETag it was pinned to (``If-Match``) was read. Code ``PreconditionFailed``."""
 
 
 class ConfigError(StorageError):
@@ -263,6 +281,10 @@ def error_for_code(
         message = f"still throttled after retries ({code})"
     elif code in _BAD_KEY:
         cls = InvalidKeyError
+    elif code == "InvalidRange" or status == 416:
+        cls = InvalidRangeError
+    elif code == "PreconditionFailed" or status == 412:
+        cls = PreconditionFailedError
     elif status is not None and status >= 500:
         message = f"server error (HTTP {status}) after retries: {message}"
     return cls(

@@ -20,19 +20,14 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from ._body import Body, refused_get
 from ._config import StorageSettings
-from ._errors import error_for_code
+from ._errors import error_for_code, map_errors
 from ._files import LocalIO, digests, fd_chunks
 from ._http import Exchange, SignedRequests, escape, query_string
 from ._models import ObjectInfo, unquote_etag
 from ._sigv4 import UNSIGNED_PAYLOAD
-from ._transport import (
-    Body,
-    ByteProgress,
-    Transport,
-    Upload,
-    copy_source,
-)
+from ._transport import ByteProgress, Transport, Upload, copy_source
 from ._xml import (
     ListPage,
     error_fields,
@@ -50,6 +45,7 @@ T = TypeVar("T")
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _META = "x-amz-meta-"
+_GET_ANSWERS = (200, 206, 304, 412, 416)  # 412 and 416 are raised by _Got, typed
 
 
 class FastTransport(Transport):
@@ -134,24 +130,19 @@ class FastTransport(Transport):
         )
 
     def _get(
-        self,
-        bucket: str,
-        key: str,
-        operation: str,
-        if_none_match: str | None,
-        read_ahead: int | None,
+        self, where: tuple[str, str, str], headers: dict[str, str], read_ahead: int | None
     ) -> AbstractAsyncContextManager[Body | None]:
-        extra = {"If-None-Match": f'"{if_none_match}"'} if if_none_match else None
+        operation, bucket, key = where
         get = self._wire.send(
             "GET",
             bucket,
             key,
             operation=operation,
-            extra=extra,
-            ok=(200, 304),
+            extra=headers or None,
+            ok=_GET_ANSWERS,
             read_bufsize=read_ahead,
         )
-        return _Got(get)
+        return _Got(get, where)
 
     async def _put(
         self,
@@ -381,20 +372,30 @@ def _copy_headers(src_bucket: str, src_key: str, if_match: str | None) -> dict[s
 
 
 class _Got:
-    """``async with`` a GET: the body as :func:`~._transport.write_body` reads it (the pieces
-    as they arrive: it gathers them in one block), or ``None`` for a 304."""
+    """``async with`` a GET: its :class:`~._body.Body` (``None`` for a 304); a 412 or 416
+    answer raises our error for it."""
 
-    __slots__ = ("_exchange",)
+    __slots__ = ("_exchange", "_where", "_open")
 
-    def __init__(self, exchange: Exchange) -> None:
+    def __init__(self, exchange: Exchange, where: tuple[str, str, str]) -> None:
         self._exchange = exchange
+        self._where = where
+        self._open = False
 
     async def __aenter__(self) -> Body | None:
         r = await self._exchange.__aenter__()
+        if r.status in (200, 206):
+            self._open = True
+            return Body(r.status, r.headers, partial(_read, r.content), self._where)
+        try:
+            if r.status != 304:
+                with map_errors(*self._where):
+                    await r.read()  # the error document: the connection is reused
+        finally:
+            await self._exchange.__aexit__(None, None, None)
         if r.status == 304:
             return None
-        etag = unquote_etag(r.headers.get("ETag"))
-        return Body(r.content_length, etag, r.read, r.content.iter_any)
+        raise refused_get(r.status, r.headers, self._where)
 
     async def __aexit__(
         self,
@@ -402,7 +403,15 @@ class _Got:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._exchange.__aexit__(exc_type, exc, tb)
+        if self._open:
+            self._open = False
+            await self._exchange.__aexit__(exc_type, exc, tb)
+
+
+async def _read(content: aiohttp.StreamReader, n: int) -> bytes:
+    """What aiohttp holds of a body now (``n`` > 0; never ``content.read(n)``, which raises
+    aiohttp's buffer to ``2 x n``), or all of the rest (``n`` < 0)."""
+    return await (content.readany() if n > 0 else content.read())
 
 
 def _head_info(key: str, headers: Mapping[str, str]) -> ObjectInfo:

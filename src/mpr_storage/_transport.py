@@ -16,20 +16,21 @@ import abc
 import contextlib
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import anyio
 
+from ._body import Body, Range, range_header
 from ._config import Checksum, StorageSettings
-from ._errors import StorageConnectionError, StorageError
-from ._files import CHECKSUM_HEADERS, LocalIO, atomic_writer, digests, hash_fd, read_fd
+from ._errors import StorageError
+from ._files import CHECKSUM_HEADERS, LocalIO, digests, hash_fd, read_fd
 from ._models import BytesCallback, ObjectInfo
 from ._retry import RetryPolicy, retrying
 from ._xml import ListPage
@@ -39,14 +40,12 @@ __all__ = [
     "SMALL_BODY",
     "Body",
     "ByteProgress",
-    "Fetched",
+    "Range",
     "Throttle",
     "Transport",
     "Upload",
     "aws_endpoint",
-    "check_length",
     "copy_source",
-    "write_body",
 ]
 
 T = TypeVar("T")
@@ -60,11 +59,6 @@ of a body whose previous block waits for a slow disk: with that block, under 1 M
 transfer. Its default (256 KiB, so up to 768 KiB) broke the bound of ``concurrency x 1 MiB``
 when writes go to worker threads; one stream alone reads ~10% faster with it, which is why
 single downloads keep it. The fast path only: aiobotocore's sessions keep aiohttp's default."""
-
-WRITE_BLOCK = 1024 * 1024
-"""The largest write of a streamed download: one call per MiB, on the event loop while the
-disk keeps up (~5% faster for one stream than 256 KiB writes). Bulk transfers write
-:data:`~._files.STREAM_CHUNK` blocks, which keeps their memory bound."""
 
 Throttle = Callable[[], object]
 """``on_throttle()``: the server asked to slow down."""
@@ -115,16 +109,6 @@ class ByteProgress:
 
 
 @dataclass(frozen=True, slots=True)
-class Body:
-    """An answer to a GET, as :func:`write_body` reads it."""
-
-    length: int | None
-    etag: str
-    read: Callable[[], Awaitable[bytes]]
-    chunks: Callable[[], AsyncIterator[bytes]]
-
-
-@dataclass(frozen=True, slots=True)
 class Upload:
     """A file to PUT: its descriptor and size, its bytes when small, its digests."""
 
@@ -136,15 +120,6 @@ class Upload:
     content_type: str
 
 
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """What a GET wrote: its size, the object's ETag, and the file's mtime after the write."""
-
-    size: int
-    etag: str
-    mtime_ns: int
-
-
 def aws_endpoint(region: str) -> str:
     """AWS S3's regional endpoint (the global one for us-east-1), as botocore resolves it."""
     return (
@@ -152,62 +127,6 @@ def aws_endpoint(region: str) -> str:
         if region == "us-east-1"
         else f"https://s3.{region}.amazonaws.com"
     )
-
-
-def check_length(received: int, expected: int, operation: str, bucket: str, key: str) -> None:
-    """Never rename a truncated body into place: a short read is a (retryable) broken
-    connection."""
-    if received != expected:
-        raise StorageConnectionError(
-            f"body truncated at {received} of {expected} bytes",
-            operation=operation,
-            bucket=bucket,
-            key=key,
-        )
-
-
-async def write_body(
-    path: Path,
-    length: int | None,
-    read_all: Callable[[], Awaitable[bytes]],
-    chunks: Callable[[], AsyncIterator[bytes]],
-    *,
-    io: LocalIO,
-    where: tuple[str, str, str],
-    prepare: Callable[[], object] | None,
-    progress: ByteProgress | None,
-    block: int,
-) -> tuple[int, int]:
-    """Write a response body to ``path`` atomically: ``(bytes, mtime_ns)``. Bodies up to
-    :data:`SMALL_BODY` are read whole, larger ones written as they arrive, in writes of at
-    most ``block`` bytes; a body shorter than ``length`` is never renamed into place.
-    ``prepare()`` (making the directory) runs first."""
-    operation, bucket, key = where
-    if prepare is not None:  # the object is there: its directory may be made now
-        await io.run(prepare, 0)
-    if progress is not None:
-        progress.start(length)
-    if length is not None and length <= SMALL_BODY:
-        data = await read_all()
-        check_length(len(data), length, operation, bucket, key)
-        mtime_ns = await io.write_file(path, data)
-        if progress is not None:
-            await progress.add(len(data))
-        return len(data), mtime_ns
-
-    async def counted() -> AsyncIterator[bytes]:
-        async for chunk in chunks():
-            yield chunk
-            if progress is not None:
-                await progress.add(len(chunk))
-
-    async with atomic_writer(path, io, block=block) as f:
-        # The pieces as they arrive, written a block at a time with one writev: no copy and
-        # no block-sized allocation per write, whatever the disk's speed.
-        received = await f.write_all(counted() if progress is not None else chunks())
-        if length is not None:
-            check_length(received, length, operation, bucket, key)  # before the rename
-    return received, (await anyio.Path(path).stat()).st_mtime_ns
 
 
 class Transport(abc.ABC):
@@ -268,48 +187,35 @@ class Transport(abc.ABC):
     async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:
         """HEAD: size, ETag, last modified, content type and user metadata."""
 
-    async def get_to_file(
+    def get(
         self,
         bucket: str,
         key: str,
-        path: Path,
         *,
-        io: LocalIO,
         operation: str,
-        prepare: Callable[[], object] | None = None,
+        range: Range | None = None,
+        if_match: str | None = None,
         if_none_match: str | None = None,
-        progress: ByteProgress | None = None,
-        on_throttle: Throttle | None = None,
         read_ahead: int | None = None,
-        block: int = WRITE_BLOCK,
-    ) -> Fetched | None:
-        """GET ``key`` into ``path`` atomically (temp file + rename); ``None`` when
-        ``if_none_match`` (an ETag) still matches (304, no body). ``prepare()`` (blocking:
-        creating the parent directories) runs once the object is found, before the write. A
-        body cut short is fetched again, never renamed into place.
+        on_throttle: Throttle | None = None,
+    ) -> AbstractAsyncContextManager[Body | None]:
+        """``async with transport.get(...) as body``: one GET, its :class:`Body` open (or
+        ``None`` for a 304: ``if_none_match``, an unquoted ETag, still matches).
 
-        ``read_ahead``: what the HTTP client may buffer of a streamed body while a block of it
-        is being written, by default its own choice (see :data:`BULK_READ_AHEAD`); ``block``:
-        the largest write of a streamed body (see :data:`WRITE_BLOCK`)."""
-
-        async def attempt() -> Fetched | None:
-            async with self._get(bucket, key, operation, if_none_match, read_ahead) as body:
-                if body is None:
-                    return None
-                size, mtime_ns = await write_body(
-                    path,
-                    body.length,
-                    body.read,
-                    body.chunks,
-                    io=io,
-                    where=(operation, bucket, key),
-                    prepare=prepare,
-                    progress=progress,
-                    block=block,
-                )
-                return Fetched(size, body.etag, mtime_ns)
-
-        return await self.retry(attempt, on_throttle)
+        ``range``: a :data:`Range` (a 206 answer; a server without ranges answers 200 with the
+        whole object: check ``body.status``); ``if_match``: an unquoted ETag the object must
+        still have, else :class:`~mpr_storage.PreconditionFailedError`. A range outside the
+        object raises :class:`~mpr_storage.InvalidRangeError` (``.size``). Opening the
+        answer (until its headers) is retried (``on_throttle()`` told of throttling); reading
+        the body is not. ``read_ahead``: what the HTTP client may buffer of the body (see
+        :data:`BULK_READ_AHEAD`; the fast path only)."""
+        headers = {"Range": range_header(range)} if range is not None else {}
+        if if_match:
+            headers["If-Match"] = f'"{if_match}"'
+        if if_none_match:
+            headers["If-None-Match"] = f'"{if_none_match}"'
+        where = (operation, bucket, key)
+        return _Retried(self, partial(self._get, where, headers, read_ahead), on_throttle)
 
     async def put_file(
         self,
@@ -353,14 +259,11 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def _get(
-        self,
-        bucket: str,
-        key: str,
-        operation: str,
-        if_none_match: str | None,
-        read_ahead: int | None,
+        self, where: tuple[str, str, str], headers: dict[str, str], read_ahead: int | None
     ) -> AbstractAsyncContextManager[Body | None]:
-        """One GET: the open body, or ``None`` for a 304 answer."""
+        """One GET with these request ``headers`` (Range, If-Match, If-None-Match), not
+        retried: the open body, or ``None`` for a 304; a 412 or 416 raises
+        :func:`~._body.refused_get`'s error."""
 
     @abc.abstractmethod
     async def _put(
@@ -471,3 +374,39 @@ def copy_source(bucket: str, key: str) -> str:
     """``x-amz-copy-source`` as botocore writes it: ``bucket/key`` percent-encoded, ``/``
     kept."""
     return quote(f"{bucket}/{key}", safe="-._~/")
+
+
+class _Retried:
+    """``async with`` a GET whose opening is retried: each attempt enters a fresh request until
+    one answers; its exit closes that one."""
+
+    __slots__ = ("_transport", "_open", "_on_throttle", "_entered")
+
+    def __init__(
+        self,
+        transport: Transport,
+        open_one: Callable[[], AbstractAsyncContextManager[Body | None]],
+        on_throttle: Throttle | None,
+    ) -> None:
+        self._transport = transport
+        self._open = open_one
+        self._on_throttle = on_throttle
+        self._entered: AbstractAsyncContextManager[Body | None] | None = None
+
+    async def __aenter__(self) -> Body | None:
+        async def attempt() -> Body | None:
+            request = self._open()
+            body = await request.__aenter__()
+            self._entered = request
+            return body
+
+        return await self._transport.retry(attempt, self._on_throttle)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._entered is not None:
+            await self._entered.__aexit__(exc_type, exc, tb)
