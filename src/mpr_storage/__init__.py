@@ -26,6 +26,7 @@ from ._errors import BucketNotFoundError as BucketNotFoundError
 from ._errors import ConfigError as ConfigError
 from ._errors import InvalidKeyError as InvalidKeyError
 from ._errors import LocalFileError as LocalFileError
+from ._errors import ObjectExistsError as ObjectExistsError
 from ._errors import ObjectNotFoundError as ObjectNotFoundError
 from ._errors import StorageConnectionError as StorageConnectionError
 from ._errors import StorageError as StorageError
@@ -68,6 +69,7 @@ __all__ = [
     "ConfigError",
     "InvalidKeyError",
     "LocalFileError",
+    "ObjectExistsError",
     "ObjectInfo",
     "ObjectNotFoundError",
     "ProgressCallback",

@@ -9,6 +9,7 @@
     ├── StorageConnectionError   (also ConnectionError)     endpoint unreachable after retries
     │   └── StorageTimeoutError  (also TimeoutError)        connect/read timed out after retries
     ├── ThrottledError                                      still throttled after retries
+    ├── ObjectExistsError        (also FileExistsError)     a create-only write found the key
     ├── LocalFileError           (also OSError)             a local file or directory is unusable
     └── TransferError                                       a bulk call had failures (.report)
 
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "InvalidKeyError",
     "LocalFileError",
+    "ObjectExistsError",
     "ObjectNotFoundError",
     "StorageConnectionError",
     "StorageError",
@@ -123,6 +125,11 @@ class StorageTimeoutError(StorageConnectionError, TimeoutError):
 
 class ThrottledError(StorageError):
     """The server kept answering SlowDown/503 after every retry."""
+
+
+class ObjectExistsError(StorageError, FileExistsError):
+    """A create-only write (``If-None-Match: *``) found the key: the object there is left
+    untouched."""
 
 
 class LocalFileError(StorageError, OSError):
