@@ -179,3 +179,12 @@ def test_settings_are_frozen() -> None:
     assert s.replace(bucket_in="x").bucket_in == "x"
     with pytest.raises(ConfigError, match="S3_MAX_CONCURRENCY"):
         s.replace(max_concurrency=0)
+
+
+def test_part_concurrency_is_a_setting() -> None:
+    assert StorageSettings.from_env({}).part_concurrency == 10  # s3transfer's default
+    assert StorageSettings.from_env({"S3_PART_CONCURRENCY": "3"}).part_concurrency == 3
+    assert StorageSettings.from_env({}, part_concurrency=1).part_concurrency == 1
+    for bad in ("0", "-2", "many", "2.5"):
+        with pytest.raises(ConfigError, match="S3_PART_CONCURRENCY"):
+            StorageSettings.from_env({"S3_PART_CONCURRENCY": bad})

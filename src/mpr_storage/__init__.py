@@ -27,6 +27,7 @@ from ._errors import ConfigError as ConfigError
 from ._errors import InvalidKeyError as InvalidKeyError
 from ._errors import InvalidRangeError as InvalidRangeError
 from ._errors import LocalFileError as LocalFileError
+from ._errors import ObjectExistsError as ObjectExistsError
 from ._errors import ObjectNotFoundError as ObjectNotFoundError
 from ._errors import PreconditionFailedError as PreconditionFailedError
 from ._errors import StorageConnectionError as StorageConnectionError
@@ -75,6 +76,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidRangeError",
     "LocalFileError",
+    "ObjectExistsError",
     "ObjectInfo",
     "ObjectNotFoundError",
     "PreconditionFailedError",

@@ -8,7 +8,6 @@ paths. botocore still does the rest: credentials, proxies, CA bundle, region red
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from functools import partial
@@ -17,9 +16,8 @@ from typing import Any, TypeVar
 from ._body import Body, refused_get
 from ._config import StorageSettings
 from ._errors import StorageError, map_errors
-from ._files import LocalIO, digests
 from ._models import ObjectInfo, unquote_etag
-from ._transport import ByteProgress, Throttle, Transport, Upload
+from ._transport import Chunks, Payload, Throttle, Transport
 from ._xml import ListPage
 
 __all__ = ["BotocoreTransport"]
@@ -41,6 +39,8 @@ class BotocoreTransport(Transport):
         # With a Content-MD5, botocore sends a PUT over HTTPS UNSIGNED-PAYLOAD; with a CRC-32
         # it did not compute itself it would hash and sign the body as well.
         self.upload_checksum = "md5"
+        # Over plain HTTP botocore signs a body's SHA-256, which it reads synchronously.
+        self._reads_bodies = not endpoint_url.lower().startswith("https:")
 
     signs_payload = False  # botocore hashes what it signs itself
 
@@ -140,31 +140,18 @@ class BotocoreTransport(Transport):
         self,
         bucket: str,
         key: str,
-        body: Upload,
+        body: Payload,
         *,
-        io: LocalIO,
+        content_type: str,
         operation: str,
-        progress: ByteProgress | None,
+        if_none_match: str | None,
     ) -> str:
-        content: Any = body.data
-        if content is None:  # botocore reads (and, to sign it, hashes) the file in chunks
-            os.lseek(body.fd, 0, os.SEEK_SET)
-            content = open(body.fd, "rb", closefd=False)  # noqa: ASYNC230 - wraps an open fd
-        try:
-            with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
-                response = await self._client.put_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Body=content,
-                    ContentType=body.content_type,
-                    **{_CHECKSUM_PARAMS[body.checksum[0]]: body.checksum[1]},
-                    ContentLength=body.size,
-                )
-        finally:
-            if body.data is None:
-                content.close()
-        if body.data is None and progress is not None:
-            await progress.add(body.size)
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "ContentType": content_type}
+        if if_none_match is not None:
+            kwargs["IfNoneMatch"] = if_none_match
+        with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
+            async with self._body(body, operation) as params:
+                response = await self._client.put_object(**kwargs, **params)
         return unquote_etag(response.get("ETag"))
 
     async def create_multipart(
@@ -181,23 +168,40 @@ class BotocoreTransport(Transport):
         )
         return str(response["UploadId"])
 
-    async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
+    async def _upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, body: Payload, *, operation: str
     ) -> str:
-        md5, _ = digests(data, sha256=False)
-        response = await self._call(
-            (operation, bucket, key),
-            partial(
-                self._client.upload_part,
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=data,
-                ContentMD5=md5,
-            ),
-        )
+        where = {"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": number}
+        with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
+            async with self._body(body, operation) as params:
+                response = await self._client.upload_part(**where, **params)
         return str(response["ETag"])
+
+    @contextlib.asynccontextmanager
+    async def _body(self, body: Payload, operation: str) -> AsyncIterator[dict[str, Any]]:
+        """The body parameters of a PutObject or UploadPart: bytes as they are (botocore
+        hashes what it signs), a stream with its length and checksum: over plain HTTP as its
+        blocking reader (botocore reads it to sign its SHA-256, then aiohttp in a worker
+        thread), over HTTPS as :class:`_Streamed` (sent as it is read, UNSIGNED-PAYLOAD)."""
+        content: Any = body.content
+        reader = None
+        if not isinstance(content, bytes):
+            if not self._reads_bodies:
+                content = _Streamed(content)
+            elif body.blocking is not None:
+                content = reader = body.blocking()
+            else:
+                raise StorageError(
+                    "botocore signs a body sent over plain HTTP by reading it synchronously; "
+                    "this one can only be streamed: use S3_FAST_PATH=1 or an https endpoint",
+                    operation=operation,
+                )
+        header, value = body.checksum
+        try:
+            yield {"Body": content, "ContentLength": body.size, _CHECKSUM_PARAMS[header]: value}
+        finally:
+            if reader is not None:
+                reader.close()
 
     async def complete_multipart(
         self,
@@ -337,6 +341,45 @@ async def _read(stream: Any, n: int) -> bytes:
     """A piece of the body (``n`` > 0: at most 64 KiB, as aiohttp holds at most twice what is
     asked), or all of the rest (``n`` < 0)."""
     return bytes(await stream.read(_READ_SIZE if n > 0 else None))
+
+
+class _Streamed:
+    """A streamed body as botocore and aiohttp take it: ``read`` (an attribute botocore's
+    parameter check wants of a stream; async, as aiobotocore's chunked-checksum wrapper reads
+    it), ``seek``/``tell`` at its start (what botocore's CRT signer wants of a body it does
+    not read), and async iteration (what aiohttp sends). Each request makes a fresh one, so
+    a retry reads the body from its start."""
+
+    def __init__(self, chunks: Chunks) -> None:
+        self._chunks = chunks()
+        self._held = b""
+        self._started = False
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Only to the start, before anything was read (botocore rewinds a body it sends
+        again; its retries are off: ours make a fresh body)."""
+        if (offset, whence) != (0, 0) or self._started:
+            raise OSError(0, "a streamed body is read once")
+        return 0
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._started = True
+        return self._chunks
+
+    async def read(self, size: int | None = None) -> bytes:
+        """Up to ``size`` bytes (all of the rest for ``None``); ``b""`` at the end."""
+        self._started = True
+        while size is None or len(self._held) < size:
+            chunk = await anext(self._chunks, b"")
+            if not chunk:
+                break
+            self._held += chunk
+        cut = len(self._held) if size is None else size
+        out, self._held = self._held[:cut], self._held[cut:]
+        return out
 
 
 def _status(exc: BaseException) -> int | None:

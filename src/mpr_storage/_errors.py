@@ -11,6 +11,7 @@
     ├── StorageConnectionError   (also ConnectionError)     endpoint unreachable after retries
     │   └── StorageTimeoutError  (also TimeoutError)        connect/read timed out after retries
     ├── ThrottledError                                      still throttled after retries
+    ├── ObjectExistsError        (also FileExistsError)     a create-only write found the key
     ├── LocalFileError           (also OSError)             a local file or directory is unusable
     └── TransferError                                       a bulk call had failures (.report)
 
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidRangeError",
     "LocalFileError",
+    "ObjectExistsError",
     "ObjectNotFoundError",
     "PreconditionFailedError",
     "StorageConnectionError",
@@ -154,6 +156,11 @@ class StorageTimeoutError(StorageConnectionError, TimeoutError):
 
 class ThrottledError(StorageError):
     """The server kept answering SlowDown/503 after every retry."""
+
+
+class ObjectExistsError(StorageError, FileExistsError):
+    """A create-only write (``If-None-Match: *``) found the key: the object there is left
+    untouched."""
 
 
 class LocalFileError(StorageError, OSError):

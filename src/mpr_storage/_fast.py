@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from functools import partial
@@ -23,11 +23,11 @@ import aiohttp
 from ._body import Body, refused_get
 from ._config import StorageSettings
 from ._errors import error_for_code, map_errors
-from ._files import LocalIO, digests, fd_chunks
+from ._files import digests
 from ._http import Exchange, SignedRequests, escape, query_string
 from ._models import ObjectInfo, unquote_etag
 from ._sigv4 import UNSIGNED_PAYLOAD
-from ._transport import ByteProgress, Transport, Upload, copy_source
+from ._transport import Payload, Transport, copy_source
 from ._xml import (
     ListPage,
     error_fields,
@@ -148,33 +148,23 @@ class FastTransport(Transport):
         self,
         bucket: str,
         key: str,
-        body: Upload,
+        body: Payload,
         *,
-        io: LocalIO,
+        content_type: str,
         operation: str,
-        progress: ByteProgress | None,
+        if_none_match: str | None,
     ) -> str:
         header, value = body.checksum
-        extra = {"Content-Type": body.content_type, header: value}
-
-        async def stream() -> AsyncIterator[bytes]:
-            async for chunk in fd_chunks(body.fd, body.size, io):
-                if progress is not None:
-                    await progress.add(len(chunk))
-                yield chunk
-
-        if body.data is None:
-            extra["Content-Length"] = str(body.size)  # sent as is: never chunked
-        return await self._call(
+        extra = {"Content-Type": content_type, header: value}
+        if if_none_match is not None:
+            extra["If-None-Match"] = if_none_match
+        return await self._send_body(
             lambda r, _: unquote_etag(r.headers.get("ETag")),
-            "PUT",
             bucket,
             key,
+            body,
+            extra,
             operation=operation,
-            extra=extra,
-            data=body.data if body.data is not None else stream,
-            payload_hash=self._payload_hash(body.sha256),
-            retry=False,
         )
 
     async def create_multipart(
@@ -191,21 +181,48 @@ class FastTransport(Transport):
             payload_hash=_EMPTY_SHA256,
         )
 
-    async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
+    async def _upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, body: Payload, *, operation: str
     ) -> str:
-        hashed = partial(digests, data, sha256=self.signs_payload)
-        md5_b64, sha256 = await LocalIO().run(hashed, len(data))
-        return await self._call(
+        header, value = body.checksum
+        return await self._send_body(
             lambda r, _: str(r.headers.get("ETag", "")),
+            bucket,
+            key,
+            body,
+            {header: value},
+            operation=operation,
+            query=query_string({"partNumber": str(number), "uploadId": upload_id}),
+        )
+
+    async def _send_body(
+        self,
+        parse: Callable[[aiohttp.ClientResponse, bytes], T],
+        bucket: str,
+        key: str,
+        body: Payload,
+        extra: dict[str, str],
+        *,
+        operation: str,
+        query: str = "",
+    ) -> T:
+        """One PUT of an object's body, not retried (the caller's loop retries): bytes as
+        they are, a stream with its Content-Length (never chunked) from a fresh pass, both
+        over 1 MiB after ``Expect: 100-continue``; the signature covers the body's SHA-256
+        where :attr:`signs_payload`."""
+        if not isinstance(body.content, bytes):
+            extra["Content-Length"] = str(body.size)
+        return await self._call(
+            parse,
             "PUT",
             bucket,
             key,
             operation=operation,
-            query=query_string({"partNumber": str(number), "uploadId": upload_id}),
-            extra={"Content-MD5": md5_b64},
-            data=data,
-            payload_hash=self._payload_hash(sha256),
+            query=query,
+            extra=extra,
+            data=body.content,
+            payload_hash=self._payload_hash(body.sha256),
+            retry=False,
         )
 
     async def complete_multipart(

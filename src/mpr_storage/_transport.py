@@ -15,22 +15,23 @@ from __future__ import annotations
 import abc
 import contextlib
 import inspect
+import io
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import anyio
 
 from ._body import Body, Range, range_header
 from ._config import Checksum, StorageSettings
-from ._errors import StorageError
-from ._files import CHECKSUM_HEADERS, LocalIO, digests, hash_fd, read_fd
+from ._errors import ObjectExistsError, StorageError
+from ._files import CHECKSUM_HEADERS, digests
 from ._models import BytesCallback, ObjectInfo
 from ._retry import RetryPolicy, retrying
 from ._xml import ListPage
@@ -40,10 +41,11 @@ __all__ = [
     "SMALL_BODY",
     "Body",
     "ByteProgress",
+    "Chunks",
+    "Payload",
     "Range",
     "Throttle",
     "Transport",
-    "Upload",
     "aws_endpoint",
     "copy_source",
 ]
@@ -108,16 +110,27 @@ class ByteProgress:
             await result
 
 
-@dataclass(frozen=True, slots=True)
-class Upload:
-    """A file to PUT: its descriptor and size, its bytes when small, its digests."""
+Chunks = Callable[[], AsyncIterator[bytes]]
+"""A streamed request body: each call starts a fresh pass over it, from its first byte."""
 
-    fd: int
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A request body to PUT, with the digests its sender computed (as the transport's
+    :attr:`~Transport.upload_checksum`, :attr:`~Transport.part_checksum` and
+    :attr:`~Transport.signs_payload` ask).
+
+    ``content`` is the bytes, or :data:`Chunks`: a factory of the body's chunks, called once
+    per attempt, so a retried request reads the body again from its start. A streamed body
+    may also offer ``blocking``: a factory of a blocking, seekable reader of the same bytes,
+    for a transport whose client reads a body synchronously (botocore, to sign its SHA-256
+    over plain HTTP); its bytes are then counted by nobody as they go."""
+
     size: int
-    data: bytes | None
     checksum: tuple[str, str]  # the header (Content-MD5 or x-amz-checksum-crc32) and its value
     sha256: str | None  # None: the transport does not sign the payload's hash
-    content_type: str
+    content: bytes | Chunks
+    blocking: Callable[[], io.IOBase] | None = None
 
 
 def aws_endpoint(region: str) -> str:
@@ -135,8 +148,13 @@ class Transport(abc.ABC):
     :class:`~mpr_storage.StorageError` subclasses naming operation, bucket and key."""
 
     signs_payload: bool
-    """Whether a PUT's signature covers the SHA-256 of its body, so :meth:`put_file` computes
-    it. Each PUT also carries a checksum the server checks (:attr:`upload_checksum`)."""
+    """Whether the signature of a PUT or UploadPart covers the SHA-256 of its body, so a
+    :class:`Payload` must carry it. Each also carries a checksum the server checks
+    (:attr:`upload_checksum`, :attr:`part_checksum`)."""
+
+    part_checksum: Checksum = "md5"
+    """The checksum of an UploadPart: Content-MD5 on every provider (a CRC-32 of each part
+    would have to be announced when the upload is created)."""
 
     def __init__(self, settings: StorageSettings, endpoint_url: str, credentials: Any) -> None:
         self.settings = settings
@@ -217,45 +235,78 @@ class Transport(abc.ABC):
         where = (operation, bucket, key)
         return _Retried(self, partial(self._get, where, headers, read_ahead), on_throttle)
 
-    async def put_file(
+    async def put(
         self,
         bucket: str,
         key: str,
-        fd: int,
-        size: int,
+        body: bytes | Payload,
         *,
-        data: bytes | None = None,
         content_type: str,
-        io: LocalIO,
         operation: str,
-        progress: ByteProgress | None = None,
+        if_none_match: Literal["*"] | None = None,
         on_throttle: Throttle | None = None,
     ) -> str:
-        """PUT the first ``size`` bytes of the open file ``fd``: read whole up to
-        :data:`SMALL_BODY` (``data``: read already), else hashed in one streaming pass and
-        streamed from the file (its :attr:`upload_checksum` checked by the server). Returns
-        the ETag."""
-        kind, sign = self.upload_checksum, self.signs_payload
-        if size <= SMALL_BODY:
-            if data is None:
-                data = await io.run(partial(read_fd, fd, size), size)
-            value, sha256 = digests(data, checksum=kind, sha256=sign)
-        else:
-            data = None
-            hashed = partial(hash_fd, fd, size, checksum=kind, sha256=sign)
-            value, sha256 = await io.run(hashed, size)
-        checksum = (CHECKSUM_HEADERS[kind], value)
-        body = Upload(fd, size, data, checksum, sha256, content_type)
+        """PutObject: ``body`` as bytes (its checksum, :attr:`upload_checksum`, computed here)
+        or as a :class:`Payload`; returns the ETag. ``if_none_match="*"`` writes only where
+        no object is: an existing key raises :class:`~mpr_storage.ObjectExistsError` and is
+        left untouched."""
+        payload = await self._payload(body, self.upload_checksum)
 
         async def attempt() -> str:
-            if progress is not None:
-                progress.start(size)
-            etag = await self._put(bucket, key, body, io=io, operation=operation, progress=progress)
-            if data is not None and progress is not None:
-                await progress.add(size)
-            return etag
+            try:
+                return await self._put(
+                    bucket,
+                    key,
+                    payload,
+                    content_type=content_type,
+                    operation=operation,
+                    if_none_match=if_none_match,
+                )
+            except StorageError as exc:
+                if if_none_match is None or exc.status != 412:
+                    raise
+                raise ObjectExistsError(
+                    "the key exists already (If-None-Match: *): left untouched",
+                    operation=operation,
+                    bucket=bucket,
+                    key=key,
+                    code=exc.code,
+                    status=exc.status,
+                ) from exc
 
         return await self.retry(attempt, on_throttle)
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: bytes | Payload,
+        *,
+        operation: str,
+        on_throttle: Throttle | None = None,
+    ) -> str:
+        """UploadPart: part ``number`` of ``upload_id``, as bytes (its checksum,
+        :attr:`part_checksum`, computed here) or as a :class:`Payload`; returns the part's
+        ETag, quoted as the completion wants it."""
+        payload = await self._payload(body, self.part_checksum)
+        return await self.retry(
+            lambda: self._upload_part(bucket, key, upload_id, number, payload, operation=operation),
+            on_throttle,
+        )
+
+    async def _payload(self, body: bytes | Payload, kind: Checksum) -> Payload:
+        """``body`` as a :class:`Payload`: the digests of bytes computed (in a worker thread
+        when they are large)."""
+        if isinstance(body, Payload):
+            return body
+        hashed = partial(digests, body, checksum=kind, sha256=self.signs_payload)
+        if len(body) > SMALL_BODY:
+            value, sha256 = await anyio.to_thread.run_sync(hashed)
+        else:
+            value, sha256 = hashed()
+        return Payload(len(body), (CHECKSUM_HEADERS[kind], value), sha256, body)
 
     @abc.abstractmethod
     def _get(
@@ -270,14 +321,13 @@ class Transport(abc.ABC):
         self,
         bucket: str,
         key: str,
-        body: Upload,
+        body: Payload,
         *,
-        io: LocalIO,
+        content_type: str,
         operation: str,
-        progress: ByteProgress | None,
+        if_none_match: str | None,
     ) -> str:
-        """One PUT of ``body`` (its ETag back); a streamed body reports its bytes to
-        ``progress`` as they go."""
+        """One PutObject attempt (a streamed body is read from its start); its ETag back."""
 
     @abc.abstractmethod
     async def create_multipart(
@@ -286,10 +336,10 @@ class Transport(abc.ABC):
         """Start a multipart upload; returns its upload id."""
 
     @abc.abstractmethod
-    async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
+    async def _upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, body: Payload, *, operation: str
     ) -> str:
-        """Upload one part; returns its ETag (quoted, as the completion wants it)."""
+        """One UploadPart attempt; the part's ETag back (quoted)."""
 
     @abc.abstractmethod
     async def complete_multipart(
