@@ -17,7 +17,7 @@ from ._body import Body, refused_get
 from ._config import StorageSettings
 from ._errors import StorageError, map_errors
 from ._models import ObjectInfo, unquote_etag
-from ._transport import Chunks, Payload, Throttle, Transport
+from ._transport import Chunks, CopySource, Part, Payload, Throttle, Transport
 from ._xml import ListPage
 
 __all__ = ["BotocoreTransport"]
@@ -268,21 +268,11 @@ class BotocoreTransport(Transport):
         return [str(b["Name"]) for b in response.get("Buckets", ())]
 
     async def copy(
-        self,
-        src_bucket: str,
-        src_key: str,
-        bucket: str,
-        key: str,
-        *,
-        if_match: str | None,
-        operation: str,
+        self, source: CopySource, bucket: str, key: str, *, operation: str
     ) -> tuple[str, datetime | None]:
-        kwargs: dict[str, Any] = {"CopySource": {"Bucket": src_bucket, "Key": src_key}}
-        if if_match:
-            kwargs["CopySourceIfMatch"] = f'"{if_match}"'
         response = await self._call(
             (operation, bucket, key),  # botocore raises a 200 answer's error itself
-            partial(self._client.copy_object, Bucket=bucket, Key=key, **kwargs),
+            partial(self._client.copy_object, Bucket=bucket, Key=key, **_copy_params(source)),
         )
         result = response.get("CopyObjectResult") or {}
         return unquote_etag(result.get("ETag")), result.get("LastModified")
@@ -307,21 +297,15 @@ class BotocoreTransport(Transport):
 
     async def upload_part_copy(
         self,
-        src_bucket: str,
-        src_key: str,
+        source: CopySource,
         bucket: str,
         key: str,
         upload_id: str,
-        number: int,
-        first: int,
-        last: int,
+        part: Part,
         *,
-        if_match: str | None,
         operation: str,
     ) -> str:
-        kwargs: dict[str, Any] = {"CopySource": {"Bucket": src_bucket, "Key": src_key}}
-        if if_match:
-            kwargs["CopySourceIfMatch"] = f'"{if_match}"'
+        number, first, last = part
         response = await self._call(
             (operation, bucket, key),
             partial(
@@ -331,7 +315,7 @@ class BotocoreTransport(Transport):
                 UploadId=upload_id,
                 PartNumber=number,
                 CopySourceRange=f"bytes={first}-{last}",
-                **kwargs,
+                **_copy_params(source),
             ),
         )
         return str((response.get("CopyPartResult") or {}).get("ETag", ""))
@@ -380,6 +364,13 @@ class _Streamed:
         cut = len(self._held) if size is None else size
         out, self._held = self._held[:cut], self._held[cut:]
         return out
+
+
+def _copy_params(source: CopySource) -> dict[str, Any]:
+    params: dict[str, Any] = {"CopySource": {"Bucket": source.bucket, "Key": source.key}}
+    if source.etag:
+        params["CopySourceIfMatch"] = f'"{source.etag}"'
+    return params
 
 
 def _status(exc: BaseException) -> int | None:

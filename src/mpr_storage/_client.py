@@ -295,13 +295,26 @@ def _load_botocore(storage: BaseStorage, *, client: bool) -> None:
         loader.load_data("_retry")
 
 
+# What _tls_off_the_loop reads of aiobotocore's AIOHTTPSession (2.x).
+_AIOHTTP_SESSION_PARTS = (
+    "_verify",
+    "_cert_file",
+    "_key_file",
+    "_get_ssl_context",
+    "_max_pool_connections",
+    "_connector_args",
+)
+
+
 async def _tls_off_the_loop(client: Any) -> None:
     """aiobotocore makes its connection pool at the first request, and with it a TLS context
     into which it loads the CA file (~0.1 s, even for a plain-HTTP endpoint): make that
     context now, in a worker thread, as aiobotocore would, and have the pool use it."""
-    http = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    http: Any = getattr(getattr(client, "_endpoint", None), "http_session", None)
     original = getattr(http, "_create_connector", None)
-    if http is None or original is None or not getattr(http, "_verify", False):
+    if original is None or not all(hasattr(http, name) for name in _AIOHTTP_SESSION_PARTS):
+        return  # another aiobotocore: it makes its context itself
+    if not http._verify:
         return
 
     def verified_context() -> Any:  # aiobotocore's AIOHTTPSession._create_connector, no proxy

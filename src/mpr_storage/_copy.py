@@ -9,7 +9,7 @@ import anyio
 from ._client import BaseStorage
 from ._keys import check_bucket, check_key
 from ._models import ObjectInfo
-from ._transport import Transport
+from ._transport import CopySource, Transport
 
 __all__ = ["copy_object"]
 
@@ -56,7 +56,7 @@ async def copy_object(
         return source
     if source.size <= MULTIPART_COPY_THRESHOLD:
         etag, modified = await transport.copy(
-            src_bucket, src_key, dest_bucket, dest_key, if_match=source.etag, operation=op
+            CopySource(src_bucket, src_key, source.etag), dest_bucket, dest_key, operation=op
         )
     else:
         etag = await _copy_multipart(transport, source, src_bucket, dest_bucket, dest_key)
@@ -85,6 +85,7 @@ async def _copy_multipart(
         operation=op,
     )
     part = copy_part_size(source.size)
+    src = CopySource(src_bucket, source.key, source.etag)
     parts: dict[int, str] = {}
     failed: list[Exception] = []
     limiter = anyio.CapacityLimiter(_PART_CONCURRENCY)
@@ -94,16 +95,7 @@ async def _copy_multipart(
             last = min(first + part, source.size) - 1
             try:
                 parts[number] = await transport.upload_part_copy(
-                    src_bucket,
-                    source.key,
-                    bucket,
-                    key,
-                    upload_id,
-                    number,
-                    first,
-                    last,
-                    if_match=source.etag,
-                    operation=op,
+                    src, bucket, key, upload_id, (number, first, last), operation=op
                 )
             except Exception as exc:  # the first failure is the error; the other parts stop
                 failed.append(exc)

@@ -27,7 +27,7 @@ from ._files import digests
 from ._http import Exchange, SignedRequests, escape, query_string
 from ._models import ObjectInfo, unquote_etag
 from ._sigv4 import UNSIGNED_PAYLOAD
-from ._transport import Payload, Transport, copy_source
+from ._transport import CopySource, Part, Payload, Transport
 from ._xml import (
     ListPage,
     error_fields,
@@ -305,26 +305,9 @@ class FastTransport(Transport):
         )
 
     async def copy(
-        self,
-        src_bucket: str,
-        src_key: str,
-        bucket: str,
-        key: str,
-        *,
-        if_match: str | None,
-        operation: str,
+        self, source: CopySource, bucket: str, key: str, *, operation: str
     ) -> tuple[str, datetime | None]:
-        etag, modified = await self._call(
-            lambda _, answer: parse_copy_result(
-                answer, "CopyObjectResult", operation=operation, bucket=bucket, key=key
-            ),
-            "PUT",
-            bucket,
-            key,
-            operation=operation,
-            extra=_copy_headers(src_bucket, src_key, if_match),
-            payload_hash=_EMPTY_SHA256,
-        )
+        etag, modified = await self._copy("CopyObjectResult", source, bucket, key, operation)
         return unquote_etag(etag), modified
 
     async def create_multipart_copy(
@@ -352,40 +335,41 @@ class FastTransport(Transport):
 
     async def upload_part_copy(
         self,
-        src_bucket: str,
-        src_key: str,
+        source: CopySource,
         bucket: str,
         key: str,
         upload_id: str,
-        number: int,
-        first: int,
-        last: int,
+        part: Part,
         *,
-        if_match: str | None,
         operation: str,
     ) -> str:
-        extra = _copy_headers(src_bucket, src_key, if_match)
-        extra["x-amz-copy-source-range"] = f"bytes={first}-{last}"
-        etag, _ = await self._call(
+        number, first, last = part
+        query = query_string({"partNumber": str(number), "uploadId": upload_id})
+        extra = {"x-amz-copy-source-range": f"bytes={first}-{last}"}
+        return (await self._copy("CopyPartResult", source, bucket, key, operation, query, extra))[0]
+
+    async def _copy(
+        self,
+        result: str,
+        source: CopySource,
+        bucket: str,
+        key: str,
+        operation: str,
+        query: str = "",
+        extra: dict[str, str] | None = None,
+    ) -> tuple[str, datetime | None]:
+        return await self._call(
             lambda _, answer: parse_copy_result(
-                answer, "CopyPartResult", operation=operation, bucket=bucket, key=key
+                answer, result, operation=operation, bucket=bucket, key=key
             ),
             "PUT",
             bucket,
             key,
             operation=operation,
-            query=query_string({"partNumber": str(number), "uploadId": upload_id}),
-            extra=extra,
+            query=query,
+            extra={**source.headers(), **(extra or {})},
             payload_hash=_EMPTY_SHA256,
         )
-        return etag
-
-
-def _copy_headers(src_bucket: str, src_key: str, if_match: str | None) -> dict[str, str]:
-    headers = {"x-amz-copy-source": copy_source(src_bucket, src_key)}
-    if if_match:
-        headers["x-amz-copy-source-if-match"] = f'"{if_match}"'
-    return headers
 
 
 class _Got:

@@ -47,7 +47,8 @@ __all__ = [
     "Throttle",
     "Transport",
     "aws_endpoint",
-    "copy_source",
+    "CopySource",
+    "Part",
 ]
 
 T = TypeVar("T")
@@ -375,18 +376,11 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def copy(
-        self,
-        src_bucket: str,
-        src_key: str,
-        bucket: str,
-        key: str,
-        *,
-        if_match: str | None,
-        operation: str,
+        self, source: CopySource, bucket: str, key: str, *, operation: str
     ) -> tuple[str, datetime | None]:
-        """``CopyObject`` of ``src_key`` to ``key``, on the server (its metadata and content
-        type kept): the copy's ETag and last-modified time. ``if_match``: the source's ETag,
-        else the copy is refused (412). A 200 answer reporting an error raises it."""
+        """``CopyObject`` of ``source`` to ``key``, on the server (its metadata and content
+        type kept): the copy's ETag and last-modified time. A 200 answer reporting an error
+        raises it."""
 
     @abc.abstractmethod
     async def create_multipart_copy(
@@ -404,26 +398,16 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def upload_part_copy(
         self,
-        src_bucket: str,
-        src_key: str,
+        source: CopySource,
         bucket: str,
         key: str,
         upload_id: str,
-        number: int,
-        first: int,
-        last: int,
+        part: Part,
         *,
-        if_match: str | None,
         operation: str,
     ) -> str:
         """``UploadPartCopy`` of the source's bytes ``first..last`` (inclusive) as part
-        ``number``; returns its ETag (quoted, as the completion wants it)."""
-
-
-def copy_source(bucket: str, key: str) -> str:
-    """``x-amz-copy-source`` as botocore writes it: ``bucket/key`` percent-encoded, ``/``
-    kept."""
-    return quote(f"{bucket}/{key}", safe="-._~/")
+        ``number`` (``part``); returns its ETag (quoted, as the completion wants it)."""
 
 
 class _Retried:
@@ -460,3 +444,25 @@ class _Retried:
     ) -> None:
         if self._entered is not None:
             await self._entered.__aexit__(exc_type, exc, tb)
+
+
+Part = tuple[int, int, int]
+"""A part of a multipart copy: ``(number, first, last)``, its byte range inclusive."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopySource:
+    """The object a copy reads: ``bucket``, ``key`` and the ``etag`` it must still have (a
+    copy condition: a source replaced meanwhile is refused with 412), if any."""
+
+    bucket: str
+    key: str
+    etag: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """``x-amz-copy-source`` as botocore writes it (``bucket/key`` percent-encoded, ``/``
+        kept) and ``x-amz-copy-source-if-match``."""
+        found = {"x-amz-copy-source": quote(f"{self.bucket}/{self.key}", safe="-._~/")}
+        if self.etag:
+            found["x-amz-copy-source-if-match"] = f'"{self.etag}"'
+        return found
