@@ -53,6 +53,8 @@ class Seen:
     headers: Mapping[str, str] = field(default_factory=dict, compare=False)
     peer: str = ""
     """The client's ``host:port``: requests with the same peer came on one connection."""
+    sent: int = 0
+    """The bytes of the answer's body sent to the client (up to the cut, for a cut one)."""
 
     @property
     def is_object(self) -> bool:
@@ -82,9 +84,12 @@ class _Rule:
     target: Target = "object"
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    range_from: int | None = None  # only requests whose Range starts at this byte
 
-    def hits(self, method: str, path: str, query: str) -> bool:
+    def hits(self, method: str, path: str, query: str, range_header: str = "") -> bool:
         if self.remaining <= 0 or self.method not in (None, method):
+            return False
+        if self.range_from is not None and not range_header.startswith(f"bytes={self.range_from}-"):
             return False
         is_object = "/" in path.strip("/")
         listing = method == "GET" and not is_object and _is_listing(query)
@@ -177,6 +182,10 @@ class FaultProxy:
         with self._lock:
             return list(self._seen)
 
+    def sent(self) -> int:
+        """The body bytes of every answer sent to the client so far."""
+        return sum(s.sent for s in self.requests)
+
     def count(
         self, method: str | None = None, *, objects_only: bool = False, lists_only: bool = False
     ) -> int:
@@ -213,9 +222,17 @@ class FaultProxy:
         rule.headers = dict(headers or {})
         self._add(rule)
 
-    def cut(self, n: int, *, after_bytes: int = 1000, method: str = "GET") -> None:
-        """Send headers and ``after_bytes`` of the body of the next ``n`` responses, then abort."""
-        self._add(_Rule("cut", n, method, after_bytes=after_bytes))
+    def cut(
+        self,
+        n: int,
+        *,
+        after_bytes: int = 1000,
+        method: str = "GET",
+        range_from: int | None = None,
+    ) -> None:
+        """Send headers and ``after_bytes`` of the body of the next ``n`` responses, then abort;
+        ``range_from``: only those answering a Range request that starts at this byte."""
+        self._add(_Rule("cut", n, method, after_bytes=after_bytes, range_from=range_from))
 
     def stall(self, n: int, *, seconds: float = 30.0, method: str = "GET") -> None:
         """Hold the next ``n`` responses for ``seconds`` (or until the proxy closes)."""
@@ -229,22 +246,22 @@ class FaultProxy:
         with self._lock:
             self._rules.append(rule)
 
-    def _take(self, method: str, path: str, query: str) -> _Rule | None:
+    def _take(self, method: str, path: str, query: str, range_header: str) -> _Rule | None:
         with self._lock:
             for rule in self._rules:
-                if rule.hits(method, path, query):
+                if rule.hits(method, path, query, range_header):
                     rule.remaining -= 1
                     return rule
         return None
 
-    def _record(self, request: web.BaseRequest, status: int, at: float) -> None:
+    def _record(self, request: web.BaseRequest, status: int, at: float, sent: int = 0) -> None:
         raw = request.raw_path
         path, _, query = raw.partition("?")
         headers = {k.lower(): v for k, v in request.headers.items()}
         address = request.transport.get_extra_info("peername") if request.transport else None
         peer = f"{address[0]}:{address[1]}" if address else ""
         with self._lock:
-            self._seen.append(Seen(request.method, path, query, status, at, headers, peer))
+            self._seen.append(Seen(request.method, path, query, status, at, headers, peer, sent))
 
     # --- hooks for subclasses that emulate a provider (tests/quirks.py) -----------------
 
@@ -284,7 +301,7 @@ class FaultProxy:
         assert self._session is not None and self._closing is not None
         arrived = time.monotonic()
         path, _, query = request.raw_path.partition("?")
-        rule = self._take(request.method, path, query)
+        rule = self._take(request.method, path, query, request.headers.get("Range", ""))
         if request.headers.get("Expect", "").lower() == "100-continue":
             # botocore asks before sending a PUT body; the low-level server doesn't answer it.
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -331,7 +348,9 @@ class FaultProxy:
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
             status = upstream.status
         status, out_headers, data = self.rewrite(request, status, out_headers, data)
-        self._record(request, status, arrived)
+        cut = rule is not None and rule.kind == "cut"
+        sent = 0 if request.method == "HEAD" else len(data)
+        self._record(request, status, arrived, min(sent, rule.after_bytes) if cut else sent)
         if rule is not None and rule.kind == "cut":
             response = web.StreamResponse(status=status, headers=out_headers)
             response.content_length = len(data)

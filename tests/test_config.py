@@ -51,6 +51,14 @@ def test_reads_every_variable() -> None:
     assert s.client_kwargs(public=True)["endpoint_url"] == "https://media.example.com"
 
 
+def test_range_settings() -> None:
+    s = StorageSettings.from_env({})
+    assert (s.range_part_size, s.range_concurrency) == (8 * 1024 * 1024, 16)
+    env = {"S3_RANGE_PART_SIZE": "16777216", "S3_RANGE_CONCURRENCY": "1"}
+    s = StorageSettings.from_env(env)
+    assert (s.range_part_size, s.range_concurrency) == (16 * 1024 * 1024, 1)
+
+
 def test_aws_region_wins_over_default_region() -> None:
     env = {"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "us-west-2"}
     assert StorageSettings.from_env(env).signing_region == "eu-central-1"
@@ -93,6 +101,10 @@ def test_secrets_never_in_repr() -> None:
         ({"S3_MAX_CONCURRENCY": "lots"}, "S3_MAX_CONCURRENCY"),
         ({"S3_MAX_CONCURRENCY": "0"}, "S3_MAX_CONCURRENCY"),
         ({"S3_CONNECT_TIMEOUT": "-1"}, "S3_CONNECT_TIMEOUT"),
+        ({"S3_RANGE_PART_SIZE": "0"}, "S3_RANGE_PART_SIZE"),
+        ({"S3_RANGE_PART_SIZE": "8M"}, "S3_RANGE_PART_SIZE"),
+        ({"S3_RANGE_CONCURRENCY": "0"}, "S3_RANGE_CONCURRENCY"),
+        ({"S3_RANGE_CONCURRENCY": "many"}, "S3_RANGE_CONCURRENCY"),
         ({"AWS_ACCESS_KEY_ID": "AKID"}, "AWS_SECRET_ACCESS_KEY"),
         ({"AWS_SECRET_ACCESS_KEY": "hush-very-secret"}, "AWS_ACCESS_KEY_ID"),
     ],
@@ -167,3 +179,12 @@ def test_settings_are_frozen() -> None:
     assert s.replace(bucket_in="x").bucket_in == "x"
     with pytest.raises(ConfigError, match="S3_MAX_CONCURRENCY"):
         s.replace(max_concurrency=0)
+
+
+def test_part_concurrency_is_a_setting() -> None:
+    assert StorageSettings.from_env({}).part_concurrency == 10  # s3transfer's default
+    assert StorageSettings.from_env({"S3_PART_CONCURRENCY": "3"}).part_concurrency == 3
+    assert StorageSettings.from_env({}, part_concurrency=1).part_concurrency == 1
+    for bad in ("0", "-2", "many", "2.5"):
+        with pytest.raises(ConfigError, match="S3_PART_CONCURRENCY"):
+            StorageSettings.from_env({"S3_PART_CONCURRENCY": bad})

@@ -39,6 +39,7 @@ def test_contract_names_are_public() -> None:
         "StorageSettings",
         "StorageError",
         "ObjectNotFoundError",
+        "ObjectExistsError",
         "BucketNotFoundError",
         "AccessDeniedError",
         "InvalidKeyError",

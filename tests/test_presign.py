@@ -16,6 +16,7 @@ from botocore import auth as botocore_auth
 import mpr_storage
 from conftest import S3Target
 from mpr_storage import Storage, _sigv4
+from mpr_storage._presign import content_disposition
 
 
 def _fetch(
@@ -128,6 +129,25 @@ class _FrozenTime:
         return self.now
 
 
+@pytest.fixture
+def python_signers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's own (pure Python) query signer, the one ours mirrors: with awscrt installed
+    botocore presigns with CRT's, which orders the same parameters differently and reads its
+    own clock."""
+    monkeypatch.setitem(botocore_auth.AUTH_TYPE_MAPS, "s3v4-query", botocore_auth.S3SigV4QueryAuth)
+
+
+# (method, content_type, filename): the response overrides of a GET, a PUT's signed type
+VARIANTS = [
+    ("GET", None, None),
+    ("PUT", None, None),
+    ("GET", "video/mp4", None),
+    ("GET", None, "match 01.mp4"),
+    ("GET", "text/plain; charset=utf-8", 'Spiel "ü" 1/2 100%.txt'),
+    ("PUT", "video/mp4", None),
+]
+
+
 @pytest.mark.parametrize(
     ("endpoint", "public", "style"),
     [
@@ -145,8 +165,10 @@ async def test_every_url_equals_botocores(
     style: str,
     token: str | None,
     monkeypatch: pytest.MonkeyPatch,
+    python_signers: None,
 ) -> None:
-    """Our offline signer writes the very URL botocore's presigner writes for the same time."""
+    """Our offline signer writes the very URL botocore's presigner writes for the same time,
+    response overrides and signed content types included."""
     settings = mpr_storage.StorageSettings(
         endpoint_url=endpoint,
         public_endpoint_url=public,
@@ -167,16 +189,88 @@ async def test_every_url_equals_botocores(
         signer = await st.presigner()
         assert signer is not None
         for key in keys:
-            for method, operation in (("GET", "get_object"), ("PUT", "put_object")):
+            for method, content_type, filename in VARIANTS:
                 for bucket in ("mpr-media-out", "dotted.bucket"):
-                    ours = await st.get_presigned_url(bucket, key, method=method, expires_in=900)
+                    ours = await st.get_presigned_url(
+                        bucket,
+                        key,
+                        method=method,  # type: ignore[arg-type]
+                        expires_in=900,
+                        content_type=content_type,
+                        filename=filename,
+                    )
+                    params = {"Bucket": bucket, "Key": key}
+                    if filename is not None:
+                        disposition = content_disposition(filename)
+                        params["ResponseContentDisposition"] = disposition
+                    if content_type is not None:
+                        name = "ResponseContentType" if method == "GET" else "ContentType"
+                        params[name] = content_type
+                    operation = "get_object" if method == "GET" else "put_object"
                     theirs = await botocore_client.generate_presigned_url(
-                        operation, Params={"Bucket": bucket, "Key": key}, ExpiresIn=900
+                        operation, Params=params, ExpiresIn=900
                     )
                     assert ours == theirs
-                    direct = await signer.presign(method, bucket, key, 900)
-                    if direct is not None:  # botocore decides the cases this one declines
-                        assert direct == theirs
-                        signed_here += 1
+                    if content_type is None and filename is None:
+                        direct = await signer.presign(method, bucket, key, 900)
+                        if direct is not None:  # botocore decides the cases this one declines
+                            assert direct == theirs
+                            signed_here += 1
     ip_virtual = style == "virtual" and public is None  # botocore's own rules decide those
     assert signed_here == 0 if ip_virtual else signed_here >= len(keys) * 2
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "public", "style"),
+    [
+        ("http://127.0.0.1:9", None, "path"),
+        ("http://127.0.0.1:9", "https://media.example.test", "virtual"),
+        ("https://s3.example.com:8443/base", None, "path"),
+    ],
+)
+@pytest.mark.parametrize("token", [None, "session/token+="])
+async def test_every_post_policy_equals_botocores(
+    endpoint: str,
+    public: str | None,
+    style: str,
+    token: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Our POST policies are botocore's ``generate_presigned_post``, field for field."""
+    from aiobotocore import signers as aio_signers
+
+    settings = mpr_storage.StorageSettings(
+        endpoint_url=endpoint,
+        public_endpoint_url=public,
+        access_key_id="AKIDEXAMPLE",
+        secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        session_token=token,
+        region="eu-west-3",
+        addressing_style=style,  # type: ignore[arg-type]
+    )
+    now = float(int(time.time()))
+    monkeypatch.setattr(_sigv4, "time", _FrozenTime(now))
+    when = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).replace(tzinfo=None)
+    monkeypatch.setattr(botocore_auth, "get_current_datetime", lambda: when)
+    monkeypatch.setattr(aio_signers, "get_current_datetime", lambda: when)
+    async with Storage(settings) as st:
+        client = await st.presign_client()
+        signer = await st.presigner()
+        assert signer is not None
+        for key in ["uploads/a.mp4", "ünï code/x+y 1.mp4", "uploads/${filename}"]:
+            for max_size, content_type in ((None, None), (5_000_000, "video/mp4")):
+                ours = await st.get_presigned_post(
+                    "mpr-media-in", key, max_size=max_size, content_type=content_type
+                )
+                fields: dict[str, str] = {}
+                conditions: list[object] = []
+                if content_type:
+                    fields["Content-Type"] = content_type
+                    conditions.append({"Content-Type": content_type})
+                if max_size is not None:
+                    conditions.append(["content-length-range", 0, max_size])
+                theirs = await client.generate_presigned_post(
+                    "mpr-media-in", key, Fields=fields, Conditions=conditions, ExpiresIn=3600
+                )
+                assert ours.url == theirs["url"]
+                assert list(ours.fields.items()) == list(theirs["fields"].items())

@@ -1,4 +1,4 @@
-"""Single-object uploads against real servers: multipart, content types."""
+"""Single-object uploads against real servers: multipart, content types, create-only PUTs."""
 
 from __future__ import annotations
 
@@ -6,11 +6,16 @@ import mimetypes
 import os
 import random
 import string
+from functools import partial
 from pathlib import Path
 
+import pytest
+
 from conftest import S3Target
-from mpr_storage import Storage
+from mpr_storage import ObjectExistsError, Storage
+from mpr_storage._files import CHECKSUM_HEADERS, LocalIO, PreadReader, fd_chunks, hash_fd
 from mpr_storage._put import guess_content_type
+from mpr_storage._transport import Payload, Transport
 
 MiB = 1024 * 1024
 
@@ -53,3 +58,49 @@ def test_content_type_guesses_agree_with_mimetypes() -> None:
     for name in names:
         expected = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
         assert guess_content_type(name) == expected, name
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
+async def test_a_create_only_put_refuses_an_existing_key(
+    s3: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    """``If-None-Match: *``: the first write wins, the next raises ObjectExistsError (a
+    FileExistsError) naming the key, and the object stays as it was; streamed bodies too."""
+    key = s3.key("create-only.bin")
+    (tmp_path / "f").write_bytes(b"x" * (2 * MiB))
+    async with Storage(s3.settings(fast_path=fast_path)) as st:
+        transport = await st.transport()
+        put = partial(transport.put, content_type="text/plain", operation="put_bytes")
+        await put(s3.bucket, key, b"first", if_none_match="*")
+        fd = os.open(tmp_path / "f", os.O_RDONLY)
+        try:
+            for body in (b"second", b"", await _streamed(transport, fd, 2 * MiB)):
+                with pytest.raises(ObjectExistsError) as info:
+                    await put(s3.bucket, key, body, if_none_match="*")
+                assert isinstance(info.value, FileExistsError) and info.value.status == 412
+                assert (info.value.operation, info.value.bucket, info.value.key) == (
+                    "put_bytes",
+                    s3.bucket,
+                    key,
+                )
+        finally:
+            os.close(fd)
+        out = await st.download_file(s3.bucket, key, tmp_path / "out")
+        assert out.read_bytes() == b"first"
+        await put(s3.bucket, key, b"replaced")  # without the condition: replaced
+        out = await st.download_file(s3.bucket, key, tmp_path / "out")
+        assert out.read_bytes() == b"replaced"
+
+
+async def _streamed(transport: Transport, fd: int, size: int) -> Payload:
+    """A streamed body read from ``fd``, as uploads build it."""
+    kind, sign = transport.upload_checksum, transport.signs_payload
+    value, sha256 = hash_fd(fd, size, checksum=kind, sha256=sign)
+    io = LocalIO()
+    return Payload(
+        size,
+        (CHECKSUM_HEADERS[kind], value),
+        sha256,
+        lambda: fd_chunks(fd, size, io),
+        partial(PreadReader, fd, size),
+    )

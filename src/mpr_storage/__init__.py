@@ -26,29 +26,36 @@ from ._errors import AccessDeniedError as AccessDeniedError
 from ._errors import BucketNotFoundError as BucketNotFoundError
 from ._errors import ConfigError as ConfigError
 from ._errors import InvalidKeyError as InvalidKeyError
+from ._errors import InvalidRangeError as InvalidRangeError
 from ._errors import LocalFileError as LocalFileError
+from ._errors import ObjectExistsError as ObjectExistsError
 from ._errors import ObjectNotFoundError as ObjectNotFoundError
+from ._errors import PreconditionFailedError as PreconditionFailedError
 from ._errors import StorageConnectionError as StorageConnectionError
 from ._errors import StorageError as StorageError
 from ._errors import StorageTimeoutError as StorageTimeoutError
 from ._errors import ThrottledError as ThrottledError
 from ._imports import load_anyio as _load_anyio
+from ._models import PresignedPost as PresignedPost
 from ._models import ProgressCallback as ProgressCallback
 from ._models import TransferError as TransferError
 from ._models import TransferReport as TransferReport
 from ._objects import ObjectInfo as ObjectInfo
 from ._storage import Storage as Storage
+from ._storage import copy_object as copy_object
 from ._storage import delete_objects as delete_objects
 from ._storage import download_file as download_file
 from ._storage import download_many as download_many
 from ._storage import download_to_temp as download_to_temp
 from ._storage import frame_cache_exists as frame_cache_exists
 from ._storage import frame_cache_prefix as frame_cache_prefix
+from ._storage import get_presigned_post as get_presigned_post
 from ._storage import get_presigned_url as get_presigned_url
 from ._storage import get_s3_client as get_s3_client
 from ._storage import iter_objects as iter_objects
 from ._storage import list_buckets as list_buckets
 from ._storage import list_objects as list_objects
+from ._storage import list_prefixes as list_prefixes
 from ._storage import object_exists as object_exists
 from ._storage import prefetch_frames as prefetch_frames
 from ._storage import stat_object as stat_object
@@ -72,9 +79,13 @@ __all__ = [
     "BucketNotFoundError",
     "ConfigError",
     "InvalidKeyError",
+    "InvalidRangeError",
     "LocalFileError",
+    "ObjectExistsError",
     "ObjectInfo",
     "ObjectNotFoundError",
+    "PreconditionFailedError",
+    "PresignedPost",
     "ProgressCallback",
     "ProviderProfile",
     "Storage",
@@ -85,17 +96,20 @@ __all__ = [
     "ThrottledError",
     "TransferError",
     "TransferReport",
+    "copy_object",
     "delete_objects",
     "download_file",
     "download_many",
     "download_to_temp",
     "frame_cache_exists",
     "frame_cache_prefix",
+    "get_presigned_post",
     "get_presigned_url",
     "get_s3_client",
     "iter_objects",
     "list_buckets",
     "list_objects",
+    "list_prefixes",
     "object_exists",
     "prefetch_frames",
     "stat_object",

@@ -8,29 +8,24 @@ paths. botocore still does the rest: credentials, proxies, CA bundle, region red
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
+from ._body import Body, refused_get
 from ._config import StorageSettings
 from ._errors import StorageError, map_errors
-from ._files import LocalIO, digests
 from ._models import ObjectInfo, unquote_etag
-from ._transport import (
-    Body,
-    ByteProgress,
-    Throttle,
-    Transport,
-    Upload,
-)
+from ._transport import Chunks, CopySource, Part, Payload, Throttle, Transport
 from ._xml import ListPage
 
 __all__ = ["BotocoreTransport"]
 
 T = TypeVar("T")
 _CHECKSUM_PARAMS = {"Content-MD5": "ContentMD5", "x-amz-checksum-crc32": "ChecksumCRC32"}
-_READ_SIZE = 64 * 1024  # botocore body reads, gathered into blocks by AtomicFile.write_all
+_READ_SIZE = 64 * 1024  # a body's pieces: gathered into blocks by the writer
+_GET_PARAMS = {"Range": "Range", "If-Match": "IfMatch", "If-None-Match": "IfNoneMatch"}
 
 
 class BotocoreTransport(Transport):
@@ -44,6 +39,8 @@ class BotocoreTransport(Transport):
         # With a Content-MD5, botocore sends a PUT over HTTPS UNSIGNED-PAYLOAD; with a CRC-32
         # it did not compute itself it would hash and sign the body as well.
         self.upload_checksum = "md5"
+        # Over plain HTTP botocore signs a body's SHA-256, which it reads synchronously.
+        self._reads_bodies = not endpoint_url.lower().startswith("https:")
 
     signs_payload = False  # botocore hashes what it signs itself
 
@@ -67,12 +64,18 @@ class BotocoreTransport(Transport):
         *,
         max_keys: int | None = None,
         operation: str = "list_objects",
+        start_after: str | None = None,
+        delimiter: str | None = None,
     ) -> ListPage:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         if token is not None:
             kwargs["ContinuationToken"] = token
         if max_keys is not None:
             kwargs["MaxKeys"] = max_keys
+        if start_after is not None:
+            kwargs["StartAfter"] = start_after
+        if delimiter is not None:
+            kwargs["Delimiter"] = delimiter
         page = await self._call(
             (operation, bucket, prefix or None),
             partial(self._client.list_objects_v2, **kwargs),
@@ -87,7 +90,8 @@ class BotocoreTransport(Transport):
             for item in page.get("Contents", ())
         ]
         next_token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
-        return ListPage(objects, next_token or None)
+        prefixes = [str(p["Prefix"]) for p in page.get("CommonPrefixes", ()) if "Prefix" in p]
+        return ListPage(objects, next_token or None, prefixes)
 
     async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:
         found = await self._call(
@@ -105,63 +109,49 @@ class BotocoreTransport(Transport):
     @contextlib.asynccontextmanager
     async def _get(
         self,
-        bucket: str,
-        key: str,
-        operation: str,
-        if_none_match: str | None,
+        where: tuple[str, str, str],
+        headers: dict[str, str],
         read_ahead: int | None,  # aiobotocore's sessions keep aiohttp's default
     ) -> AsyncIterator[Body | None]:
+        operation, bucket, key = where
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if if_none_match:
-            kwargs["IfNoneMatch"] = f'"{if_none_match}"'
+        kwargs.update((_GET_PARAMS[name], value) for name, value in headers.items())
         with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
             try:
                 response = await self._client.get_object(**kwargs)
-            except Exception as exc:  # botocore answers 304 with a ClientError
-                if _status(exc) != 304:
+            except Exception as exc:  # botocore answers 304, 412 and 416 with a ClientError
+                status = _status(exc)
+                if status not in (304, 412, 416):
                     raise
+                if status != 304:
+                    answer = getattr(exc, "response", {}).get("ResponseMetadata", {})
+                    raise refused_get(status, answer.get("HTTPHeaders") or {}, where) from exc
                 response = None
             if response is None:
                 yield None
                 return
             stream = response["Body"]
+            meta = response["ResponseMetadata"]
             async with stream:
-                yield Body(
-                    int(response["ContentLength"]),
-                    unquote_etag(response.get("ETag")),
-                    stream.read,
-                    partial(stream.iter_chunks, _READ_SIZE),
-                )
+                read = partial(_read, stream)
+                yield Body(meta["HTTPStatusCode"], meta["HTTPHeaders"], read, where)
 
     async def _put(
         self,
         bucket: str,
         key: str,
-        body: Upload,
+        body: Payload,
         *,
-        io: LocalIO,
+        content_type: str,
         operation: str,
-        progress: ByteProgress | None,
+        if_none_match: str | None,
     ) -> str:
-        content: Any = body.data
-        if content is None:  # botocore reads (and, to sign it, hashes) the file in chunks
-            os.lseek(body.fd, 0, os.SEEK_SET)
-            content = open(body.fd, "rb", closefd=False)  # noqa: ASYNC230 - wraps an open fd
-        try:
-            with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
-                response = await self._client.put_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Body=content,
-                    ContentType=body.content_type,
-                    **{_CHECKSUM_PARAMS[body.checksum[0]]: body.checksum[1]},
-                    ContentLength=body.size,
-                )
-        finally:
-            if body.data is None:
-                content.close()
-        if body.data is None and progress is not None:
-            await progress.add(body.size)
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "ContentType": content_type}
+        if if_none_match is not None:
+            kwargs["IfNoneMatch"] = if_none_match
+        with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
+            async with self._body(body, operation) as params:
+                response = await self._client.put_object(**kwargs, **params)
         return unquote_etag(response.get("ETag"))
 
     async def create_multipart(
@@ -178,23 +168,40 @@ class BotocoreTransport(Transport):
         )
         return str(response["UploadId"])
 
-    async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
+    async def _upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, body: Payload, *, operation: str
     ) -> str:
-        md5, _ = digests(data, sha256=False)
-        response = await self._call(
-            (operation, bucket, key),
-            partial(
-                self._client.upload_part,
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=data,
-                ContentMD5=md5,
-            ),
-        )
+        where = {"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": number}
+        with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
+            async with self._body(body, operation) as params:
+                response = await self._client.upload_part(**where, **params)
         return str(response["ETag"])
+
+    @contextlib.asynccontextmanager
+    async def _body(self, body: Payload, operation: str) -> AsyncIterator[dict[str, Any]]:
+        """The body parameters of a PutObject or UploadPart: bytes as they are (botocore
+        hashes what it signs), a stream with its length and checksum: over plain HTTP as its
+        blocking reader (botocore reads it to sign its SHA-256, then aiohttp in a worker
+        thread), over HTTPS as :class:`_Streamed` (sent as it is read, UNSIGNED-PAYLOAD)."""
+        content: Any = body.content
+        reader = None
+        if not isinstance(content, bytes):
+            if not self._reads_bodies:
+                content = _Streamed(content)
+            elif body.blocking is not None:
+                content = reader = body.blocking()
+            else:
+                raise StorageError(
+                    "botocore signs a body sent over plain HTTP by reading it synchronously; "
+                    "this one can only be streamed: use S3_FAST_PATH=1 or an https endpoint",
+                    operation=operation,
+                )
+        header, value = body.checksum
+        try:
+            yield {"Body": content, "ContentLength": body.size, _CHECKSUM_PARAMS[header]: value}
+        finally:
+            if reader is not None:
+                reader.close()
 
     async def complete_multipart(
         self,
@@ -259,6 +266,111 @@ class BotocoreTransport(Transport):
     async def list_buckets(self, *, operation: str = "list_buckets") -> list[str]:
         response = await self._call((operation, None, None), self._client.list_buckets)
         return [str(b["Name"]) for b in response.get("Buckets", ())]
+
+    async def copy(
+        self, source: CopySource, bucket: str, key: str, *, operation: str
+    ) -> tuple[str, datetime | None]:
+        response = await self._call(
+            (operation, bucket, key),  # botocore raises a 200 answer's error itself
+            partial(self._client.copy_object, Bucket=bucket, Key=key, **_copy_params(source)),
+        )
+        result = response.get("CopyObjectResult") or {}
+        return unquote_etag(result.get("ETag")), result.get("LastModified")
+
+    async def create_multipart_copy(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        operation: str,
+    ) -> str:
+        kwargs: dict[str, Any] = {"Metadata": dict(metadata)}
+        if content_type:
+            kwargs["ContentType"] = content_type
+        response = await self._call(
+            (operation, bucket, key),
+            partial(self._client.create_multipart_upload, Bucket=bucket, Key=key, **kwargs),
+        )
+        return str(response["UploadId"])
+
+    async def upload_part_copy(
+        self,
+        source: CopySource,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part: Part,
+        *,
+        operation: str,
+    ) -> str:
+        number, first, last = part
+        response = await self._call(
+            (operation, bucket, key),
+            partial(
+                self._client.upload_part_copy,
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySourceRange=f"bytes={first}-{last}",
+                **_copy_params(source),
+            ),
+        )
+        return str((response.get("CopyPartResult") or {}).get("ETag", ""))
+
+
+async def _read(stream: Any, n: int) -> bytes:
+    """A piece of the body (``n`` > 0: at most 64 KiB, as aiohttp holds at most twice what is
+    asked), or all of the rest (``n`` < 0)."""
+    return bytes(await stream.read(_READ_SIZE if n > 0 else None))
+
+
+class _Streamed:
+    """A streamed body as botocore and aiohttp take it: ``read`` (an attribute botocore's
+    parameter check wants of a stream; async, as aiobotocore's chunked-checksum wrapper reads
+    it), ``seek``/``tell`` at its start (what botocore's CRT signer wants of a body it does
+    not read), and async iteration (what aiohttp sends). Each request makes a fresh one, so
+    a retry reads the body from its start."""
+
+    def __init__(self, chunks: Chunks) -> None:
+        self._chunks = chunks()
+        self._held = b""
+        self._started = False
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Only to the start, before anything was read (botocore rewinds a body it sends
+        again; its retries are off: ours make a fresh body)."""
+        if (offset, whence) != (0, 0) or self._started:
+            raise OSError(0, "a streamed body is read once")
+        return 0
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._started = True
+        return self._chunks
+
+    async def read(self, size: int | None = None) -> bytes:
+        """Up to ``size`` bytes (all of the rest for ``None``); ``b""`` at the end."""
+        self._started = True
+        while size is None or len(self._held) < size:
+            chunk = await anext(self._chunks, b"")
+            if not chunk:
+                break
+            self._held += chunk
+        cut = len(self._held) if size is None else size
+        out, self._held = self._held[:cut], self._held[cut:]
+        return out
+
+
+def _copy_params(source: CopySource) -> dict[str, Any]:
+    params: dict[str, Any] = {"CopySource": {"Bucket": source.bucket, "Key": source.key}}
+    if source.etag:
+        params["CopySourceIfMatch"] = f'"{source.etag}"'
+    return params
 
 
 def _status(exc: BaseException) -> int | None:

@@ -13,6 +13,7 @@ from types import SimpleNamespace, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
+import anyio
 from aiobotocore.httpsession import AIOHTTPSession
 
 from ._botocore import BotocoreTransport
@@ -172,22 +173,32 @@ class BaseStorage:
             self._session = aioboto3.Session()
         return self._session
 
+    async def _off_the_loop(self, *, client: bool) -> None:
+        """botocore's slow first steps, in a worker thread: the first call of a process must
+        not hold the event loop for them (imports, the session, its config files, and for a
+        client the service model and endpoint data), see :func:`_load_botocore`."""
+        if self._session is None or client:
+            await anyio.to_thread.run_sync(partial(_load_botocore, self, client=client))
+
     async def _create_client(self, *, public: bool, **config: Any) -> S3Client:
         self._check_loop()
+        await self._off_the_loop(client=True)
         kwargs = self.settings.client_kwargs(public=public)
         kwargs["config"] = self.settings.client_config(http_session_cls=_NoRedirects, **config)
         client: S3Client = await self._stack.enter_async_context(
             self._boto_session().client("s3", **kwargs)
         )
         client.meta.events.register_last("needs-retry.s3", _log_region_redirect)
+        await _tls_off_the_loop(client)
         return client
 
     async def _credentials(self) -> Any:
         """botocore's credentials: the configured keys, else its default chain (refreshable
         ones included); ``None`` when nothing is found."""
+        settings = self.settings
+        await self._off_the_loop(client=False)
         from aiobotocore.credentials import AioCredentials
 
-        settings = self.settings
         if settings.access_key_id and settings.secret_access_key:
             return AioCredentials(
                 settings.access_key_id, settings.secret_access_key, settings.session_token
@@ -206,13 +217,16 @@ class BaseStorage:
                 config["signature_version"] = UNSIGNED
             client = await self._create_client(public=False, **config)
             return BotocoreTransport(settings, endpoint, credentials, client)
+        ssl = True
+        if endpoint.startswith("https:"):  # loading the CA file takes a while
+            ssl = await anyio.to_thread.run_sync(self._ssl_context, endpoint)
         http = await self._stack.enter_async_context(
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=settings.max_concurrency,
                     limit_per_host=0,
                     keepalive_timeout=30,
-                    ssl=self._ssl_context(endpoint),
+                    ssl=ssl,
                 ),
                 timeout=aiohttp.ClientTimeout(
                     sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
@@ -259,6 +273,77 @@ class BaseStorage:
                 "this Storage was opened on another event loop; create one Storage per loop "
                 "(the module-level functions do that for you)"
             )
+
+
+def _load_botocore(storage: BaseStorage, *, client: bool) -> None:
+    """What botocore and aioboto3 do slowly the first time, done here (in a worker thread)
+    so that the event loop does not wait: ~1 s of imports and JSON on a busy machine. The
+    storage's session is made and its config files read; for a ``client``, the modules its
+    creation imports, the service model, endpoint rules and partitions are loaded into the
+    session's loader, whose cache the client's creation then reads."""
+    import aiobotocore.credentials
+
+    session = storage._boto_session()
+    core = session._session
+    core.get_scoped_config()
+    if client:
+        import aioboto3.s3.inject  # noqa: F401 - imported when the client class is made
+        import aiobotocore.client  # noqa: F401
+
+        core._get_internal_component("endpoint_resolver")
+        loader = core.get_component("data_loader")
+        # As the session and the client creator ask (the loader caches per argument form).
+        loader.load_service_model("s3", type_name="service-2", api_version=None)
+        loader.load_service_model("s3", "service-2", api_version=None)
+        loader.load_service_model("s3", "endpoint-rule-set-1", api_version=None)
+        loader.load_data("partitions")
+        loader.load_data("sdk-default-configuration")
+        loader.load_data("_retry")
+
+
+# What _tls_off_the_loop reads of aiobotocore's AIOHTTPSession (2.x).
+_AIOHTTP_SESSION_PARTS = (
+    "_verify",
+    "_cert_file",
+    "_key_file",
+    "_get_ssl_context",
+    "_max_pool_connections",
+    "_connector_args",
+)
+
+
+async def _tls_off_the_loop(client: Any) -> None:
+    """aiobotocore makes its connection pool at the first request, and with it a TLS context
+    into which it loads the CA file (~0.1 s, even for a plain-HTTP endpoint): make that
+    context now, in a worker thread, as aiobotocore would, and have the pool use it."""
+    http: Any = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    original = getattr(http, "_create_connector", None)
+    if original is None or not all(hasattr(http, name) for name in _AIOHTTP_SESSION_PARTS):
+        return  # another aiobotocore: it makes its context itself
+    if not http._verify:
+        return
+
+    def verified_context() -> Any:  # aiobotocore's AIOHTTPSession._create_connector, no proxy
+        from botocore.httpsession import get_cert_path
+
+        context = http._get_ssl_context()
+        if http._cert_file:
+            context.load_cert_chain(http._cert_file, http._key_file)
+        ca_certs = get_cert_path(http._verify)
+        if ca_certs:
+            context.load_verify_locations(ca_certs, None, None)
+        return context
+
+    context = await anyio.to_thread.run_sync(verified_context)
+
+    def create_connector(proxy_url: str | None) -> Any:
+        if proxy_url:  # a proxy's own TLS settings: aiobotocore's way
+            return original(proxy_url)
+        return aiohttp.TCPConnector(
+            limit=http._max_pool_connections, ssl=context, **http._connector_args
+        )
+
+    http._create_connector = create_connector
 
 
 class _NoRedirects(AIOHTTPSession):  # type: ignore[misc]

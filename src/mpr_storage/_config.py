@@ -143,6 +143,18 @@ class StorageSettings:
     multipart_chunksize: int = _env_field("S3_MULTIPART_CHUNKSIZE", 8 * 1024 * 1024)
     """**Environment variable**: ``S3_MULTIPART_CHUNKSIZE``. Part size (S3's minimum is 5 MiB),
     grown to whole MiB for files that would need more than S3's 10,000 parts."""
+    range_part_size: int = _env_field("S3_RANGE_PART_SIZE", 8 * 1024 * 1024)
+    """**Environment variable**: ``S3_RANGE_PART_SIZE``. Downloads larger than this are fetched
+    as byte ranges on several connections; the smallest range, grown (up to 8x) with the
+    object so that about ``S3_RANGE_CONCURRENCY`` ranges cover it."""
+    range_concurrency: int = _env_field("S3_RANGE_CONCURRENCY", 16)
+    """**Environment variable**: ``S3_RANGE_CONCURRENCY``. Connections per downloaded object
+    (in bulk calls, shared with the call's ``concurrency``); ``1`` turns ranges off."""
+    part_concurrency: int = _env_field("S3_PART_CONCURRENCY", 10)
+    """**Environment variable**: ``S3_PART_CONCURRENCY``. Parts of multipart uploads in flight
+    at once, each read from the file when its turn comes and held until it is sent: uploads
+    hold at most this many x ``S3_MULTIPART_CHUNKSIZE`` bytes of parts (a bulk upload, for
+    all its large files together). ``1`` sends the parts one after the other."""
     retry_budget: float = _env_field("S3_RETRY_BUDGET", 60.0)
     """**Environment variable**: ``S3_RETRY_BUDGET``. Seconds one request may spend in retries
     (backoff and ``Retry-After`` waits included) before its last error is raised."""
@@ -187,9 +199,15 @@ class StorageSettings:
         _check_positive(self.read_timeout, "S3_READ_TIMEOUT")
         _check_positive(self.max_attempts, "S3_MAX_ATTEMPTS")
         _check_positive(self.retry_budget, "S3_RETRY_BUDGET")
+        if not isinstance(self.part_concurrency, int) or self.part_concurrency < 1:
+            raise ConfigError(
+                f"S3_PART_CONCURRENCY={self.part_concurrency!r} must be a positive integer"
+            )
         if self.multipart_chunksize < 5 * 1024 * 1024:
             raise ConfigError("S3_MULTIPART_CHUNKSIZE must be at least 5 MiB (S3's part minimum)")
         _check_positive(self.multipart_threshold, "S3_MULTIPART_THRESHOLD")
+        _check_positive(self.range_part_size, "S3_RANGE_PART_SIZE")
+        _check_positive(self.range_concurrency, "S3_RANGE_CONCURRENCY")
 
     @classmethod
     def from_env(

@@ -5,10 +5,13 @@
     ├── BucketNotFoundError                                 bucket missing
     ├── AccessDeniedError        (also PermissionError)     403, bad credentials, bad signature
     ├── InvalidKeyError          (also ValueError)          empty, unsafe or over-long key
+    ├── InvalidRangeError        (also ValueError)          a byte range outside the object (416)
+    ├── PreconditionFailedError                             If-Match no longer holds (412)
     ├── ConfigError                                         bad or missing settings
     ├── StorageConnectionError   (also ConnectionError)     endpoint unreachable after retries
     │   └── StorageTimeoutError  (also TimeoutError)        connect/read timed out after retries
     ├── ThrottledError                                      still throttled after retries
+    ├── ObjectExistsError        (also FileExistsError)     a create-only write found the key
     ├── LocalFileError           (also OSError)             a local file or directory is unusable
     └── TransferError                                       a bulk call had failures (.report)
 
@@ -33,8 +36,11 @@ __all__ = [
     "BucketNotFoundError",
     "ConfigError",
     "InvalidKeyError",
+    "InvalidRangeError",
     "LocalFileError",
+    "ObjectExistsError",
     "ObjectNotFoundError",
+    "PreconditionFailedError",
     "StorageConnectionError",
     "StorageError",
     "StorageTimeoutError",
@@ -122,6 +128,20 @@ class InvalidKeyError(StorageError, ValueError):
     """The key is empty, too long, or would map to a path outside the destination."""
 
 
+class InvalidRangeError(StorageError, ValueError):
+    """The byte range asked for is outside the object (HTTP 416). ``size``: the object's size,
+    from the answer's ``Content-Range: bytes */size``, if the server said."""
+
+    def __init__(self, message: str, *, size: int | None = None, **where: Any) -> None:
+        super().__init__(message, **where)
+        self.size = size
+
+
+class PreconditionFailedError(StorageError):
+    """A condition of the request no longer holds (HTTP 412): the object was replaced since
+    the ETag it was pinned to (``If-Match``) was read. Code ``PreconditionFailed``."""
+
+
 class ConfigError(StorageError):
     """A setting is missing or invalid; the message names the variable."""
 
@@ -136,6 +156,11 @@ class StorageTimeoutError(StorageConnectionError, TimeoutError):
 
 class ThrottledError(StorageError):
     """The server kept answering SlowDown/503 after every retry."""
+
+
+class ObjectExistsError(StorageError, FileExistsError):
+    """A create-only write (``If-None-Match: *``) found the key: the object there is left
+    untouched."""
 
 
 class LocalFileError(StorageError, OSError):
@@ -263,6 +288,10 @@ def error_for_code(
         message = f"still throttled after retries ({code})"
     elif code in _BAD_KEY:
         cls = InvalidKeyError
+    elif code == "InvalidRange" or status == 416:
+        cls = InvalidRangeError
+    elif code == "PreconditionFailed" or status == 412:
+        cls = PreconditionFailedError
     elif status is not None and status >= 500:
         message = f"server error (HTTP {status}) after retries: {message}"
     return cls(

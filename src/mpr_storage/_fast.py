@@ -11,31 +11,29 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
 
+from ._body import Body, refused_get
 from ._config import StorageSettings
-from ._errors import error_for_code
-from ._files import LocalIO, digests, fd_chunks
+from ._errors import error_for_code, map_errors
+from ._files import digests
 from ._http import Exchange, SignedRequests, escape, query_string
 from ._models import ObjectInfo, unquote_etag
 from ._sigv4 import UNSIGNED_PAYLOAD
-from ._transport import (
-    Body,
-    ByteProgress,
-    Transport,
-    Upload,
-)
+from ._transport import CopySource, Part, Payload, Transport
 from ._xml import (
     ListPage,
     error_fields,
     find_etag,
     parse_buckets,
+    parse_copy_result,
     parse_delete_errors,
     parse_list,
     parse_upload_id,
@@ -47,6 +45,7 @@ T = TypeVar("T")
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _META = "x-amz-meta-"
+_GET_ANSWERS = (200, 206, 304, 412, 416)  # 412 and 416 are raised by _Got, typed
 
 
 class FastTransport(Transport):
@@ -104,12 +103,18 @@ class FastTransport(Transport):
         *,
         max_keys: int | None = None,
         operation: str = "list_objects",
+        start_after: str | None = None,
+        delimiter: str | None = None,
     ) -> ListPage:
         params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
         if token is not None:
             params["continuation-token"] = token
         if max_keys is not None:
             params["max-keys"] = str(max_keys)
+        if start_after is not None:
+            params["start-after"] = start_after
+        if delimiter is not None:
+            params["delimiter"] = delimiter
         return await self._call(
             lambda _, body: parse_list(body, operation=operation, bucket=bucket),
             "GET",
@@ -125,56 +130,41 @@ class FastTransport(Transport):
         )
 
     def _get(
-        self,
-        bucket: str,
-        key: str,
-        operation: str,
-        if_none_match: str | None,
-        read_ahead: int | None,
+        self, where: tuple[str, str, str], headers: dict[str, str], read_ahead: int | None
     ) -> AbstractAsyncContextManager[Body | None]:
-        extra = {"If-None-Match": f'"{if_none_match}"'} if if_none_match else None
+        operation, bucket, key = where
         get = self._wire.send(
             "GET",
             bucket,
             key,
             operation=operation,
-            extra=extra,
-            ok=(200, 304),
+            extra=headers or None,
+            ok=_GET_ANSWERS,
             read_bufsize=read_ahead,
         )
-        return _Got(get)
+        return _Got(get, where)
 
     async def _put(
         self,
         bucket: str,
         key: str,
-        body: Upload,
+        body: Payload,
         *,
-        io: LocalIO,
+        content_type: str,
         operation: str,
-        progress: ByteProgress | None,
+        if_none_match: str | None,
     ) -> str:
         header, value = body.checksum
-        extra = {"Content-Type": body.content_type, header: value}
-
-        async def stream() -> AsyncIterator[bytes]:
-            async for chunk in fd_chunks(body.fd, body.size, io):
-                if progress is not None:
-                    await progress.add(len(chunk))
-                yield chunk
-
-        if body.data is None:
-            extra["Content-Length"] = str(body.size)  # sent as is: never chunked
-        return await self._call(
+        extra = {"Content-Type": content_type, header: value}
+        if if_none_match is not None:
+            extra["If-None-Match"] = if_none_match
+        return await self._send_body(
             lambda r, _: unquote_etag(r.headers.get("ETag")),
-            "PUT",
             bucket,
             key,
+            body,
+            extra,
             operation=operation,
-            extra=extra,
-            data=body.data if body.data is not None else stream,
-            payload_hash=self._payload_hash(body.sha256),
-            retry=False,
         )
 
     async def create_multipart(
@@ -191,21 +181,48 @@ class FastTransport(Transport):
             payload_hash=_EMPTY_SHA256,
         )
 
-    async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
+    async def _upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, body: Payload, *, operation: str
     ) -> str:
-        hashed = partial(digests, data, sha256=self.signs_payload)
-        md5_b64, sha256 = await LocalIO().run(hashed, len(data))
-        return await self._call(
+        header, value = body.checksum
+        return await self._send_body(
             lambda r, _: str(r.headers.get("ETag", "")),
+            bucket,
+            key,
+            body,
+            {header: value},
+            operation=operation,
+            query=query_string({"partNumber": str(number), "uploadId": upload_id}),
+        )
+
+    async def _send_body(
+        self,
+        parse: Callable[[aiohttp.ClientResponse, bytes], T],
+        bucket: str,
+        key: str,
+        body: Payload,
+        extra: dict[str, str],
+        *,
+        operation: str,
+        query: str = "",
+    ) -> T:
+        """One PUT of an object's body, not retried (the caller's loop retries): bytes as
+        they are, a stream with its Content-Length (never chunked) from a fresh pass, both
+        over 1 MiB after ``Expect: 100-continue``; the signature covers the body's SHA-256
+        where :attr:`signs_payload`."""
+        if not isinstance(body.content, bytes):
+            extra["Content-Length"] = str(body.size)
+        return await self._call(
+            parse,
             "PUT",
             bucket,
             key,
             operation=operation,
-            query=query_string({"partNumber": str(number), "uploadId": upload_id}),
-            extra={"Content-MD5": md5_b64},
-            data=data,
-            payload_hash=self._payload_hash(sha256),
+            query=query,
+            extra=extra,
+            data=body.content,
+            payload_hash=self._payload_hash(body.sha256),
+            retry=False,
         )
 
     async def complete_multipart(
@@ -287,22 +304,99 @@ class FastTransport(Transport):
             lambda _, body: parse_buckets(body, operation=operation), "GET", "", operation=operation
         )
 
+    async def copy(
+        self, source: CopySource, bucket: str, key: str, *, operation: str
+    ) -> tuple[str, datetime | None]:
+        etag, modified = await self._copy("CopyObjectResult", source, bucket, key, operation)
+        return unquote_etag(etag), modified
+
+    async def create_multipart_copy(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        operation: str,
+    ) -> str:
+        extra = {f"{_META}{name}": value for name, value in metadata.items()}
+        if content_type:
+            extra["Content-Type"] = content_type
+        return await self._call(
+            lambda _, body: parse_upload_id(body, operation=operation, bucket=bucket),
+            "POST",
+            bucket,
+            key,
+            operation=operation,
+            query="uploads=",
+            extra=extra,
+            payload_hash=_EMPTY_SHA256,
+        )
+
+    async def upload_part_copy(
+        self,
+        source: CopySource,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part: Part,
+        *,
+        operation: str,
+    ) -> str:
+        number, first, last = part
+        query = query_string({"partNumber": str(number), "uploadId": upload_id})
+        extra = {"x-amz-copy-source-range": f"bytes={first}-{last}"}
+        return (await self._copy("CopyPartResult", source, bucket, key, operation, query, extra))[0]
+
+    async def _copy(
+        self,
+        result: str,
+        source: CopySource,
+        bucket: str,
+        key: str,
+        operation: str,
+        query: str = "",
+        extra: dict[str, str] | None = None,
+    ) -> tuple[str, datetime | None]:
+        return await self._call(
+            lambda _, answer: parse_copy_result(
+                answer, result, operation=operation, bucket=bucket, key=key
+            ),
+            "PUT",
+            bucket,
+            key,
+            operation=operation,
+            query=query,
+            extra={**source.headers(), **(extra or {})},
+            payload_hash=_EMPTY_SHA256,
+        )
+
 
 class _Got:
-    """``async with`` a GET: the body as :func:`~._transport.write_body` reads it (the pieces
-    as they arrive: it gathers them in one block), or ``None`` for a 304."""
+    """``async with`` a GET: its :class:`~._body.Body` (``None`` for a 304); a 412 or 416
+    answer raises our error for it."""
 
-    __slots__ = ("_exchange",)
+    __slots__ = ("_exchange", "_where", "_open")
 
-    def __init__(self, exchange: Exchange) -> None:
+    def __init__(self, exchange: Exchange, where: tuple[str, str, str]) -> None:
         self._exchange = exchange
+        self._where = where
+        self._open = False
 
     async def __aenter__(self) -> Body | None:
         r = await self._exchange.__aenter__()
+        if r.status in (200, 206):
+            self._open = True
+            return Body(r.status, r.headers, partial(_read, r.content), self._where)
+        try:
+            if r.status != 304:
+                with map_errors(*self._where):
+                    await r.read()  # the error document: the connection is reused
+        finally:
+            await self._exchange.__aexit__(None, None, None)
         if r.status == 304:
             return None
-        etag = unquote_etag(r.headers.get("ETag"))
-        return Body(r.content_length, etag, r.read, r.content.iter_any)
+        raise refused_get(r.status, r.headers, self._where)
 
     async def __aexit__(
         self,
@@ -310,7 +404,15 @@ class _Got:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._exchange.__aexit__(exc_type, exc, tb)
+        if self._open:
+            self._open = False
+            await self._exchange.__aexit__(exc_type, exc, tb)
+
+
+async def _read(content: aiohttp.StreamReader, n: int) -> bytes:
+    """What aiohttp holds of a body now (``n`` > 0; never ``content.read(n)``, which raises
+    aiohttp's buffer to ``2 x n``), or all of the rest (``n`` < 0)."""
+    return await (content.readany() if n > 0 else content.read())
 
 
 def _head_info(key: str, headers: Mapping[str, str]) -> ObjectInfo:

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import io
 import itertools
 import math
 import os
@@ -16,7 +17,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import anyio
 
@@ -32,12 +33,15 @@ __all__ = [
     "STREAM_CHUNK",
     "AtomicFile",
     "LocalIO",
+    "PreadReader",
     "atomic_writer",
     "digests",
     "fd_chunks",
     "hash_fd",
     "open_regular",
+    "pread_exact",
     "read_fd",
+    "read_part",
     "temp_path_for",
     "write_atomic",
 ]
@@ -332,21 +336,21 @@ def _new_sum(checksum: Checksum, data: bytes = b"") -> _Sum:
 
 
 def hash_fd(fd: int, size: int, *, checksum: Checksum, sha256: bool) -> tuple[str, str | None]:
-    """Blocking, streaming: :func:`digests` of the file's first ``size`` bytes."""
+    """Blocking, streaming: :func:`digests` of the file's first ``size`` bytes (read with
+    ``pread``: the file's position is left alone, so other readers of ``fd`` are not moved)."""
     check = _new_sum(checksum)
     sha = hashlib.sha256() if sha256 else None
-    os.lseek(fd, 0, os.SEEK_SET)
-    view = memoryview(bytearray(STREAM_CHUNK))  # one buffer, reused: no allocation churn
-    left = size
-    with open(fd, "rb", buffering=0, closefd=False) as raw:
-        while left > 0:
-            n = raw.readinto(view[: min(STREAM_CHUNK, left)])
-            if not n:
-                raise OSError(0, "file shrank while it was read")
-            check.update(view[:n])
-            if sha is not None:
-                sha.update(view[:n])
-            left -= n
+    buffer = bytearray(STREAM_CHUNK)  # one buffer, reused: no allocation churn
+    view = memoryview(buffer)
+    offset = 0
+    while offset < size:
+        n = os.preadv(fd, [view[: min(STREAM_CHUNK, size - offset)]], offset)
+        if not n:
+            raise OSError(0, "file shrank while it was read")
+        check.update(view[:n])
+        if sha is not None:
+            sha.update(view[:n])
+        offset += n
     b64 = base64.b64encode(check.digest()).decode("ascii")
     return b64, sha.hexdigest() if sha is not None else None
 
@@ -360,21 +364,75 @@ def digests(data: bytes, *, checksum: Checksum = "md5", sha256: bool) -> tuple[s
 
 def read_fd(fd: int, size: int) -> bytes:
     """Blocking: the file's first ``size`` bytes (refused if it has fewer)."""
-    os.lseek(fd, 0, os.SEEK_SET)
-    data = os.read(fd, size)
-    if len(data) != size:
-        raise OSError(0, "file changed size while it was read")
+    return pread_exact(fd, 0, size)
+
+
+def pread_exact(fd: int, offset: int, size: int) -> bytes:
+    """Blocking: ``size`` bytes of the file from ``offset``, read with ``pread`` (the file's
+    position is not used: parts of one open file are read at once); fewer bytes there means
+    the file changed size while it was read."""
+    data = os.pread(fd, size, offset)
+    while len(data) < size:  # a pread may return less than asked; only 0 means the end
+        more = os.pread(fd, size - len(data), offset + len(data))
+        if not more:
+            raise OSError(0, "file changed size while it was read")
+        data += more
     return data
 
 
-async def fd_chunks(fd: int, size: int, io: LocalIO) -> AsyncIterator[bytes]:
-    """The file's ``size`` bytes in chunks of 256 KiB (with the one the socket still holds,
-    at most 512 KiB per upload)."""
-    await io.run(partial(os.lseek, fd, 0, os.SEEK_SET), 0)
-    left = size
-    while left > 0:
-        chunk = await io.run(partial(os.read, fd, min(STREAM_CHUNK, left)), STREAM_CHUNK)
+def read_part(
+    fd: int, offset: int, size: int, *, checksum: Checksum, sha256: bool
+) -> tuple[bytes, str, str | None]:
+    """Blocking: :func:`pread_exact` and the :func:`digests` of what it read, in one call
+    (one trip to a worker thread for a part of a multipart upload)."""
+    data = pread_exact(fd, offset, size)
+    return (data, *digests(data, checksum=checksum, sha256=sha256))
+
+
+class PreadReader(io.RawIOBase):
+    """A blocking, seekable reader of the first ``size`` bytes of the open file ``fd``, read
+    with ``pread`` (a position of its own); closing it leaves ``fd`` open."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        with memoryview(buffer) as view:
+            got = os.preadv(self._fd, [view[:n]], self._pos)
+        if not got:
+            raise OSError(0, "file shrank while it was uploaded")
+        self._pos += got
+        return got
+
+
+async def fd_chunks(fd: int, size: int, io: LocalIO, *, offset: int = 0) -> AsyncIterator[bytes]:
+    """The ``size`` bytes of the file from ``offset``, read with ``pread`` in chunks of
+    256 KiB (with the one the socket still holds, at most 512 KiB per upload)."""
+    end = offset + size
+    while offset < end:
+        n = min(STREAM_CHUNK, end - offset)
+        chunk = await io.run(partial(os.pread, fd, n, offset), n)
         if not chunk:
             raise OSError(0, "file shrank while it was uploaded")
-        left -= len(chunk)
+        offset += len(chunk)
         yield chunk

@@ -13,6 +13,7 @@ __all__ = [
     "BytesCallback",
     "KeySource",
     "ObjectInfo",
+    "PresignedPost",
     "ProgressCallback",
     "TransferError",
     "TransferReport",
@@ -43,6 +44,16 @@ class ObjectInfo:
     """The object's ``Content-Type`` (known from a HEAD, not from a listing)."""
     metadata: Mapping[str, str] | None = field(default=None, compare=False)
     """User metadata (``x-amz-meta-*``, names without the prefix), known from a HEAD."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresignedPost:
+    """A browser upload by HTTP POST (an HTML form, or ``FormData`` in JavaScript): send
+    ``fields`` as form fields, then the file as the last field, named ``file``, to ``url``."""
+
+    url: str
+    fields: dict[str, str]
+    """The form fields, ``key`` and ``policy`` (with its signature) among them."""
 
 
 KeySource = Iterable[str | ObjectInfo] | AsyncIterable[str | ObjectInfo]

@@ -13,6 +13,7 @@ import anyio
 
 from ._client import BaseStorage
 from ._errors import StorageError
+from ._fetch import Ranges, fetch_file
 from ._files import LocalIO
 from ._keys import check_bucket, check_key, check_key_iterable
 from ._models import BytesCallback, ObjectInfo
@@ -26,11 +27,13 @@ __all__ = [
     "iter_objects",
     "list_buckets",
     "list_objects",
+    "list_prefixes",
     "object_exists",
     "stat_object",
 ]
 
 _DELETE_BATCH = 1000  # DeleteObjects' limit
+_PAGE = 1000  # ListObjectsV2's largest page
 
 
 def _suffix_filter(suffixes: str | Iterable[str] | None) -> tuple[str, ...] | None:
@@ -46,32 +49,55 @@ async def iter_objects(
     prefix: str = "",
     *,
     suffixes: str | Iterable[str] | None = None,
+    start_after: str | None = None,
+    limit: int | None = None,
 ) -> AsyncIterator[ObjectInfo]:
     """Iterate over the objects under ``prefix``, page by page, in key order.
 
     One LIST request per page of up to 1000 objects; only the current page is held in memory.
-    A failed page is retried from its own continuation token, so no object is repeated.
+    A failed page is retried from its own continuation token, so no object is repeated. A
+    window (``start_after`` and ``limit``) is read from where it starts: ``limit`` keys up to
+    1000 cost one request (without ``suffixes``), not a listing of what comes before.
 
     Args:
         bucket: the bucket.
         prefix: only keys starting with this.
         suffixes: only keys ending with one of these (case-insensitive), e.g. ``(".jpg", ".png")``.
+        start_after: only keys after this one (in key order; it need not exist).
+        limit: at most this many objects (those matching ``suffixes``); ``None``: all.
 
     Raises:
+        ValueError: ``limit`` is negative.
         BucketNotFoundError: the bucket does not exist.
         AccessDeniedError: the credentials are refused.
         InvalidKeyError: the bucket name is empty or contains ``/``.
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
     check_bucket(bucket, operation="list_objects")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"list_objects: limit must be None or an int >= 0, got {limit!r}")
     wanted = _suffix_filter(suffixes)
+    if limit == 0:
+        return
     transport = await storage.transport()
     token: str | None = None
+    left = limit
     while True:  # page by page: a failed page is retried from its own continuation token
-        page = await transport.list_page(bucket, prefix, token)
+        # The window's first page starts after ``start_after``; the next ones from their token.
+        page = await transport.list_page(
+            bucket,
+            prefix,
+            token,
+            max_keys=None if left is None or wanted is not None else min(left, _PAGE),
+            start_after=start_after if token is None else None,
+        )
         for obj in page.objects:
             if wanted is None or obj.key.lower().endswith(wanted):
                 yield obj
+                if left is not None:
+                    left -= 1
+                    if left == 0:
+                        return
         token = page.next_token
         if token is None:
             return
@@ -83,23 +109,70 @@ async def list_objects(
     prefix: str = "",
     *,
     suffixes: str | Iterable[str] | None = None,
+    start_after: str | None = None,
+    limit: int | None = None,
 ) -> list[ObjectInfo]:
-    """All objects under ``prefix`` (every page), in key order.
+    """All objects under ``prefix`` (every page), or a window of them, in key order.
 
-    The whole listing is held in memory; use :func:`iter_objects` to stream a large one.
+    The whole listing is held in memory; use :func:`iter_objects` to stream a large one. A
+    window of ``limit`` keys after ``start_after`` (e.g. 200 frames of a timeline's cache)
+    costs one LIST request when ``limit`` is at most 1000 and no ``suffixes`` are given.
 
     Args:
         bucket: the bucket.
         prefix: only keys starting with this.
         suffixes: only keys ending with one of these (case-insensitive), e.g. ``(".jpg", ".png")``.
+        start_after: only keys after this one (in key order; it need not exist).
+        limit: at most this many objects (those matching ``suffixes``); ``None``: all.
 
     Raises:
+        ValueError: ``limit`` is negative.
         BucketNotFoundError: the bucket does not exist.
         AccessDeniedError: the credentials are refused.
         InvalidKeyError: the bucket name is empty or contains ``/``.
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
-    return [obj async for obj in iter_objects(storage, bucket, prefix, suffixes=suffixes)]
+    objects = iter_objects(
+        storage, bucket, prefix, suffixes=suffixes, start_after=start_after, limit=limit
+    )
+    return [obj async for obj in objects]
+
+
+async def list_prefixes(
+    storage: BaseStorage, bucket: str, prefix: str = "", *, delimiter: str = "/"
+) -> list[str]:
+    """The common prefixes one level below ``prefix``, sorted: the "directories" of a
+    listing (``list_prefixes(bucket, "frames/")`` -> ``["frames/tl-1/", "frames/tl-2/"]``).
+
+    Every page of a delimited listing is read; the objects directly under ``prefix`` are not
+    returned (use :func:`list_objects`).
+
+    Args:
+        bucket: the bucket.
+        prefix: the level to list (a prefix ending in ``delimiter``, or ``""`` for the top).
+        delimiter: what separates levels in the keys.
+
+    Raises:
+        ValueError: ``delimiter`` is empty.
+        BucketNotFoundError: the bucket does not exist.
+        AccessDeniedError: the credentials are refused.
+        InvalidKeyError: the bucket name is empty or contains ``/``.
+        StorageConnectionError: the endpoint can't be reached, after retries.
+    """
+    check_bucket(bucket, operation="list_prefixes")
+    if not isinstance(delimiter, str) or not delimiter:
+        raise ValueError(f"list_prefixes: delimiter must be a non-empty str, got {delimiter!r}")
+    transport = await storage.transport()
+    found: set[str] = set()
+    token: str | None = None
+    while True:
+        page = await transport.list_page(
+            bucket, prefix, token, delimiter=delimiter, operation="list_prefixes"
+        )
+        found.update(page.prefixes)
+        token = page.next_token
+        if token is None:
+            return sorted(found)
 
 
 async def object_exists(storage: BaseStorage, bucket: str, key: str) -> bool:
@@ -238,14 +311,20 @@ async def download_file(
 ) -> Path:
     """Download ``key`` to the file ``dest`` (parents created) and return its path.
 
-    Atomic: the body is streamed in writes of at most 1 MiB (never held whole) to a temp file
-    beside ``dest`` and renamed into place only when complete; a failed or cancelled download
-    leaves neither a partial nor a temp file, and an existing ``dest`` stays as it was.
+    Atomic: the body goes to a temp file beside ``dest``,
+    renamed into place only when complete; a failed or cancelled download leaves neither a
+    partial nor a temp file, and an existing ``dest`` stays as it was. An object over
+    ``S3_RANGE_PART_SIZE`` (8 MiB) is fetched as byte ranges on up to
+    ``S3_RANGE_CONCURRENCY`` (16) connections, each written at its offset into one
+    preallocated file, all pinned to the first answer's ETag (two versions never mix); a
+    smaller one is one request. A body cut short resumes from the byte where it
+    stopped. Memory: never the whole body; under 1 MiB per connection (a 256 KiB block and
+    what the HTTP client reads ahead; one stream: 1 MiB writes).
 
     Args:
         on_progress: ``on_progress(done_bytes, total_bytes)``, a function or a coroutine
             function, called as bytes arrive (at most every 0.1 s or every MiB) and once at the
-            end; a retried download starts again from 0.
+            end; ``done_bytes`` never goes backwards (a resumed body goes on from where it was).
 
     Raises:
         ObjectNotFoundError: the key does not exist (also a ``FileNotFoundError``).
@@ -253,23 +332,40 @@ async def download_file(
         AccessDeniedError: the credentials are refused.
         InvalidKeyError: the key is empty or too long.
         IsADirectoryError: ``dest`` is a directory.
+        LocalFileError: the file can't be written (a full disk, a file where a parent
+            directory is needed: then also a ``FileExistsError``); ``.errno``, ``.path``.
+        PreconditionFailedError: the object was replaced during the download.
         StorageConnectionError: the endpoint can't be reached or the body was cut, after retries.
     """
-    check_bucket(bucket, operation="download_file")
-    check_key(key, operation="download_file", bucket=bucket)
+    return await _download(storage, bucket, key, dest, on_progress, "download_file")
+
+
+async def _download(
+    storage: BaseStorage,
+    bucket: str,
+    key: str,
+    dest: str | os.PathLike[str],
+    on_progress: BytesCallback | None,
+    operation: str,
+) -> Path:
+    """:func:`download_file`, its errors naming ``operation``."""
+    check_bucket(bucket, operation=operation)
+    check_key(key, operation=operation, bucket=bucket)
     path = Path(dest)
     if await anyio.Path(path).is_dir():
-        raise IsADirectoryError(f"download_file s3://{bucket}/{key}: {path} is a directory")
+        raise IsADirectoryError(f"{operation} s3://{bucket}/{key}: {path} is a directory")
     transport = await storage.transport()
     progress = ByteProgress(on_progress) if on_progress is not None else None
-    await transport.get_to_file(
+    await fetch_file(
+        transport,
         bucket,
         key,
         path,
         io=LocalIO(),
-        operation="download_file",
+        operation=operation,
         prepare=partial(os.makedirs, path.parent, exist_ok=True),
         progress=progress,
+        ranges=Ranges.from_settings(storage.settings),
     )
     if progress is not None:
         await progress.finish()
@@ -281,8 +377,8 @@ async def download_to_temp(
 ) -> Path:
     """Download ``key`` to a new temp file and return its path; the caller deletes it.
 
-    The same streaming download as :func:`download_file`; on failure or cancellation no temp
-    file is left behind.
+    The same download as :func:`download_file` (ranges, resume); on failure or cancellation
+    no temp file is left behind.
 
     Args:
         suffix: the temp file's suffix; defaults to the key's extension (``.mp4``).
@@ -300,7 +396,7 @@ async def download_to_temp(
     private = tempfile.mkdtemp(prefix=".mpr-", dir=os.path.dirname(name))
     inner = os.path.join(private, "body")
     try:
-        await download_file(storage, bucket, key, inner)
+        await _download(storage, bucket, key, inner, None, "download_to_temp")
         os.chmod(inner, 0o600)
         os.replace(inner, name)
     except BaseException:

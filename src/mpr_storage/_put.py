@@ -1,4 +1,5 @@
-"""Single-object uploads: one checked PUT or a multipart upload, part sizes, content types."""
+"""Uploads of one file: one checked PUT or a multipart upload of parts read at their offsets
+(files are read, hashed and counted here; the transport only sends the bodies)."""
 
 from __future__ import annotations
 
@@ -6,22 +7,43 @@ import contextlib
 import functools
 import mimetypes
 import os
+import sys
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from stat import S_ISDIR
 
-import aiofiles
 import anyio
 
 from ._client import BaseStorage
-from ._files import LocalIO, open_regular
+from ._errors import LocalFileError
+from ._files import (
+    CHECKSUM_HEADERS,
+    LocalIO,
+    PreadReader,
+    fd_chunks,
+    hash_fd,
+    open_regular,
+    read_fd,
+    read_part,
+)
 from ._keys import check_bucket, check_key
 from ._models import BytesCallback, ObjectInfo
-from ._transport import SMALL_BODY, ByteProgress
+from ._transport import SMALL_BODY, ByteProgress, Payload, Throttle, Transport
 
-__all__ = ["MAX_PARTS", "MIN_PART", "guess_content_type", "part_size_for", "upload_file"]
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
-_PART_CONCURRENCY = 4
+__all__ = [
+    "MAX_PARTS",
+    "MIN_PART",
+    "guess_content_type",
+    "part_size_for",
+    "put_opened",
+    "put_parts",
+    "upload_file",
+]
+
 MAX_PARTS = 10_000  # S3's limit of parts per multipart upload
 MIN_PART = 5 * 1024 * 1024  # S3's minimum size of every part but the last
 _PART_STEP = 1024 * 1024
@@ -57,58 +79,76 @@ async def upload_file(
 ) -> ObjectInfo:
     """Upload the file ``src`` to ``key`` (boto3's argument order) and describe the object.
 
-    A file under ``S3_MULTIPART_THRESHOLD`` bytes goes up in one streamed PUT whose checksum
-    (CRC-32 or Content-MD5, as the provider's profile says) the server checks; a larger one in
-    parts of ``S3_MULTIPART_CHUNKSIZE`` bytes, at most four in memory at once. A failed or
-    cancelled multipart upload is aborted, so no half-written object remains; an existing
-    object is replaced only when the upload completes.
+    The file is opened once. Under ``S3_MULTIPART_THRESHOLD`` bytes it goes up in one streamed
+    PUT whose checksum (CRC-32 or Content-MD5, as the provider's profile says) the server
+    checks; a larger one in parts of ``S3_MULTIPART_CHUNKSIZE`` bytes, read at their offsets
+    and sent ``S3_PART_CONCURRENCY`` (10) at once, each over its own connection: at most that
+    many parts in memory (80 MiB with the defaults). A failed or cancelled multipart upload
+    is aborted, so no half-written object remains; an existing object is replaced only when
+    the upload completes. A file that changes size while it is uploaded fails the upload.
 
     Args:
         content_type: defaults to a guess from the key's extension.
         on_progress: ``on_progress(done_bytes, total_bytes)`` as for :func:`download_file`; a
-            multipart upload reports each part as it is sent, a single PUT as it streams.
+            multipart upload reports each part once it is sent, a single PUT as it streams.
 
     Raises:
         FileNotFoundError: ``src`` does not exist.
         IsADirectoryError: ``src`` is a directory.
+        LocalFileError: ``src`` changed size while it was uploaded in parts.
         BucketNotFoundError: the bucket does not exist (where the provider does not create it).
         AccessDeniedError: the credentials are refused.
         InvalidKeyError: the key is empty or too long.
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
-    check_bucket(bucket, operation="upload_file")
-    check_key(key, operation="upload_file", bucket=bucket)
+    op = "upload_file"
+    check_bucket(bucket, operation=op)
+    check_key(key, operation=op, bucket=bucket)
     path = Path(src)
     stat = await anyio.Path(path).stat()  # FileNotFoundError for a missing file
-    size = stat.st_size
     if S_ISDIR(stat.st_mode):
         raise IsADirectoryError(f"upload_file s3://{bucket}/{key}: {path} is a directory")
     content_type = content_type or guess_content_type(key)
     transport = await storage.transport()
     settings = storage.settings
     progress = ByteProgress(on_progress)
-    if size < settings.multipart_threshold:
-        io = LocalIO()
-        # Read as it is opened, as upload_many does: the size sent is the opened file's.
-        opened = partial(open_regular, path, read_up_to=SMALL_BODY)
-        fd, size, data = await io.run(opened, SMALL_BODY)
-        try:
-            etag = await transport.put_file(
+    io = LocalIO()
+    # Opened once and read as it is opened (one trip for a small file): the size sent is the
+    # opened file's.
+    opened = partial(open_regular, path, read_up_to=SMALL_BODY)
+    fd, size, data = await io.run(opened, SMALL_BODY)
+    try:
+        if size < settings.multipart_threshold:
+            etag = await put_opened(
+                transport,
                 bucket,
                 key,
                 fd,
                 size,
-                data=data,
+                data,
                 content_type=content_type,
                 io=io,
-                operation="upload_file",
+                operation=op,
                 progress=progress,
             )
-        finally:
-            os.close(fd)
-    else:
-        progress.start(size)
-        etag = await _upload_multipart(storage, path, bucket, key, content_type, size, progress)
+        else:
+            progress.start(size)
+            etag = await put_parts(
+                transport,
+                bucket,
+                key,
+                fd,
+                size,
+                part_size=part_size_for(size, settings.multipart_chunksize),
+                content_type=content_type,
+                io=io,
+                operation=op,
+                slots=anyio.CapacityLimiter(settings.part_concurrency),
+                progress=progress,
+                path=path,
+            )
+    finally:
+        os.close(fd)
     await progress.finish()
     return ObjectInfo(key, size, etag)
 
@@ -125,55 +165,164 @@ def part_size_for(size: int, configured: int, *, max_parts: int | None = None) -
     return -(-needed // _PART_STEP) * _PART_STEP
 
 
-async def _upload_multipart(
-    storage: BaseStorage,
-    path: Path,
+async def put_opened(
+    transport: Transport,
     bucket: str,
     key: str,
-    content_type: str,
+    fd: int,
     size: int,
-    progress: ByteProgress,
+    data: bytes | None,
+    *,
+    content_type: str,
+    io: LocalIO,
+    operation: str,
+    progress: ByteProgress | None = None,
+    on_throttle: Throttle | None = None,
 ) -> str:
-    """Upload ``path`` (``size`` bytes) in parts of :func:`part_size_for`; any failure or
-    cancellation aborts the upload (shielded)."""
-    transport = await storage.transport()
-    part_size = part_size_for(size, storage.settings.multipart_chunksize)
-    op = "upload_file"
-    upload_id = await transport.create_multipart(
-        bucket, key, content_type=content_type, operation=op
-    )
-    parts: dict[int, str] = {}
-    limiter = anyio.CapacityLimiter(_PART_CONCURRENCY)
+    """One PutObject of the open file's first ``size`` bytes; the ETag back. Up to 1 MiB
+    (``data``: read already) it is sent as bytes; a larger file is hashed in one pass, then
+    streamed from the file in 256 KiB reads at their offsets, each attempt from its first
+    byte (``progress`` starts again with it), or read by the transport's client through a
+    :class:`~._files.PreadReader` where it must read bodies itself."""
+    if data is None and size <= SMALL_BODY:
+        data = await io.run(partial(read_fd, fd, size), size)
+    if data is not None:
+        if progress is not None:
+            progress.start(size)
+        etag = await transport.put(
+            bucket,
+            key,
+            data,
+            content_type=content_type,
+            operation=operation,
+            on_throttle=on_throttle,
+        )
+        if progress is not None:
+            await progress.add(size)
+        return etag
+    kind, sign = transport.upload_checksum, transport.signs_payload
+    hashed = partial(hash_fd, fd, size, checksum=kind, sha256=sign)
+    value, sha256 = await io.run(hashed, size)
 
-    async def send(number: int, data: bytes) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        if progress is not None:
+            progress.start(size)
+        async for chunk in fd_chunks(fd, size, io):
+            if progress is not None:
+                await progress.add(len(chunk))
+            yield chunk
+
+    blocking = partial(PreadReader, fd, size)
+    payload = Payload(size, (CHECKSUM_HEADERS[kind], value), sha256, chunks, blocking)
+    if progress is not None:
+        progress.start(size)
+    put = partial(transport.put, content_type=content_type, operation=operation)
+    etag = await put(bucket, key, payload, on_throttle=on_throttle)
+    if progress is not None and progress.done < size:  # sent through its blocking reader
+        await progress.add(size - progress.done)
+    return etag
+
+
+async def put_parts(
+    transport: Transport,
+    bucket: str,
+    key: str,
+    fd: int,
+    size: int,
+    *,
+    part_size: int,
+    content_type: str,
+    io: LocalIO,
+    operation: str,
+    slots: anyio.CapacityLimiter,
+    path: Path,
+    progress: ByteProgress | None = None,
+    on_throttle: Throttle | None = None,
+) -> str:
+    """A multipart upload of the open file's ``size`` bytes in ``part_size`` parts; the ETag
+    back. Each part takes one of ``slots`` (shared by the large files of a bulk call), is
+    read with ``pread`` at its offset and hashed in one worker-thread call, sent, and kept
+    until it is sent (a retry sends the same bytes, which its checksum was computed on): so
+    at most ``slots.total_tokens`` parts are in memory. ``progress`` counts each part once it
+    is sent. The first failure cancels the other parts; any failure or cancellation aborts
+    the upload (shielded), so no part is left behind."""
+    upload_id = await transport.create_multipart(
+        bucket, key, content_type=content_type, operation=operation
+    )
+    count = -(-size // part_size)
+    etags = [""] * count
+    kind, sign = transport.part_checksum, transport.signs_payload
+    header = CHECKSUM_HEADERS[kind]
+    held: set[object] = set()  # slots taken for parts; all given back, whatever happens
+
+    def release(token: object) -> None:
+        if token in held:
+            held.discard(token)
+            slots.release_on_behalf_of(token)
+
+    def changed(exc: OSError | None) -> LocalFileError:
+        reason = "file changed size while it was uploaded"
+        if exc is not None and exc.errno:  # a failing disk, not a changed file
+            reason = exc.strerror or str(exc)
+        return LocalFileError(reason, path=path, operation=operation, bucket=bucket, key=key)
+
+    async def send(number: int, token: object) -> None:
         try:
-            parts[number] = await transport.upload_part(
-                bucket, key, upload_id, number, data, operation=op
+            offset = (number - 1) * part_size
+            n = min(part_size, size - offset)
+            try:
+                read = partial(read_part, fd, offset, n, checksum=kind, sha256=sign)
+                data, value, sha256 = await io.run(read, n)
+            except OSError as exc:
+                raise changed(exc) from exc
+            payload = Payload(n, (header, value), sha256, data)
+            etags[number - 1] = await transport.upload_part(
+                bucket,
+                key,
+                upload_id,
+                number,
+                payload,
+                operation=operation,
+                on_throttle=on_throttle,
             )
-            await progress.add(len(data))
         finally:
-            limiter.release_on_behalf_of(number)
+            release(token)
+        if progress is not None:
+            await progress.add(n)
 
     try:
-        f = await aiofiles.open(path, "rb")
         try:
             async with anyio.create_task_group() as tg:
-                number = 0
-                while True:
-                    await limiter.acquire_on_behalf_of(number + 1)  # bounds parts in memory
-                    data = await f.read(part_size)
-                    if not data:
-                        limiter.release_on_behalf_of(number + 1)
-                        break
-                    number += 1
-                    tg.start_soon(send, number, data)
+                for number in range(1, count + 1):
+                    token = object()
+                    await slots.acquire_on_behalf_of(token)
+                    held.add(token)
+                    tg.start_soon(send, number, token)
+        except BaseExceptionGroup as group:
+            failure = _first_failure(group)
+            if failure is None:
+                raise
+            raise failure from None
         finally:
-            with anyio.CancelScope(shield=True):
-                await f.close()
+            for token in list(held):  # a part cancelled before it started
+                release(token)
+        if (await io.run(partial(os.fstat, fd), 0)).st_size != size:
+            raise changed(None)  # it grew: what was sent is not the file
         return await transport.complete_multipart(
-            bucket, key, upload_id, sorted(parts.items()), operation=op
+            bucket, key, upload_id, list(enumerate(etags, 1)), operation=operation
         )
     except BaseException:
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await transport.abort_multipart(bucket, key, upload_id, operation=op)
+            await transport.abort_multipart(bucket, key, upload_id, operation=operation)
         raise
+
+
+def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The error that failed a multipart upload (the other parts were cancelled because of
+    it), or ``None`` when the group holds only cancellations."""
+    cancelled = anyio.get_cancelled_exc_class()
+    failures = [e for e in group.exceptions if not isinstance(e, cancelled)]
+    if not failures:
+        return None
+    first = failures[0]
+    return _first_failure(first) if isinstance(first, BaseExceptionGroup) else first

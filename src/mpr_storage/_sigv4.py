@@ -3,9 +3,13 @@ without its per-request objects."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import time
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 from botocore.credentials import ReadOnlyCredentials
@@ -13,6 +17,7 @@ from botocore.credentials import ReadOnlyCredentials
 __all__ = ["UNSIGNED_PAYLOAD", "SigV4"]
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+_ISO8601 = "%Y-%m-%dT%H:%M:%SZ"  # a POST policy's expiration, as botocore writes it
 
 
 class SigV4:
@@ -80,27 +85,73 @@ class SigV4:
         )
         return signed
 
-    def presign(self, method: str, host: str, path: str, expires: int) -> str:
+    def presign(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        expires: int,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
         """The query string of a presigned URL (``X-Amz-*`` parameters and the signature) as
-        botocore's ``S3SigV4QueryAuth`` writes it: only ``host`` signed, payload unsigned.
+        botocore's ``S3SigV4QueryAuth`` writes it: ``host`` (and ``headers``, which the
+        request must then carry) signed, payload unsigned; ``params`` (e.g.
+        ``response-content-type``) come first and are signed too.
 
         ``path`` as sent: percent-encoded."""
         amz_date, day = self._clock()
         scope = f"{day}/{self.region}/s3/aws4_request"
-        params = {
+        signed = {"host": host}
+        for name, value in (headers or {}).items():
+            signed[name.lower()] = " ".join(value.split())
+        names = sorted(signed)
+        auth = {
             "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
             "X-Amz-Credential": f"{self._access_key}/{scope}",
             "X-Amz-Date": amz_date,
             "X-Amz-Expires": str(expires),
-            "X-Amz-SignedHeaders": "host",
+            "X-Amz-SignedHeaders": ";".join(names),
         }
         if self._token is not None:  # as botocore's query signer has it
-            params["X-Amz-Security-Token"] = self._token
-        query = "&".join(f"{_q(k)}={_q(v)}" for k, v in params.items())
-        canonical_query = "&".join(f"{_q(k)}={_q(v)}" for k, v in sorted(params.items()))
-        canonical = f"{method}\n{path}\n{canonical_query}\nhost:{host}\n\nhost\n{UNSIGNED_PAYLOAD}"
+            auth["X-Amz-Security-Token"] = self._token
+        every = {**(params or {}), **auth}
+        query = "&".join(f"{_q(k)}={_q(v)}" for k, v in every.items())
+        canonical_query = "&".join(f"{_q(k)}={_q(v)}" for k, v in sorted(every.items()))
+        canonical_headers = "".join(f"{n}:{signed[n]}\n" for n in names)
+        canonical = (
+            f"{method}\n{path}\n{canonical_query}\n{canonical_headers}\n{';'.join(names)}\n"
+            f"{UNSIGNED_PAYLOAD}"
+        )
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         return f"{query}&X-Amz-Signature={self._signature(amz_date, scope, digest)}"
+
+    def post_policy(
+        self, fields: dict[str, str], conditions: list[Any], expires: int
+    ) -> dict[str, str]:
+        """The form fields of a browser POST upload as botocore's ``S3SigV4PostAuth`` writes
+        them: ``fields``, then the ``x-amz-*`` ones, the base64 policy (``conditions`` and
+        the signing ones, expiring in ``expires`` seconds) and its signature."""
+        amz_date, day = self._clock()
+        scope = f"{day}/{self.region}/s3/aws4_request"
+        expiration = time.strftime(_ISO8601, time.gmtime(self._second + expires))
+        credential = f"{self._access_key}/{scope}"
+        signing = {
+            "x-amz-algorithm": "AWS4-HMAC-SHA256",
+            "x-amz-credential": credential,
+            "x-amz-date": amz_date,
+        }
+        if self._token is not None:
+            signing["x-amz-security-token"] = self._token
+        policy = {
+            "expiration": expiration,
+            "conditions": [*conditions, *({k: v} for k, v in signing.items())],
+        }
+        encoded = base64.b64encode(json.dumps(policy).encode("utf-8")).decode("ascii")
+        mac = self._keyed.copy()
+        mac.update(encoded.encode())
+        return {**fields, **signing, "policy": encoded, "x-amz-signature": mac.hexdigest()}
 
     def _signature(self, amz_date: str, scope: str, digest: str) -> str:
         """The signature of a canonical request's ``digest``, with the day's signing key (a

@@ -10,12 +10,13 @@ import asyncio
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 
-from . import _frames, _objects, _presign, _put, _surface, _transfer
+from . import _copy, _frames, _objects, _presign, _put, _surface, _transfer
 from ._client import BaseStorage, S3Client
 from ._objects import ObjectInfo
 
 __all__ = [
     "Storage",
+    "copy_object",
     "default_storage",
     "delete_objects",
     "download_file",
@@ -23,11 +24,13 @@ __all__ = [
     "download_to_temp",
     "frame_cache_exists",
     "frame_cache_prefix",
+    "get_presigned_post",
     "get_presigned_url",
     "get_s3_client",
     "iter_objects",
     "list_buckets",
     "list_objects",
+    "list_prefixes",
     "object_exists",
     "prefetch_frames",
     "stat_object",
@@ -67,6 +70,7 @@ class Storage(BaseStorage):
     # The implementations, bound as methods: their first parameter is the storage.
     iter_objects = _objects.iter_objects
     list_objects = _objects.list_objects
+    list_prefixes = _objects.list_prefixes
     object_exists = _objects.object_exists
     stat_object = _objects.stat_object
     list_buckets = _objects.list_buckets
@@ -74,7 +78,9 @@ class Storage(BaseStorage):
     download_file = _objects.download_file
     download_to_temp = _objects.download_to_temp
     upload_file = _put.upload_file
+    copy_object = _copy.copy_object
     get_presigned_url = _presign.get_presigned_url
+    get_presigned_post = _presign.get_presigned_post
     download_many = _transfer.download_many
     upload_many = _transfer.upload_many
     frame_cache_exists = _frames.frame_cache_exists
@@ -127,6 +133,7 @@ async def default_storage() -> Storage:
 
 get_s3_client = _surface.on_default(Storage.get_s3_client, default_storage)
 list_objects = _surface.on_default(_objects.list_objects, default_storage)
+list_prefixes = _surface.on_default(_objects.list_prefixes, default_storage)
 object_exists = _surface.on_default(_objects.object_exists, default_storage)
 stat_object = _surface.on_default(_objects.stat_object, default_storage)
 list_buckets = _surface.on_default(_objects.list_buckets, default_storage)
@@ -134,7 +141,9 @@ delete_objects = _surface.on_default(_objects.delete_objects, default_storage)
 download_file = _surface.on_default(_objects.download_file, default_storage)
 download_to_temp = _surface.on_default(_objects.download_to_temp, default_storage)
 upload_file = _surface.on_default(_put.upload_file, default_storage)
+copy_object = _surface.on_default(_copy.copy_object, default_storage)
 get_presigned_url = _surface.on_default(_presign.get_presigned_url, default_storage)
+get_presigned_post = _surface.on_default(_presign.get_presigned_post, default_storage)
 download_many = _surface.on_default(_transfer.download_many, default_storage)
 upload_many = _surface.on_default(_transfer.upload_many, default_storage)
 frame_cache_exists = _surface.on_default(_frames.frame_cache_exists, default_storage)
@@ -144,12 +153,20 @@ prefetch_frames = _surface.on_default(_frames.prefetch_frames, default_storage)
 
 @_surface.documented(_objects.iter_objects)
 def iter_objects(
-    bucket: str, prefix: str = "", *, suffixes: str | Iterable[str] | None = None
+    bucket: str,
+    prefix: str = "",
+    *,
+    suffixes: str | Iterable[str] | None = None,
+    start_after: str | None = None,
+    limit: int | None = None,
 ) -> AsyncIterator[ObjectInfo]:
     # Not a coroutine function: the iterator is returned at once, the storage found on first use.
     async def run() -> AsyncIterator[ObjectInfo]:
         storage = await default_storage()
-        async for obj in storage.iter_objects(bucket, prefix, suffixes=suffixes):
+        objects = storage.iter_objects(
+            bucket, prefix, suffixes=suffixes, start_after=start_after, limit=limit
+        )
+        async for obj in objects:
             yield obj
 
     return run()

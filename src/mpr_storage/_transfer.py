@@ -19,6 +19,7 @@ from ._engine import AdaptiveLimit as _AdaptiveLimit
 from ._engine import Engine
 from ._engine import check_concurrency as _check_concurrency
 from ._errors import LocalFileError, StorageError
+from ._fetch import Ranges, fetch_file
 from ._files import STREAM_CHUNK, LocalIO
 from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
 from ._leftovers import remove_stale_temps
@@ -261,7 +262,9 @@ async def download_many(
 
     Memory: a body up to 1 MiB is read whole, a larger one streams in 256 KiB pieces, so a
     call holds at most ``concurrency x 1 MiB`` of object data, whatever the sizes; keys are
-    planned as they arrive, up to 256 at a time.
+    planned as they arrive, up to 256 at a time. Objects over ``S3_RANGE_PART_SIZE`` go as
+    byte ranges (see :func:`download_file`), each range taking one of the ``concurrency``
+    connections.
 
     Keys ending in ``/`` are directory markers: an empty one is skipped, one with content is a
     per-key :class:`LocalFileError` (a HEAD tells them apart for a key given by name). A key
@@ -349,8 +352,11 @@ async def download_many(
                     await send((key, plan))
         engine.progress.total = engine.progress.seen  # the listing is over: now it is known
 
+    ranges = Ranges.from_settings(settings)
+
     async def work(key: str, get: _Get) -> int | None:
-        got = await transport.get_to_file(
+        got = await fetch_file(
+            transport,
             bucket,
             key,
             get.path,
@@ -358,9 +364,12 @@ async def download_many(
             operation="download_many",
             prepare=partial(mapper.prepare, key),
             if_none_match=get.if_none_match,
+            size_hint=get.info.size if get.info is not None else None,
             on_throttle=engine.limit.throttled,
             read_ahead=BULK_READ_AHEAD,
             block=STREAM_CHUNK,
+            ranges=ranges,
+            slots=engine.limit,
         )
         if got is None:  # 304: the object still has the ETag of the file we wrote
             return None

@@ -15,19 +15,23 @@ from __future__ import annotations
 import abc
 import contextlib
 import inspect
+import io
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
-from pathlib import Path
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
 import anyio
 
+from ._body import Body, Range, range_header
 from ._config import Checksum, StorageSettings
-from ._errors import StorageConnectionError, StorageError
-from ._files import CHECKSUM_HEADERS, LocalIO, atomic_writer, digests, hash_fd, read_fd
+from ._errors import ObjectExistsError, StorageError
+from ._files import CHECKSUM_HEADERS, digests
 from ._models import BytesCallback, ObjectInfo
 from ._retry import RetryPolicy, retrying
 from ._xml import ListPage
@@ -37,13 +41,14 @@ __all__ = [
     "SMALL_BODY",
     "Body",
     "ByteProgress",
-    "Fetched",
+    "Chunks",
+    "Payload",
+    "Range",
     "Throttle",
     "Transport",
-    "Upload",
     "aws_endpoint",
-    "check_length",
-    "write_body",
+    "CopySource",
+    "Part",
 ]
 
 T = TypeVar("T")
@@ -57,11 +62,6 @@ of a body whose previous block waits for a slow disk: with that block, under 1 M
 transfer. Its default (256 KiB, so up to 768 KiB) broke the bound of ``concurrency x 1 MiB``
 when writes go to worker threads; one stream alone reads ~10% faster with it, which is why
 single downloads keep it. The fast path only: aiobotocore's sessions keep aiohttp's default."""
-
-WRITE_BLOCK = 1024 * 1024
-"""The largest write of a streamed download: one call per MiB, on the event loop while the
-disk keeps up (~5% faster for one stream than 256 KiB writes). Bulk transfers write
-:data:`~._files.STREAM_CHUNK` blocks, which keeps their memory bound."""
 
 Throttle = Callable[[], object]
 """``on_throttle()``: the server asked to slow down."""
@@ -111,35 +111,27 @@ class ByteProgress:
             await result
 
 
-@dataclass(frozen=True, slots=True)
-class Body:
-    """An answer to a GET, as :func:`write_body` reads it."""
-
-    length: int | None
-    etag: str
-    read: Callable[[], Awaitable[bytes]]
-    chunks: Callable[[], AsyncIterator[bytes]]
+Chunks = Callable[[], AsyncIterator[bytes]]
+"""A streamed request body: each call starts a fresh pass over it, from its first byte."""
 
 
 @dataclass(frozen=True, slots=True)
-class Upload:
-    """A file to PUT: its descriptor and size, its bytes when small, its digests."""
+class Payload:
+    """A request body to PUT, with the digests its sender computed (as the transport's
+    :attr:`~Transport.upload_checksum`, :attr:`~Transport.part_checksum` and
+    :attr:`~Transport.signs_payload` ask).
 
-    fd: int
+    ``content`` is the bytes, or :data:`Chunks`: a factory of the body's chunks, called once
+    per attempt, so a retried request reads the body again from its start. A streamed body
+    may also offer ``blocking``: a factory of a blocking, seekable reader of the same bytes,
+    for a transport whose client reads a body synchronously (botocore, to sign its SHA-256
+    over plain HTTP); its bytes are then counted by nobody as they go."""
+
     size: int
-    data: bytes | None
     checksum: tuple[str, str]  # the header (Content-MD5 or x-amz-checksum-crc32) and its value
     sha256: str | None  # None: the transport does not sign the payload's hash
-    content_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """What a GET wrote: its size, the object's ETag, and the file's mtime after the write."""
-
-    size: int
-    etag: str
-    mtime_ns: int
+    content: bytes | Chunks
+    blocking: Callable[[], io.IOBase] | None = None
 
 
 def aws_endpoint(region: str) -> str:
@@ -151,70 +143,19 @@ def aws_endpoint(region: str) -> str:
     )
 
 
-def check_length(received: int, expected: int, operation: str, bucket: str, key: str) -> None:
-    """Never rename a truncated body into place: a short read is a (retryable) broken
-    connection."""
-    if received != expected:
-        raise StorageConnectionError(
-            f"body truncated at {received} of {expected} bytes",
-            operation=operation,
-            bucket=bucket,
-            key=key,
-        )
-
-
-async def write_body(
-    path: Path,
-    length: int | None,
-    read_all: Callable[[], Awaitable[bytes]],
-    chunks: Callable[[], AsyncIterator[bytes]],
-    *,
-    io: LocalIO,
-    where: tuple[str, str, str],
-    prepare: Callable[[], object] | None,
-    progress: ByteProgress | None,
-    block: int,
-) -> tuple[int, int]:
-    """Write a response body to ``path`` atomically: ``(bytes, mtime_ns)``. Bodies up to
-    :data:`SMALL_BODY` are read whole, larger ones written as they arrive, in writes of at
-    most ``block`` bytes; a body shorter than ``length`` is never renamed into place.
-    ``prepare()`` (making the directory) runs first."""
-    operation, bucket, key = where
-    if prepare is not None:  # the object is there: its directory may be made now
-        await io.run(prepare, 0)
-    if progress is not None:
-        progress.start(length)
-    if length is not None and length <= SMALL_BODY:
-        data = await read_all()
-        check_length(len(data), length, operation, bucket, key)
-        mtime_ns = await io.write_file(path, data)
-        if progress is not None:
-            await progress.add(len(data))
-        return len(data), mtime_ns
-
-    async def counted() -> AsyncIterator[bytes]:
-        async for chunk in chunks():
-            yield chunk
-            if progress is not None:
-                await progress.add(len(chunk))
-
-    async with atomic_writer(path, io, block=block) as f:
-        # The pieces as they arrive, written a block at a time with one writev: no copy and
-        # no block-sized allocation per write, whatever the disk's speed.
-        received = await f.write_all(counted() if progress is not None else chunks())
-        if length is not None:
-            check_length(received, length, operation, bucket, key)  # before the rename
-    return received, (await anyio.Path(path).stat()).st_mtime_ns
-
-
 class Transport(abc.ABC):
     """Requests to one store. Each method is one logical request: retried as botocore's
     standard mode would (see :func:`._retry.retrying`), its errors translated to
     :class:`~mpr_storage.StorageError` subclasses naming operation, bucket and key."""
 
     signs_payload: bool
-    """Whether a PUT's signature covers the SHA-256 of its body, so :meth:`put_file` computes
-    it. Each PUT also carries a checksum the server checks (:attr:`upload_checksum`)."""
+    """Whether the signature of a PUT or UploadPart covers the SHA-256 of its body, so a
+    :class:`Payload` must carry it. Each also carries a checksum the server checks
+    (:attr:`upload_checksum`, :attr:`part_checksum`)."""
+
+    part_checksum: Checksum = "md5"
+    """The checksum of an UploadPart: Content-MD5 on every provider (a CRC-32 of each part
+    would have to be announced when the upload is created)."""
 
     def __init__(self, settings: StorageSettings, endpoint_url: str, credentials: Any) -> None:
         self.settings = settings
@@ -254,120 +195,140 @@ class Transport(abc.ABC):
         *,
         max_keys: int | None = None,
         operation: str = "list_objects",
+        start_after: str | None = None,
+        delimiter: str | None = None,
     ) -> ListPage:
-        """One ``ListObjectsV2`` page (retried on its own: a listing resumes where it was)."""
+        """One ``ListObjectsV2`` page (retried on its own: a listing resumes where it was);
+        ``start_after``: only keys after this one; ``delimiter``: keys past it are rolled up
+        into the page's common prefixes."""
 
     @abc.abstractmethod
     async def head(self, bucket: str, key: str, *, operation: str) -> ObjectInfo:
         """HEAD: size, ETag, last modified, content type and user metadata."""
 
-    async def get_to_file(
+    def get(
         self,
         bucket: str,
         key: str,
-        path: Path,
         *,
-        io: LocalIO,
         operation: str,
-        prepare: Callable[[], object] | None = None,
+        range: Range | None = None,
+        if_match: str | None = None,
         if_none_match: str | None = None,
-        progress: ByteProgress | None = None,
-        on_throttle: Throttle | None = None,
         read_ahead: int | None = None,
-        block: int = WRITE_BLOCK,
-    ) -> Fetched | None:
-        """GET ``key`` into ``path`` atomically (temp file + rename); ``None`` when
-        ``if_none_match`` (an ETag) still matches (304, no body). ``prepare()`` (blocking:
-        creating the parent directories) runs once the object is found, before the write. A
-        body cut short is fetched again, never renamed into place.
+        on_throttle: Throttle | None = None,
+    ) -> AbstractAsyncContextManager[Body | None]:
+        """``async with transport.get(...) as body``: one GET, its :class:`Body` open (or
+        ``None`` for a 304: ``if_none_match``, an unquoted ETag, still matches).
 
-        ``read_ahead``: what the HTTP client may buffer of a streamed body while a block of it
-        is being written, by default its own choice (see :data:`BULK_READ_AHEAD`); ``block``:
-        the largest write of a streamed body (see :data:`WRITE_BLOCK`)."""
+        ``range``: a :data:`Range` (a 206 answer; a server without ranges answers 200 with the
+        whole object: check ``body.status``); ``if_match``: an unquoted ETag the object must
+        still have, else :class:`~mpr_storage.PreconditionFailedError`. A range outside the
+        object raises :class:`~mpr_storage.InvalidRangeError` (``.size``). Opening the
+        answer (until its headers) is retried (``on_throttle()`` told of throttling); reading
+        the body is not. ``read_ahead``: what the HTTP client may buffer of the body (see
+        :data:`BULK_READ_AHEAD`; the fast path only)."""
+        headers = {"Range": range_header(range)} if range is not None else {}
+        if if_match:
+            headers["If-Match"] = f'"{if_match}"'
+        if if_none_match:
+            headers["If-None-Match"] = f'"{if_none_match}"'
+        where = (operation, bucket, key)
+        return _Retried(self, partial(self._get, where, headers, read_ahead), on_throttle)
 
-        async def attempt() -> Fetched | None:
-            async with self._get(bucket, key, operation, if_none_match, read_ahead) as body:
-                if body is None:
-                    return None
-                size, mtime_ns = await write_body(
-                    path,
-                    body.length,
-                    body.read,
-                    body.chunks,
-                    io=io,
-                    where=(operation, bucket, key),
-                    prepare=prepare,
-                    progress=progress,
-                    block=block,
-                )
-                return Fetched(size, body.etag, mtime_ns)
-
-        return await self.retry(attempt, on_throttle)
-
-    async def put_file(
+    async def put(
         self,
         bucket: str,
         key: str,
-        fd: int,
-        size: int,
+        body: bytes | Payload,
         *,
-        data: bytes | None = None,
         content_type: str,
-        io: LocalIO,
         operation: str,
-        progress: ByteProgress | None = None,
+        if_none_match: Literal["*"] | None = None,
         on_throttle: Throttle | None = None,
     ) -> str:
-        """PUT the first ``size`` bytes of the open file ``fd``: read whole up to
-        :data:`SMALL_BODY` (``data``: read already), else hashed in one streaming pass and
-        streamed from the file (its :attr:`upload_checksum` checked by the server). Returns
-        the ETag."""
-        kind, sign = self.upload_checksum, self.signs_payload
-        if size <= SMALL_BODY:
-            if data is None:
-                data = await io.run(partial(read_fd, fd, size), size)
-            value, sha256 = digests(data, checksum=kind, sha256=sign)
-        else:
-            data = None
-            hashed = partial(hash_fd, fd, size, checksum=kind, sha256=sign)
-            value, sha256 = await io.run(hashed, size)
-        checksum = (CHECKSUM_HEADERS[kind], value)
-        body = Upload(fd, size, data, checksum, sha256, content_type)
+        """PutObject: ``body`` as bytes (its checksum, :attr:`upload_checksum`, computed here)
+        or as a :class:`Payload`; returns the ETag. ``if_none_match="*"`` writes only where
+        no object is: an existing key raises :class:`~mpr_storage.ObjectExistsError` and is
+        left untouched."""
+        payload = await self._payload(body, self.upload_checksum)
 
         async def attempt() -> str:
-            if progress is not None:
-                progress.start(size)
-            etag = await self._put(bucket, key, body, io=io, operation=operation, progress=progress)
-            if data is not None and progress is not None:
-                await progress.add(size)
-            return etag
+            try:
+                return await self._put(
+                    bucket,
+                    key,
+                    payload,
+                    content_type=content_type,
+                    operation=operation,
+                    if_none_match=if_none_match,
+                )
+            except StorageError as exc:
+                if if_none_match is None or exc.status != 412:
+                    raise
+                raise ObjectExistsError(
+                    "the key exists already (If-None-Match: *): left untouched",
+                    operation=operation,
+                    bucket=bucket,
+                    key=key,
+                    code=exc.code,
+                    status=exc.status,
+                ) from exc
 
         return await self.retry(attempt, on_throttle)
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: bytes | Payload,
+        *,
+        operation: str,
+        on_throttle: Throttle | None = None,
+    ) -> str:
+        """UploadPart: part ``number`` of ``upload_id``, as bytes (its checksum,
+        :attr:`part_checksum`, computed here) or as a :class:`Payload`; returns the part's
+        ETag, quoted as the completion wants it."""
+        payload = await self._payload(body, self.part_checksum)
+        return await self.retry(
+            lambda: self._upload_part(bucket, key, upload_id, number, payload, operation=operation),
+            on_throttle,
+        )
+
+    async def _payload(self, body: bytes | Payload, kind: Checksum) -> Payload:
+        """``body`` as a :class:`Payload`: the digests of bytes computed (in a worker thread
+        when they are large)."""
+        if isinstance(body, Payload):
+            return body
+        hashed = partial(digests, body, checksum=kind, sha256=self.signs_payload)
+        if len(body) > SMALL_BODY:
+            value, sha256 = await anyio.to_thread.run_sync(hashed)
+        else:
+            value, sha256 = hashed()
+        return Payload(len(body), (CHECKSUM_HEADERS[kind], value), sha256, body)
 
     @abc.abstractmethod
     def _get(
-        self,
-        bucket: str,
-        key: str,
-        operation: str,
-        if_none_match: str | None,
-        read_ahead: int | None,
+        self, where: tuple[str, str, str], headers: dict[str, str], read_ahead: int | None
     ) -> AbstractAsyncContextManager[Body | None]:
-        """One GET: the open body, or ``None`` for a 304 answer."""
+        """One GET with these request ``headers`` (Range, If-Match, If-None-Match), not
+        retried: the open body, or ``None`` for a 304; a 412 or 416 raises
+        :func:`~._body.refused_get`'s error."""
 
     @abc.abstractmethod
     async def _put(
         self,
         bucket: str,
         key: str,
-        body: Upload,
+        body: Payload,
         *,
-        io: LocalIO,
+        content_type: str,
         operation: str,
-        progress: ByteProgress | None,
+        if_none_match: str | None,
     ) -> str:
-        """One PUT of ``body`` (its ETag back); a streamed body reports its bytes to
-        ``progress`` as they go."""
+        """One PutObject attempt (a streamed body is read from its start); its ETag back."""
 
     @abc.abstractmethod
     async def create_multipart(
@@ -376,10 +337,10 @@ class Transport(abc.ABC):
         """Start a multipart upload; returns its upload id."""
 
     @abc.abstractmethod
-    async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, *, operation: str
+    async def _upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, body: Payload, *, operation: str
     ) -> str:
-        """Upload one part; returns its ETag (quoted, as the completion wants it)."""
+        """One UploadPart attempt; the part's ETag back (quoted)."""
 
     @abc.abstractmethod
     async def complete_multipart(
@@ -412,3 +373,96 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def list_buckets(self, *, operation: str = "list_buckets") -> list[str]:
         """The names of the buckets the credentials can see."""
+
+    @abc.abstractmethod
+    async def copy(
+        self, source: CopySource, bucket: str, key: str, *, operation: str
+    ) -> tuple[str, datetime | None]:
+        """``CopyObject`` of ``source`` to ``key``, on the server (its metadata and content
+        type kept): the copy's ETag and last-modified time. A 200 answer reporting an error
+        raises it."""
+
+    @abc.abstractmethod
+    async def create_multipart_copy(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        operation: str,
+    ) -> str:
+        """Start the multipart upload of a copy, with the source's content type and user
+        metadata (a multipart copy does not carry them); returns its upload id."""
+
+    @abc.abstractmethod
+    async def upload_part_copy(
+        self,
+        source: CopySource,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part: Part,
+        *,
+        operation: str,
+    ) -> str:
+        """``UploadPartCopy`` of the source's bytes ``first..last`` (inclusive) as part
+        ``number`` (``part``); returns its ETag (quoted, as the completion wants it)."""
+
+
+class _Retried:
+    """``async with`` a GET whose opening is retried: each attempt enters a fresh request until
+    one answers; its exit closes that one."""
+
+    __slots__ = ("_transport", "_open", "_on_throttle", "_entered")
+
+    def __init__(
+        self,
+        transport: Transport,
+        open_one: Callable[[], AbstractAsyncContextManager[Body | None]],
+        on_throttle: Throttle | None,
+    ) -> None:
+        self._transport = transport
+        self._open = open_one
+        self._on_throttle = on_throttle
+        self._entered: AbstractAsyncContextManager[Body | None] | None = None
+
+    async def __aenter__(self) -> Body | None:
+        async def attempt() -> Body | None:
+            request = self._open()
+            body = await request.__aenter__()
+            self._entered = request
+            return body
+
+        return await self._transport.retry(attempt, self._on_throttle)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._entered is not None:
+            await self._entered.__aexit__(exc_type, exc, tb)
+
+
+Part = tuple[int, int, int]
+"""A part of a multipart copy: ``(number, first, last)``, its byte range inclusive."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopySource:
+    """The object a copy reads: ``bucket``, ``key`` and the ``etag`` it must still have (a
+    copy condition: a source replaced meanwhile is refused with 412), if any."""
+
+    bucket: str
+    key: str
+    etag: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """``x-amz-copy-source`` as botocore writes it (``bucket/key`` percent-encoded, ``/``
+        kept) and ``x-amz-copy-source-if-match``."""
+        found = {"x-amz-copy-source": quote(f"{self.bucket}/{self.key}", safe="-._~/")}
+        if self.etag:
+            found["x-amz-copy-source-if-match"] = f'"{self.etag}"'
+        return found

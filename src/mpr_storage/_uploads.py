@@ -10,7 +10,7 @@ from pathlib import Path
 
 import anyio
 
-from . import _objects, _put
+from . import _objects
 from ._client import BaseStorage
 from ._engine import Engine, check_concurrency
 from ._errors import LocalFileError, StorageError
@@ -18,7 +18,7 @@ from ._files import LocalIO, open_regular
 from ._keys import check_bucket, check_key
 from ._manifest import same_content
 from ._models import ObjectInfo, ProgressCallback, TransferReport
-from ._put import guess_content_type, part_size_for
+from ._put import guess_content_type, part_size_for, put_opened, put_parts
 from ._transport import SMALL_BODY
 from ._walk import Found, Problem, walk_files
 
@@ -28,8 +28,8 @@ CHUNK = 1024 * 1024
 """A file up to this size is read whole; a larger one is streamed in chunks of this size, so a
 transfer holds at most ``concurrency x CHUNK`` bytes of file data."""
 MULTIPART_AT_ONCE = 2
-"""Files at or above the multipart threshold uploading at once in one bulk call (each with up
-to 4 parts of ``multipart_chunksize`` in flight)."""
+"""Files at or above the multipart threshold uploading at once in one bulk call (their parts
+share the call's ``S3_PART_CONCURRENCY`` slots)."""
 _STREAM_CHUNK = 256 * 1024  # the socket's buffer holds one chunk while the next is read
 _WALK_BATCH = 256
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -57,16 +57,20 @@ async def upload_many(
 ) -> TransferReport:
     """Upload every file under ``src_dir`` to ``prefix + relative/path`` concurrently.
 
-    Small files go up with one streamed PUT each (Content-MD5 checked by the server); files of
-    ``S3_MULTIPART_THRESHOLD`` bytes or more use multipart, aborted on failure or cancellation,
-    so no half-written object remains. The download manifest and temp files are never uploaded.
-    The tree is walked lazily (one directory listed at a time, uploads start at once); symlinks
-    to files and directories are followed, each real directory once.
+    Small files go up with one streamed PUT each (their checksum checked by the server); files
+    of ``S3_MULTIPART_THRESHOLD`` bytes or more use multipart as :func:`upload_file` does (each
+    file opened once, its parts read at their offsets and sent concurrently), aborted on
+    failure or cancellation, so no half-written object remains. The download manifest and
+    temp files are never uploaded. The tree is walked lazily (one directory listed at a time,
+    uploads start at once); symlinks to files and directories are followed, each real
+    directory once.
 
     Memory: a file up to 1 MiB is read whole; a larger one is hashed in a first streaming
     pass and sent in 256 KiB pieces, so a call holds at most ``concurrency x 1 MiB`` of file
-    data, plus, for files at or above the multipart threshold (at most 2 at once), 4 parts of
-    ``S3_MULTIPART_CHUNKSIZE`` each. With ``skip_existing`` the listing of ``prefix`` is held.
+    data, plus, for files at or above the multipart threshold (at most 2 at once), the parts
+    in flight: ``S3_PART_CONCURRENCY`` for the whole call (fewer while throttled), each of
+    ``S3_MULTIPART_CHUNKSIZE`` bytes. With ``skip_existing`` the listing of ``prefix`` is held.
+    Throttling answers, to parts as to small files, lower the call's concurrency.
 
     Args:
         skip_existing: leave an object only when its content provably equals the file: same
@@ -103,12 +107,21 @@ async def upload_many(
     transport = await storage.transport()
     io = LocalIO()
     big = anyio.CapacityLimiter(MULTIPART_AT_ONCE)
+    parts = anyio.CapacityLimiter(settings.part_concurrency)  # shared by the large files
     engine: Engine[Found] = Engine(
         operation="upload_many",
         bucket=bucket,
         concurrency=concurrency,
         on_progress=on_progress,
     )
+
+    def fit_parts() -> None:
+        """Parts in flight: the setting's, never more than the call's current limit."""
+        parts.total_tokens = max(1, min(settings.part_concurrency, engine.limit.total))
+
+    def part_throttled() -> None:
+        engine.limit.throttled()
+        fit_parts()
 
     def local_error(key: str, reason: str, path: Path, errno: int | None) -> LocalFileError:
         return LocalFileError(
@@ -157,23 +170,38 @@ async def upload_many(
                 if await io.run(check, size):
                     return None
             if size < settings.multipart_threshold:
-                await transport.put_file(
+                await put_opened(
+                    transport,
                     bucket,
                     key,
                     fd,
                     size,
-                    data=data,
+                    data,
                     content_type=guess_content_type(key),
                     io=io,
                     operation="upload_many",
                     on_throttle=engine.limit.throttled,
                 )
                 return size
+            async with big:
+                fit_parts()  # grown back with the call's limit
+                await put_parts(
+                    transport,
+                    bucket,
+                    key,
+                    fd,
+                    size,
+                    part_size=part_size_for(size, settings.multipart_chunksize),
+                    content_type=guess_content_type(key),
+                    io=io,
+                    operation="upload_many",
+                    slots=parts,
+                    path=item.path,
+                    on_throttle=part_throttled,
+                )
+            return size
         finally:
             os.close(fd)
-        async with big:
-            await _put.upload_file(storage, item.path, bucket, key)
-        return size
 
     await engine.run(produce, work)
     return engine.finish(raise_on_error)

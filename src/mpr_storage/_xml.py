@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import unquote_plus
 from xml.etree import ElementTree
 
-from ._errors import StorageError
+from ._errors import StorageError, error_for_code
 from ._models import ObjectInfo, unquote_etag
 
 __all__ = [
     "ListPage",
     "error_fields",
     "parse_buckets",
+    "parse_copy_result",
     "parse_delete_errors",
     "parse_list",
     "parse_time",
@@ -29,10 +30,12 @@ _REGION = re.compile(rb"<(?:\w+:)?Region>([^<]{1,64})</")
 
 @dataclass(frozen=True, slots=True)
 class ListPage:
-    """One page of a listing and the token of the next (``None`` after the last)."""
+    """One page of a listing and the token of the next (``None`` after the last); with a
+    delimiter, also the page's common prefixes."""
 
     objects: list[ObjectInfo]
     next_token: str | None
+    prefixes: list[str] = field(default_factory=list)
 
 
 def _local(tag: str) -> str:
@@ -72,6 +75,7 @@ def parse_list(body: bytes, *, operation: str, bucket: str) -> ListPage:
     root = _root(body, "listing", operation, bucket)
     rows: list[tuple[str, int, str, str | None]] = []
     fields: dict[str, str] = {}
+    prefixes: list[str] = []
     for name, child in _children(root):
         if name == "Contents":
             item = {n: (c.text or "") for n, c in _children(child)}
@@ -80,6 +84,8 @@ def parse_list(body: bytes, *, operation: str, bucket: str) -> ListPage:
             except ValueError:
                 size = -1
             rows.append((item.get("Key", ""), size, item.get("ETag", ""), item.get("LastModified")))
+        elif name == "CommonPrefixes":
+            prefixes.extend(c.text or "" for n, c in _children(child) if n == "Prefix")
         elif len(child) == 0:
             fields[name] = child.text or ""
     decode = fields.get("EncodingType", "").lower() == "url"
@@ -90,7 +96,9 @@ def parse_list(body: bytes, *, operation: str, bucket: str) -> ListPage:
     token = fields.get("NextContinuationToken") or None
     if fields.get("IsTruncated", "").lower() != "true":
         token = None
-    return ListPage(objects, token)
+    if decode:
+        prefixes = [unquote_plus(p) for p in prefixes]
+    return ListPage(objects, token, prefixes)
 
 
 def parse_buckets(body: bytes, *, operation: str) -> list[str]:
@@ -146,3 +154,32 @@ def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
     found = [pattern.search(body) for pattern in (_CODE, _MESSAGE, _REGION)]
     code, message, region = (m.group(1).decode("utf-8", "replace") if m else None for m in found)
     return code, message, region
+
+
+def parse_copy_result(
+    body: bytes, result: str, *, operation: str, bucket: str, key: str
+) -> tuple[str, datetime | None]:
+    """``(etag, last_modified)`` of a ``CopyObject`` (``result``: ``CopyObjectResult``) or
+    ``UploadPartCopy`` (``CopyPartResult``) answer. S3 may answer 200 and report a failure in
+    the body: that raises our error for its code, as a 500 (retried), as botocore reads it."""
+    code, message, _region = error_fields(body)
+    if code is not None and result.encode() not in body:
+        raise error_for_code(
+            code,
+            message or code,
+            operation=operation,
+            bucket=bucket,
+            key=key,
+            status=500,
+        )
+    root = _root(body, "copy result", operation, bucket)
+    fields = {name: child.text or "" for name, child in _children(root)}
+    if not fields.get("ETag"):
+        raise StorageError(
+            "the server's copy answer has no ETag",
+            operation=operation,
+            bucket=bucket,
+            key=key,
+            code="InvalidResponse",
+        )
+    return fields["ETag"], parse_time(fields.get("LastModified"))

@@ -51,9 +51,13 @@ from mpr_storage import (
     BucketNotFoundError,
     ConfigError,
     InvalidKeyError,
+    InvalidRangeError,
     LocalFileError,
+    ObjectExistsError,
     ObjectInfo,
     ObjectNotFoundError,
+    PreconditionFailedError,
+    PresignedPost,
     ProgressCallback,
     StorageConnectionError,
     StorageError,
@@ -80,9 +84,13 @@ __all__ = [
     "BucketNotFoundError",
     "ConfigError",
     "InvalidKeyError",
+    "InvalidRangeError",
     "LocalFileError",
+    "ObjectExistsError",
     "ObjectInfo",
     "ObjectNotFoundError",
+    "PreconditionFailedError",
+    "PresignedPost",
     "RunningLoopError",
     "StorageConnectionError",
     "StorageError",
@@ -91,17 +99,20 @@ __all__ = [
     "ThrottledError",
     "TransferError",
     "TransferReport",
+    "copy_object",
     "delete_objects",
     "download_file",
     "download_many",
     "download_to_temp",
     "frame_cache_exists",
     "frame_cache_prefix",
+    "get_presigned_post",
     "get_presigned_url",
     "get_s3_client",
     "iter_objects",
     "list_buckets",
     "list_objects",
+    "list_prefixes",
     "object_exists",
     "prefetch_frames",
     "stat_object",
@@ -170,13 +181,16 @@ def get_s3_client() -> S3Client:
 # --- the blocking API: each async function of mpr_storage, run on the loop thread -------------
 
 list_objects = _surface.blocking(_aio.list_objects, _portal)
+list_prefixes = _surface.blocking(_aio.list_prefixes, _portal)
 object_exists = _surface.blocking(_aio.object_exists, _portal)
 stat_object = _surface.blocking(_aio.stat_object, _portal)
 list_buckets = _surface.blocking(_aio.list_buckets, _portal)
 download_file = _surface.blocking(_aio.download_file, _portal)
 download_to_temp = _surface.blocking(_aio.download_to_temp, _portal)
 upload_file = _surface.blocking(_aio.upload_file, _portal)
+copy_object = _surface.blocking(_aio.copy_object, _portal)
 get_presigned_url = _surface.blocking(_aio.get_presigned_url, _portal)
+get_presigned_post = _surface.blocking(_aio.get_presigned_post, _portal)
 upload_many = _surface.blocking(_aio.upload_many, _portal)
 frame_cache_exists = _surface.blocking(_aio.frame_cache_exists, _portal)
 upload_frames = _surface.blocking(_aio.upload_frames, _portal)
@@ -188,9 +202,16 @@ prefetch_frames = _surface.blocking(_aio.prefetch_frames, _portal)
 
 @_surface.documented(_aio.iter_objects, sync=True)
 def iter_objects(
-    bucket: str, prefix: str = "", *, suffixes: str | Iterable[str] | None = None
+    bucket: str,
+    prefix: str = "",
+    *,
+    suffixes: str | Iterable[str] | None = None,
+    start_after: str | None = None,
+    limit: int | None = None,
 ) -> Generator[ObjectInfo, None, None]:
-    return _portal.iterate(_aio.iter_objects, bucket, prefix, suffixes=suffixes)
+    return _portal.iterate(
+        _aio.iter_objects, bucket, prefix, suffixes=suffixes, start_after=start_after, limit=limit
+    )
 
 
 @_surface.documented(_aio.delete_objects, sync=True)

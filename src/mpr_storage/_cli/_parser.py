@@ -9,6 +9,7 @@ from collections.abc import Callable
 from .. import ConfigError, StorageSettings
 from .. import _server as _srv
 from ._base import Context, port, positive_int, storage_command
+from ._cp import cmd_cp
 from ._demo import cmd_demo
 from ._frames import cmd_prefetch, cmd_push_frames
 from ._local import DEFAULT_SERVER_PORT, cmd_server
@@ -48,6 +49,7 @@ examples:
   mpr-storage get s3://mpr-media-in/chunks/2025-04-15/match-01.mp4 /tmp/
   mpr-storage presign mpr-media-in chunks/2025-04-15/match-01.mp4 --expires 600
   mpr-storage push-frames tl-42 ./frames/
+  mpr-storage cp s3://mpr-media-in/chunks/a.mp4 s3://mpr-media-out/sources/
   mpr-storage prefetch tl-42 /tmp/tl-42/
   mpr-storage rm --recursive --dry-run s3://mpr-media-out/frames/tl-42
   mpr-storage rm --recursive --yes s3://mpr-media-out/frames/tl-42
@@ -270,6 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("timeline_id", metavar="TIMELINE_ID")
     p.add_argument("dest", metavar="DEST", help="directory to fill")
     p.add_argument("--bucket", metavar="BUCKET", help="the bucket (default: S3_BUCKET_OUT)")
+
+    p = command(
+        "cp",
+        storage_command(cmd_cp),
+        "copy an object on the server",
+        "Copy the object SRC to DEST on the server: no bytes pass through this machine "
+        "(a multipart copy above 5 GiB). A DEST ending in '/' keeps SRC's file name.",
+        "s3://BUCKET/KEY s3://BUCKET/KEY",
+        "BUCKET KEY DEST_BUCKET DEST_KEY",
+    )
+    p.add_argument(
+        "locations", nargs="+", metavar="SRC DEST", help="s3://BUCKET/KEY, or BUCKET KEY, each"
+    )
 
     p = command(
         "push-frames",

@@ -1,0 +1,465 @@
+"""GET bodies into files: one stream or ranges, atomic, resumable."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sys
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+
+from ._body import Body, Range
+from ._config import StorageSettings
+from ._errors import (
+    InvalidRangeError,
+    LocalFileError,
+    PreconditionFailedError,
+    StorageConnectionError,
+    StorageError,
+)
+from ._files import STREAM_CHUNK, LocalIO, temp_path_for, write_atomic
+from ._retry import backoff_delay
+from ._transport import BULK_READ_AHEAD, SMALL_BODY, ByteProgress, Throttle, Transport
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+__all__ = ["WRITE_BLOCK", "Fetched", "Ranges", "Slots", "fetch_file", "local_error"]
+
+WRITE_BLOCK = 1024 * 1024
+"""The largest write of a streamed download: one call per MiB, on the event loop while the
+disk keeps up (~5% faster for one stream than 256 KiB writes). Bulk transfers and ranges write
+:data:`~._files.STREAM_CHUNK` blocks, which keeps their memory bound."""
+
+_MiB = 1024 * 1024
+_IOV_MAX = 512  # chunks per pwritev, well under every system's IOV_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What a GET wrote: its size, the object's ETag, and the file's mtime after the write."""
+
+    size: int
+    etag: str
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ranges:
+    """How a large object is split: objects over ``part_size`` go as ranges of ``part_size``
+    to ``8 x part_size``, about ``concurrency`` of them at once (``1``: one stream)."""
+
+    part_size: int = 8 * _MiB
+    concurrency: int = 16
+
+    @classmethod
+    def from_settings(cls, settings: StorageSettings) -> Ranges:
+        return cls(settings.range_part_size, settings.range_concurrency)
+
+    @property
+    def enabled(self) -> bool:
+        return self.concurrency > 1
+
+    def parts(self, start: int, size: int) -> list[tuple[int, int]]:
+        """``[start, size)`` cut into parts: ``size / concurrency`` each, rounded up to a MiB,
+        between ``part_size`` and ``8 x part_size``."""
+        per = -(-size // self.concurrency)
+        if per > self.part_size:
+            per = min(-(-per // _MiB) * _MiB, 8 * self.part_size)
+        per = max(per, self.part_size)
+        return [(at, min(at + per, size)) for at in range(start, size, per)]
+
+
+class Slots(Protocol):
+    """A bulk call's connection budget (the engine's ``AdaptiveLimit``): each range after an
+    object's first stream holds one slot while it runs."""
+
+    async def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+def local_error(exc: OSError, path: Path | str, where: tuple[str, str, str]) -> LocalFileError:
+    """Our :class:`LocalFileError` for a failed local call (disk full, a file where a
+    directory is needed ...), naming the path, the operation, the bucket and the key; also a
+    ``FileExistsError`` when ``exc`` was one."""
+    if isinstance(exc, LocalFileError):
+        return exc
+    operation, bucket, key = where
+    cls = LocalFileExistsError if isinstance(exc, FileExistsError) else LocalFileError
+    err = cls(
+        f"local file error: {exc.strerror or exc}",
+        path=os.fsdecode(exc.filename) if exc.filename is not None else str(path),
+        operation=operation,
+        bucket=bucket,
+        key=key,
+        errno=exc.errno,
+    )
+    err.__cause__ = exc
+    return err
+
+
+class LocalFileExistsError(LocalFileError, FileExistsError):
+    """A :class:`LocalFileError` that is also a ``FileExistsError``: a file stands where a
+    directory is needed."""
+
+
+class _File:
+    """The temp file a download fills, beside its target: written at offsets, renamed into
+    place when complete, removed otherwise (synchronously: cancellation cannot skip it)."""
+
+    def __init__(self, path: Path, io: LocalIO) -> None:
+        self.path = path
+        self.io = io
+        self.fd, self.tmp = temp_path_for(path)
+
+    def allocate(self, size: int) -> None:
+        """Reserve ``size`` bytes now, so that a full disk fails before the first request of
+        the rest (falls back to a sparse ``ftruncate`` where the file system can't)."""
+        try:
+            os.posix_fallocate(self.fd, 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            os.ftruncate(self.fd, size)
+        except AttributeError:  # pragma: no cover - no posix_fallocate (macOS)
+            os.ftruncate(self.fd, size)
+
+    async def write(self, chunks: list[bytes], offset: int, size: int) -> None:
+        await self.io.run(partial(_pwritev_all, self.fd, chunks, offset), size)
+
+    def commit(self, size: int) -> int:
+        """Trim to ``size``, rename into place; the file's mtime in nanoseconds."""
+        os.ftruncate(self.fd, size)
+        mtime_ns = os.fstat(self.fd).st_mtime_ns
+        os.close(self.fd)
+        self.fd = -1
+        os.replace(self.tmp, self.path)
+        self.tmp = ""
+        return mtime_ns
+
+    def discard(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+
+
+def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> None:
+    """Blocking: write every chunk, in order, at ``offset``, however much each call takes."""
+    views = [memoryview(chunk) for chunk in chunks]
+    first = 0
+    while first < len(views):
+        n = os.pwritev(fd, views[first:], offset)
+        offset += n
+        while first < len(views) and n >= len(views[first]):
+            n -= len(views[first])
+            first += 1
+        if n:
+            views[first] = views[first][n:]
+
+
+@dataclass
+class _Job:
+    """One object to fetch, and what every request for it shares."""
+
+    transport: Transport
+    where: tuple[str, str, str]
+    io: LocalIO
+    progress: ByteProgress | None
+    on_throttle: Throttle | None
+    read_ahead: int | None
+    block: int
+    etag: str = ""
+    file: _File | None = None
+
+    def get(
+        self, span: Range | None, *, if_none_match: str | None = None
+    ) -> AbstractAsyncContextManager[Body | None]:
+        operation, bucket, key = self.where
+        return self.transport.get(
+            bucket,
+            key,
+            operation=operation,
+            range=span,
+            if_match=self.etag or None,
+            if_none_match=if_none_match,
+            read_ahead=self.read_ahead,
+            on_throttle=self.on_throttle,
+        )
+
+    async def drain(self, body: Body, pos: int, end: int | None) -> tuple[int, Exception | None]:
+        """Write ``body`` into the file from ``pos`` up to ``end`` (``None``: its end):
+        ``(the offset reached, the error that cut it or None)``. An answer of another
+        version fails; a 200 to a range (a server without ranges) skips what is written."""
+        if self.etag and body.etag and body.etag != self.etag:
+            raise _replaced(self.where)
+        skip = pos - body.start  # > 0 only when the server sent more than asked (a 200)
+        if skip < 0:
+            raise _cut(f"asked for bytes from {pos}, got from {body.start}", self.where)
+        assert self.file is not None
+        pending: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in body:
+                if skip:
+                    cut = min(skip, len(chunk))
+                    chunk, skip = chunk[cut:], skip - cut
+                if end is not None and pos + size + len(chunk) > end:
+                    chunk = chunk[: end - pos - size]
+                if not chunk:
+                    if end is not None and pos + size >= end:
+                        break
+                    continue
+                if pending and (size + len(chunk) > self.block or len(pending) >= _IOV_MAX):
+                    pos = await self._write(pending, pos, size)
+                    pending, size = [], 0
+                pending.append(chunk)
+                size += len(chunk)
+        except StorageConnectionError as exc:
+            if pending:
+                pos = await self._write(pending, pos, size)
+            return pos, exc
+        if pending:
+            pos = await self._write(pending, pos, size)
+        if end is not None and pos < end:  # ended early without an error: cut all the same
+            return pos, _cut(f"body ended at byte {pos} of {end}", self.where)
+        return pos, None
+
+    async def _write(self, chunks: list[bytes], pos: int, size: int) -> int:
+        assert self.file is not None
+        await self.file.write(chunks, pos, size)
+        if self.progress is not None:
+            await self.progress.add(size)
+        return pos + size
+
+    async def fill(self, pos: int, end: int | None, body: Body | None = None) -> int:
+        """Fill ``[pos, end)`` (``end`` None: to the object's end), starting with ``body`` if
+        given; a cut resumes from the byte it stopped at (``If-Match`` the first answer's
+        ETag), at once while each try moves bytes, else after a backoff; returns the end."""
+        fails = 0
+        policy = self.transport.policy
+        while True:
+            started = pos
+            if body is None:
+                async with self.get((pos, end)) as answer:
+                    assert answer is not None  # no If-None-Match here: never a 304
+                    pos, cut = await self.drain(answer, pos, end)
+            else:
+                pos, cut = await self.drain(body, pos, end)
+                body = None
+            if cut is None:
+                return pos
+            fails = 0 if pos > started else fails + 1
+            if fails >= policy.attempts:
+                raise cut
+            if fails:
+                await anyio.sleep(backoff_delay(fails, base=policy.base))
+
+
+def _cut(message: str, where: tuple[str, str, str]) -> StorageConnectionError:
+    operation, bucket, key = where
+    return StorageConnectionError(message, operation=operation, bucket=bucket, key=key)
+
+
+def _replaced(where: tuple[str, str, str]) -> PreconditionFailedError:
+    operation, bucket, key = where
+    return PreconditionFailedError(
+        "the object was replaced during the download (its ETag changed); nothing was written",
+        operation=operation,
+        bucket=bucket,
+        key=key,
+        code="PreconditionFailed",
+        status=412,
+    )
+
+
+async def fetch_file(
+    transport: Transport,
+    bucket: str,
+    key: str,
+    path: Path,
+    *,
+    io: LocalIO,
+    operation: str,
+    prepare: Callable[[], object] | None = None,
+    if_none_match: str | None = None,
+    size_hint: int | None = None,
+    progress: ByteProgress | None = None,
+    on_throttle: Throttle | None = None,
+    read_ahead: int | None = None,
+    block: int = WRITE_BLOCK,
+    ranges: Ranges | None = None,
+    slots: Slots | None = None,
+) -> Fetched | None:
+    """GET ``key`` into ``path`` atomically (a temp file beside it, renamed into place when
+    complete): ``None`` when ``if_none_match`` (an ETag) still matches (304, no body).
+
+    Objects over ``ranges.part_size`` (``size_hint``: the listing's size, if known) go as byte
+    ranges on up to ``ranges.concurrency`` connections, each written at its offset into one
+    preallocated file; the first request asks for the first part, so a smaller object is one
+    request. Every request after the first is pinned to its ETag (``If-Match``): an object
+    replaced meanwhile raises :class:`PreconditionFailedError` and leaves nothing. A cut body
+    resumes from the byte where it stopped. ``slots``: a bulk call's budget, one slot per
+    range beyond the first. ``prepare()`` (blocking: making the parent directory) runs once the
+    object is found. Local failures raise :class:`LocalFileError`."""
+    where = (operation, bucket, key)
+    job = _Job(transport, where, io, progress, on_throttle, read_ahead, block)
+    ranged = ranges is not None and ranges.enabled
+    if ranged and size_hint is not None and ranges is not None:
+        ranged = size_hint > ranges.part_size
+    try:
+        return await _fetch(job, path, prepare, if_none_match, ranges if ranged else None, slots)
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise local_error(exc, path, where) from exc
+    finally:
+        if job.file is not None:
+            job.file.discard()  # after a commit: nothing (closed, renamed)
+
+
+async def _fetch(
+    job: _Job,
+    path: Path,
+    prepare: Callable[[], object] | None,
+    if_none_match: str | None,
+    ranges: Ranges | None,
+    slots: Slots | None,
+) -> Fetched | None:
+    first = (0, ranges.part_size) if ranges is not None else None
+    for attempt in range(1, job.transport.policy.attempts + 1):
+        try:
+            if first is not None:
+                try:
+                    return await _open(job, path, prepare, if_none_match, first, ranges, slots)
+                except InvalidRangeError:  # an empty object has no byte 0: ask for all of it
+                    first = ranges = None
+            return await _open(job, path, prepare, if_none_match, None, None, slots)
+        except _SmallCut as cut:
+            if attempt >= job.transport.policy.attempts:
+                raise cut.error from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _open(
+    job: _Job,
+    path: Path,
+    prepare: Callable[[], object] | None,
+    if_none_match: str | None,
+    first: Range | None,
+    ranges: Ranges | None,
+    slots: Slots | None,
+) -> Fetched | None:
+    """The first request, and what its answer says to do."""
+    async with job.get(first, if_none_match=if_none_match) as body:
+        if body is None:
+            return None
+        if prepare is not None:  # the object is there: its directory may be made now
+            await job.io.run(prepare, 0)
+        length = body.length
+        if body.start == 0 and length is not None and length == body.size and length <= SMALL_BODY:
+            return await _small(job, path, body)
+        return await _large(job, path, body, ranges, slots)
+
+
+class _SmallCut(Exception):
+    def __init__(self, error: StorageConnectionError) -> None:
+        self.error = error
+
+
+async def _small(job: _Job, path: Path, body: Body) -> Fetched:
+    """A body up to :data:`SMALL_BODY`, read whole and written in one call (cut: fetched
+    again whole, by the caller)."""
+    try:
+        data = await body.read()
+    except StorageConnectionError as exc:
+        raise _SmallCut(exc) from exc
+    mtime_ns = await job.io.run(partial(write_atomic, path, data), len(data))
+    if job.progress is not None:
+        job.progress.start(len(data))
+        await job.progress.add(len(data))
+    return Fetched(len(data), body.etag, mtime_ns)
+
+
+async def _large(
+    job: _Job, path: Path, body: Body, ranges: Ranges | None, slots: Slots | None
+) -> Fetched:
+    """Stream ``body`` (the first answer) into a temp file; when it is the first part of a
+    larger object, fetch the other parts beside it, then rename the file into place."""
+    job.file = file = _File(path, job.io)
+    job.etag = body.etag
+    size = body.size
+    if job.progress is not None:
+        job.progress.start(size)
+    if size is not None:
+        await job.io.run(partial(file.allocate, size), size)
+    first_end = body.start + body.length if body.status == 206 and body.length else None
+    if ranges is None or size is None or first_end is None or first_end >= size:
+        end = await job.fill(0, first_end if size is None else size, body)
+        if size is None and first_end is not None:  # a 206 of an object of unknown size
+            end = await job.fill(end, None)
+    else:
+        await _parts(job, body, first_end, size, ranges, slots)
+        end = size
+    mtime_ns = file.commit(end)
+    return Fetched(end, job.etag, mtime_ns)
+
+
+async def _parts(
+    job: _Job, body: Body, first_end: int, size: int, ranges: Ranges, slots: Slots | None
+) -> None:
+    """The first answer's part on this task (which holds the caller's slot), the others on up
+    to ``ranges.concurrency - 1`` more, each holding a slot of ``slots`` while it runs."""
+    # Each range holds under 1 MiB: at most a 256 KiB block, with what aiohttp reads ahead.
+    job.block, job.read_ahead = min(job.block, STREAM_CHUNK), BULK_READ_AHEAD
+    todo = ranges.parts(first_end, size)
+    todo.reverse()  # popped from the end: in order
+    left = len(todo) + 1
+
+    async def done_one() -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            tg.cancel_scope.cancel()  # helpers still waiting for a slot: nothing left to do
+
+    async def owner() -> None:
+        await job.fill(0, first_end, body)
+        await done_one()
+        while todo:
+            await job.fill(*todo.pop())
+            await done_one()
+
+    async def helper() -> None:
+        while todo:
+            if slots is not None:
+                await slots.acquire()
+            try:
+                if not todo:
+                    return
+                await job.fill(*todo.pop())
+            finally:
+                if slots is not None:
+                    slots.release()
+            await done_one()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(owner)
+            for _ in range(min(ranges.concurrency - 1, len(todo))):
+                tg.start_soon(helper)
+    except BaseExceptionGroup as group:  # ranges failing together (412s): one error
+        errors = group.exceptions
+        first = next((e for e in errors if isinstance(e, StorageError)), errors[0])
+        raise first from None
+    if left:
+        raise AssertionError("parts left undone")  # pragma: no cover
