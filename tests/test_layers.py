@@ -16,7 +16,7 @@ PACKAGE = Path(mpr_storage.__file__).parent
 LAYERS: list[tuple[str, set[str]]] = [
     ("errors", {"_errors", "_surface"}),
     ("config, models", {"_config", "_models"}),
-    ("keys, files", {"_keys", "_files", "_leftovers", "_imports"}),
+    ("keys, files", {"_keys", "_files", "_partfile", "_leftovers", "_imports"}),
     (
         "transport",
         {"_sigv4", "_xml", "_retry", "_transport", "_body", "_http", "_fast", "_botocore"},

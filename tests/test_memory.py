@@ -96,20 +96,20 @@ HARSH = textwrap.dedent(
     """
     import asyncio, json, sys, time
     import mpr_storage
-    from mpr_storage import _fetch, _files
+    from mpr_storage import _files, _partfile
 
     def peak_kib():
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
     _files.LocalIO.INLINE_MAX = 0  # every write on a worker thread
-    write = _fetch._File.write
+    write = _partfile.PartFile.write
 
     async def slow_write(self, chunks, offset, size):
         time.sleep(0.002)  # on the loop: the disk is slow, and the body keeps coming
         await write(self, chunks, offset, size)
 
-    _fetch._File.write = slow_write
+    _partfile.PartFile.write = slow_write
 
     async def main(bucket, key, dest, many, proxy):
         await mpr_storage.list_objects(bucket, "no-such-prefix/")  # client created: baseline

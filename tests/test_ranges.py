@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,24 @@ async def test_info_of_a_ranged_body(s3: S3Target, tmp_path: Path) -> None:
             assert body.start == 2990
         async with transport.get(s3.bucket, key, operation="t", if_none_match=info.etag) as body:
             assert body is None
+
+
+@FAST
+async def test_ranges_hold_about_one_mib_per_connection(
+    seaweed: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    """SeaweedFS only: moto serves from a thread of this process, its memory counted too."""
+    s3 = seaweed
+    key, data = await seed(s3, tmp_path, "big.bin", 48 * MiB)
+    settings = s3.settings(fast_path=fast_path, range_part_size=MiB, range_concurrency=16)
+    async with Storage(settings) as st:
+        await st.stat_object(s3.bucket, key)  # the client is up before counting
+        tracemalloc.start()
+        try:
+            out = await st.download_file(s3.bucket, key, tmp_path / "out.bin")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert out.read_bytes() == data
+    # the bound: 16 connections x (a 256 KiB block + what aiohttp reads ahead) < 16 MiB
+    assert peak < 16 * MiB, f"{peak / MiB:.1f} MiB allocated at the peak"

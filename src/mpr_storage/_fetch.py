@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -19,19 +16,19 @@ from ._body import Body, Range
 from ._config import StorageSettings
 from ._errors import (
     InvalidRangeError,
-    LocalFileError,
     PreconditionFailedError,
     StorageConnectionError,
     StorageError,
 )
-from ._files import STREAM_CHUNK, LocalIO, temp_path_for, write_atomic
+from ._files import STREAM_CHUNK, LocalIO, write_atomic
+from ._partfile import PartFile, local_error
 from ._retry import backoff_delay
 from ._transport import BULK_READ_AHEAD, SMALL_BODY, ByteProgress, Throttle, Transport
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-__all__ = ["WRITE_BLOCK", "Fetched", "Ranges", "Slots", "fetch_file", "local_error"]
+__all__ = ["WRITE_BLOCK", "Fetched", "Ranges", "Slots", "fetch_file"]
 
 WRITE_BLOCK = 1024 * 1024
 """The largest write of a streamed download: one call per MiB, on the event loop while the
@@ -86,88 +83,6 @@ class Slots(Protocol):
     def release(self) -> None: ...
 
 
-def local_error(exc: OSError, path: Path | str, where: tuple[str, str, str]) -> LocalFileError:
-    """Our :class:`LocalFileError` for a failed local call (disk full, a file where a
-    directory is needed ...), naming the path, the operation, the bucket and the key; also a
-    ``FileExistsError`` when ``exc`` was one."""
-    if isinstance(exc, LocalFileError):
-        return exc
-    operation, bucket, key = where
-    cls = LocalFileExistsError if isinstance(exc, FileExistsError) else LocalFileError
-    err = cls(
-        f"local file error: {exc.strerror or exc}",
-        path=os.fsdecode(exc.filename) if exc.filename is not None else str(path),
-        operation=operation,
-        bucket=bucket,
-        key=key,
-        errno=exc.errno,
-    )
-    err.__cause__ = exc
-    return err
-
-
-class LocalFileExistsError(LocalFileError, FileExistsError):
-    """A :class:`LocalFileError` that is also a ``FileExistsError``: a file stands where a
-    directory is needed."""
-
-
-class _File:
-    """The temp file a download fills, beside its target: written at offsets, renamed into
-    place when complete, removed otherwise (synchronously: cancellation cannot skip it)."""
-
-    def __init__(self, path: Path, io: LocalIO) -> None:
-        self.path = path
-        self.io = io
-        self.fd, self.tmp = temp_path_for(path)
-
-    def allocate(self, size: int) -> None:
-        """Reserve ``size`` bytes now, so that a full disk fails before the first request of
-        the rest (falls back to a sparse ``ftruncate`` where the file system can't)."""
-        try:
-            os.posix_fallocate(self.fd, 0, size)
-        except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                raise
-            os.ftruncate(self.fd, size)
-        except AttributeError:  # pragma: no cover - no posix_fallocate (macOS)
-            os.ftruncate(self.fd, size)
-
-    async def write(self, chunks: list[bytes], offset: int, size: int) -> None:
-        await self.io.run(partial(_pwritev_all, self.fd, chunks, offset), size)
-
-    def commit(self, size: int) -> int:
-        """Trim to ``size``, rename into place; the file's mtime in nanoseconds."""
-        os.ftruncate(self.fd, size)
-        mtime_ns = os.fstat(self.fd).st_mtime_ns
-        os.close(self.fd)
-        self.fd = -1
-        os.replace(self.tmp, self.path)
-        self.tmp = ""
-        return mtime_ns
-
-    def discard(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        if self.tmp:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.tmp)
-
-
-def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> None:
-    """Blocking: write every chunk, in order, at ``offset``, however much each call takes."""
-    views = [memoryview(chunk) for chunk in chunks]
-    first = 0
-    while first < len(views):
-        n = os.pwritev(fd, views[first:], offset)
-        offset += n
-        while first < len(views) and n >= len(views[first]):
-            n -= len(views[first])
-            first += 1
-        if n:
-            views[first] = views[first][n:]
-
-
 @dataclass
 class _Job:
     """One object to fetch, and what every request for it shares."""
@@ -180,7 +95,7 @@ class _Job:
     read_ahead: int | None
     block: int
     etag: str = ""
-    file: _File | None = None
+    file: PartFile | None = None
 
     def get(
         self, span: Range | None, *, if_none_match: str | None = None
@@ -396,7 +311,7 @@ async def _large(
 ) -> Fetched:
     """Stream ``body`` (the first answer) into a temp file; when it is the first part of a
     larger object, fetch the other parts beside it, then rename the file into place."""
-    job.file = file = _File(path, job.io)
+    job.file = file = PartFile(path, job.io)
     job.etag = body.etag
     size = body.size
     if job.progress is not None:
