@@ -15,10 +15,27 @@ from mpr_storage._server import LocalS3Server
 
 FIRST_CALLS = textwrap.dedent(
     """
-    import asyncio, logging, os
+    import asyncio, asyncio.events, logging, os, time
     import mpr_storage
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+
+    # Each step of the loop, timed on the loop thread's own CPU clock too: asyncio's debug
+    # mode logs a step over 50 ms of wall time, which a machine busy with other work stretches
+    # by preempting the loop; a stall of ours (imports, JSON, reading the CA file) is time the
+    # loop thread itself spends, and shows on its CPU clock.
+    _run = asyncio.events.Handle._run
+
+    def _timed(handle):
+        started = time.thread_time()
+        try:
+            return _run(handle)
+        finally:
+            spent = time.thread_time() - started
+            if spent > 0.05:
+                print(f"loop step held the loop thread for {spent:.3f} s of CPU: {handle!r}")
+
+    asyncio.events.Handle._run = _timed
 
     async def main() -> None:
         asyncio.get_running_loop().slow_callback_duration = 0.05
@@ -56,16 +73,12 @@ def _first_calls(server: LocalS3Server, fast_path: bool) -> subprocess.Completed
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
 def test_first_calls_do_not_hold_the_loop(moto_server: LocalS3Server, fast_path: bool) -> None:
-    # A 50 ms step on a machine shared with other test workers may be the machine's doing: a
-    # stall of ours (imports, JSON, the CA file: 0.1-1 s) shows in every run, so one clean
-    # run of three passes.
-    logs = []
-    for _ in range(3):
-        done = _first_calls(moto_server, fast_path)
-        assert done.returncode == 0, done.stderr
-        assert "first calls done" in done.stdout
-        slow = [line for line in done.stderr.splitlines() if "took" in line and "Executing" in line]
-        if not slow:
-            return
-        logs.append("\n".join(slow))
-    pytest.fail("the event loop was held over 50 ms in every run:\n" + "\n---\n".join(logs))
+    # A step over 50 ms of the loop thread's own CPU time is a stall of ours, whatever else
+    # the machine does. Wall time (asyncio's debug log) is kept for the message: on a quiet
+    # machine both agree.
+    done = _first_calls(moto_server, fast_path)
+    assert done.returncode == 0, done.stderr
+    assert "first calls done" in done.stdout
+    held = [line for line in done.stdout.splitlines() if line.startswith("loop step held")]
+    slow = [line for line in done.stderr.splitlines() if "took" in line and "Executing" in line]
+    assert not held, "\n".join(held + ["asyncio's debug log:", *slow])
