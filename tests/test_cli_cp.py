@@ -12,6 +12,9 @@ from mpr_storage import sync
 from mpr_storage._cli import main
 from test_cli import one_error_line, run, write
 
+# Above the wire: the transports are compared by the tests of the layers below.
+pytestmark = pytest.mark.one_transport
+
 
 @pytest.fixture
 def fresh_portal() -> Iterator[None]:

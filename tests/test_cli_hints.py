@@ -13,6 +13,9 @@ from mpr_storage._cli import main
 from s3proxy import FaultProxy
 from test_cli import listed, one_error_line, run, seed
 
+# Above the wire: the transports are compared by the tests of the layers below.
+pytestmark = pytest.mark.one_transport
+
 
 def test_rm_of_a_prefix_without_recursive_says_how_many_and_deletes_nothing(
     s3: S3Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
