@@ -98,7 +98,9 @@ async def test_each_request_is_logged_at_debug_on_the_fast_path(
     debug = _lines(caplog, logging.DEBUG)
     assert len(debug) == len(front.requests) == 2 and len(listed) == len(files)
     assert debug[0].startswith(f"list_objects GET s3://{seaweed.bucket}/{prefix}: HTTP 200 in ")
-    assert debug[1].startswith(f"download_file GET s3://{seaweed.bucket}/{listed[0].key}: HTTP 200")
+    assert debug[1].startswith(
+        f"download_file GET s3://{seaweed.bucket}/{listed[0].key}: HTTP 206"
+    )  # its first range
     assert all(line.endswith(" ms") for line in debug)
     _assert_no_secret(caplog, settings.secret_access_key or "")
 

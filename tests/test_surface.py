@@ -123,7 +123,7 @@ def _unfolded(page: str) -> str:
 def test_help_shows_the_real_signature() -> None:
     page = pydoc.render_doc(mpr_storage.prefetch_frames, renderer=pydoc.plaintext)
     flat = _unfolded(page)
-    assert "prefetch_frames(timeline_id: object, dest_dir: str | os.PathLike[str], *," in flat
+    assert "prefetch_frames(timeline_id: str, dest_dir: str | os.PathLike[str], *," in flat
     line = flat[flat.index("prefetch_frames(") : flat.index(") -> ")]
     assert "storage:" not in line and "(storage" not in line
     assert "Fetch a timeline's whole frame cache" in page and "Raises:" in page
