@@ -94,7 +94,7 @@ def slow(session: nox.Session) -> None:
     session.run("pytest", "-m", "slow", *session.posargs)
 
 
-@nox.session(name="tests-uvloop")
+@nox.session(name="tests-uvloop", python=NEWEST)
 def tests_uvloop(session: nox.Session) -> None:
     """The transport tests once more with every async test on uvloop's event loop (as under
     uvicorn[standard]): MPR_TEST_LOOP=uvloop makes tests/conftest.py hand pytest-asyncio
