@@ -520,17 +520,16 @@ def _clients() -> dict[str, type[Client]]:
 
 
 async def _measure(spec: dict[str, Any], out: dict[str, Any]) -> None:
-    client = _clients()[spec["client"]](spec)
+    classes = _clients()
+    if spec.get("clients_module"):  # a kind a scenario group adds, with its own clients
+        import importlib
+
+        classes.update(importlib.import_module(spec["clients_module"]).CLIENTS)
+    client = classes[spec["client"]](spec)
     t0 = time.perf_counter()
     await client.setup()
     out["setup"] = time.perf_counter() - t0
-    work = {
-        "prefetch": client.prefetch,
-        "upload": client.upload,
-        "large": client.large,
-        "large_up": client.large_up,
-        "api": client.api,
-    }[spec["kind"]]
+    work = getattr(client, spec["kind"])  # prefetch, upload, large, large_up, api, ...
     out["loop"] = type(asyncio.get_running_loop()).__module__
     profiler = None
     if spec.get("profile"):

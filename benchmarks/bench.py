@@ -4,6 +4,7 @@
     python benchmarks/bench.py --quick              # smoke run: small sizes, 1 run, no file
     python benchmarks/bench.py --scenarios a,c --runs 5 --loop asyncio
     python benchmarks/bench.py --scenarios p1,p2,p3 # provider link only (root): its section
+    python benchmarks/bench.py --scenarios h1,h2    # handler load: get_bytes, open_object ranges
     python benchmarks/bench.py --profile            # cProfile of our scenario (a) only
     nox -s bench -- --quick
 
@@ -15,9 +16,10 @@ SHA-256 of a sample; for uploads the listing's sizes and ETags) and its output d
 the next one; a failed verification marks the run FAILED and the exit status non-zero. Full
 runs write ``benchmarks/RESULTS.md`` (``--output`` to change, ``--no-write`` to skip).
 
-Scenarios (a)-(f) run on loopback; (p1)-(p3) on ``provider-link`` (``scenarios/provider.py``:
-every TCP connection capped, HTTPS), where the machine allows a network namespace, else they
-are skipped with the reason. ``--loop both`` runs every client on asyncio's and uvloop's loop.
+Scenarios (a)-(f) and the handler load (h1), (h2) (``scenarios/handlers.py``) run on
+loopback; (p1)-(p3) on ``provider-link`` (``scenarios/provider.py``: every TCP connection
+capped, HTTPS), where the machine allows a network namespace, else they are skipped with the
+reason. ``--loop both`` runs every client on asyncio's and uvloop's loop.
 
 Layout: ``runner.py`` measures and interleaves, ``seeding.py`` writes and verifies the data,
 ``report.py`` writes the tables; each group of scenarios is one file in ``scenarios/``.
@@ -48,7 +50,7 @@ from runner import (
     settled_disk,
     with_loops,
 )
-from scenarios import loopback, provider
+from scenarios import handlers, loopback, provider
 from scenarios.loopback import CLIENT_LABELS, _profile, _strace_all
 from seeding import BUCKET, FileSet
 
@@ -56,7 +58,7 @@ from seeding import BUCKET, FileSet
 
 
 # Every scenario, by name: one module per group under scenarios/.
-GROUPS = (loopback, provider)
+GROUPS = (loopback, handlers, provider)
 SCENARIOS = {name: s for group in GROUPS for name, s in group.SCENARIOS.items()}
 QUICK = {name: q for group in GROUPS for name, q in group.QUICK.items()}
 LOOPS = ("asyncio", "uvloop")
@@ -172,7 +174,7 @@ def _scenarios(args: argparse.Namespace) -> list[Scenario]:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     everything = _scenarios(args)
-    scenarios = [s for s in everything if s.name in loopback.SCENARIOS]
+    scenarios = [s for s in everything if s.name not in provider.SCENARIOS]
     on_link = [s for s in everything if s.name in provider.SCENARIOS]
     started = time.perf_counter()
     args.load_start = _load()

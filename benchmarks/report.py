@@ -13,7 +13,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from runner import HERE, NOISY, Run, Scenario, _samples, _title, same_loop, split_client
+from runner import HERE, KINDS, NOISY, Run, Scenario, _samples, _title, same_loop, split_client
 from scenarios.loopback import (
     CLIENT_HOW,
     CLIENT_LABELS,
@@ -117,6 +117,8 @@ def api_table(s: Scenario, results: list[Run]) -> list[str]:
 def scenario_table(s: Scenario, results: list[Run]) -> list[str]:
     if s.kind == "api":
         return api_table(s, results)
+    if s.kind in KINDS:
+        return KINDS[s.kind].table(s, results)
     by_client = {c: [r for r in results if r.client == c] for c in s.clients}
     refs = [ref for ref in s.refs if by_client.get(ref)]
     large = s.kind in ("large", "large_up")

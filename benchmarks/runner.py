@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,21 @@ class Scenario:
     @property
     def key(self) -> str:
         return self.name if self.where == "disk" else f"{self.name}-{self.where}"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of scenario a group adds in its own file (``scenarios/handlers.py``): the spec
+    entries its child needs, where the child's clients for it live, its check and its table."""
+
+    spec: Callable[[Scenario, FileSet, int], dict[str, Any]]  # (scenario, files, run number)
+    verify: Callable[[Scenario, FileSet, int, dict[str, Any]], str]  # (.., run, data): problems
+    table: Callable[[Scenario, list[Run]], list[str]]  # its RESULTS.md table
+    clients: str  # the module whose CLIENTS the child uses (importable from benchmarks/)
+    big: bool = False  # reads the one large object (seeded as for "large")
+
+
+KINDS: dict[str, Kind] = {}  # filled by the scenario groups that add kinds
 
 
 def _size_h(n: int) -> str:
@@ -228,7 +243,7 @@ class Bench:
         for s in scenarios:
             if s.source in self.filesets:
                 continue
-            big = s.kind in ("large", "large_up")
+            big = s.kind in ("large", "large_up") or (s.kind in KINDS and KINDS[s.kind].big)
             fs = self.local.get(s.source)
             if fs is None:
                 fs = FileSet(s.source, self.work / "src" / s.source, f"{s.source}/", "")
@@ -281,6 +296,8 @@ class Bench:
             spec.update(prefix=fs.prefix, timeline_id=fs.timeline_id, dest=str(out_dir))
         elif s.kind == "api":
             spec.update(prefix=fs.prefix, names=sorted(fs.files), api_concurrency=API_CONCURRENCY)
+        elif s.kind in KINDS:
+            spec.update(KINDS[s.kind].spec(s, fs, run), clients_module=KINDS[s.kind].clients)
         elif s.kind == "upload":
             spec.update(prefix=upload_prefix, src=str(fs.root))
         elif s.kind == "large_up":
@@ -358,6 +375,8 @@ class Bench:
         problems = []
         if s.kind == "api":
             return _verify_api(fs, data)
+        if s.kind in KINDS:
+            return KINDS[s.kind].verify(s, fs, run, data)
         if data.get("objects") != len(fs.files) or data.get("bytes") != fs.total_bytes:
             problems.append(
                 f"client reported {data.get('objects')} objects / {data.get('bytes')} bytes, "
@@ -436,6 +455,11 @@ def _print_run(r: Run) -> None:
             extra += (
                 f", exists {notes['exists_wall']:.3f} s (p50 {notes['exists_median'] * 1e3:.2f}"
                 f" ms), presign {notes['presign_wall']:.3f} s"
+            )
+        if "latency_median" in notes:
+            extra += (
+                f", latency p50 {notes['latency_median'] * 1e3:.2f} ms"
+                f" / p99 {notes['latency_p99'] * 1e3:.2f} ms"
             )
         extra += f"  r+w syscalls {d.get('syscr', 0) + d.get('syscw', 0)}"
         print(
