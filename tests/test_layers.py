@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("client", {"_client"}),
     ("transfer I/O", {"_fetch"}),
-    ("objects", {"_objects", "_presign", "_put", "_copy"}),
+    ("objects", {"_objects", "_presign", "_put", "_copy", "_read"}),
     ("engine", {"_engine"}),
     ("transfer", {"_manifest", "_walk", "_transfer", "_uploads"}),
     ("frames", {"_frames"}),

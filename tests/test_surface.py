@@ -31,6 +31,9 @@ CALLS = [
     "download_to_temp",
     "upload_file",
     "copy_object",
+    "open_object",
+    "get_bytes",
+    "put_bytes",
     "get_presigned_url",
     "get_presigned_post",
     "download_many",
@@ -44,6 +47,7 @@ CALLS = [
 SYNC_SHAPES = {
     ("get_s3_client", "return"),  # a boto3 client, not an aiobotocore one
     ("iter_objects", "return"),  # a generator, not an async iterator
+    ("open_object", "return"),  # a context manager, not an async one
     ("download_many", "keys"),  # read on the calling thread: no async iterable
 }
 
@@ -107,7 +111,9 @@ def test_every_docstring_says_what_it_does_and_its_errors(name: str) -> None:
 def test_forms_are_async_or_blocking_as_their_surface_says() -> None:
     for name in CALLS:
         function, blocking = getattr(mpr_storage, name), getattr(sync, name)
-        assert inspect.iscoroutinefunction(function) == (name != "iter_objects"), name
+        assert inspect.iscoroutinefunction(function) == (
+            name not in ("iter_objects", "open_object")
+        ), name
         assert not inspect.iscoroutinefunction(blocking), name
         assert function.__module__ == "mpr_storage", name
         assert blocking.__module__ == "mpr_storage.sync", name

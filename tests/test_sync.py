@@ -68,7 +68,7 @@ def files_in(root: Path) -> dict[str, bytes]:
 
 
 def test_names_and_signatures_mirror_the_async_api() -> None:
-    async_only = {"Storage", "ProviderProfile", "ProgressCallback"}
+    async_only = {"Storage", "ProviderProfile", "ProgressCallback", "ObjectBody"}
     assert set(mpr_storage.__all__) - async_only <= set(sync.__all__)
     assert len(set(sync.__all__)) == len(sync.__all__)
     for name in sync.__all__:

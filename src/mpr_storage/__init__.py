@@ -40,6 +40,7 @@ from ._models import ProgressCallback as ProgressCallback
 from ._models import TransferError as TransferError
 from ._models import TransferReport as TransferReport
 from ._objects import ObjectInfo as ObjectInfo
+from ._read import ObjectBody as ObjectBody
 from ._storage import Storage as Storage
 from ._storage import copy_object as copy_object
 from ._storage import delete_objects as delete_objects
@@ -48,6 +49,7 @@ from ._storage import download_many as download_many
 from ._storage import download_to_temp as download_to_temp
 from ._storage import frame_cache_exists as frame_cache_exists
 from ._storage import frame_cache_prefix as frame_cache_prefix
+from ._storage import get_bytes as get_bytes
 from ._storage import get_presigned_post as get_presigned_post
 from ._storage import get_presigned_url as get_presigned_url
 from ._storage import get_s3_client as get_s3_client
@@ -56,7 +58,9 @@ from ._storage import list_buckets as list_buckets
 from ._storage import list_objects as list_objects
 from ._storage import list_prefixes as list_prefixes
 from ._storage import object_exists as object_exists
+from ._storage import open_object as open_object
 from ._storage import prefetch_frames as prefetch_frames
+from ._storage import put_bytes as put_bytes
 from ._storage import stat_object as stat_object
 from ._storage import upload_file as upload_file
 from ._storage import upload_frames as upload_frames
@@ -77,6 +81,7 @@ __all__ = [
     "InvalidRangeError",
     "LocalFileError",
     "ObjectExistsError",
+    "ObjectBody",
     "ObjectInfo",
     "ObjectNotFoundError",
     "PreconditionFailedError",
@@ -100,13 +105,16 @@ __all__ = [
     "frame_cache_prefix",
     "get_presigned_post",
     "get_presigned_url",
+    "get_bytes",
     "get_s3_client",
     "iter_objects",
     "list_buckets",
     "list_objects",
     "list_prefixes",
     "object_exists",
+    "open_object",
     "prefetch_frames",
+    "put_bytes",
     "stat_object",
     "upload_file",
     "upload_frames",

@@ -7,12 +7,15 @@ the implementations as methods and :mod:`._surface` derives the module-level fun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager
 
-from . import _copy, _frames, _objects, _presign, _put, _surface, _transfer
+from . import _copy, _frames, _objects, _presign, _put, _read, _surface, _transfer
 from ._client import BaseStorage, S3Client
 from ._objects import ObjectInfo
+from ._read import ObjectBody
 
 __all__ = [
     "Storage",
@@ -26,13 +29,16 @@ __all__ = [
     "frame_cache_prefix",
     "get_presigned_post",
     "get_presigned_url",
+    "get_bytes",
     "get_s3_client",
     "iter_objects",
     "list_buckets",
     "list_objects",
     "list_prefixes",
     "object_exists",
+    "open_object",
     "prefetch_frames",
+    "put_bytes",
     "stat_object",
     "upload_file",
     "upload_frames",
@@ -79,6 +85,9 @@ class Storage(BaseStorage):
     download_to_temp = _objects.download_to_temp
     upload_file = _put.upload_file
     copy_object = _copy.copy_object
+    open_object = _read.open_object
+    get_bytes = _read.get_bytes
+    put_bytes = _read.put_bytes
     get_presigned_url = _presign.get_presigned_url
     get_presigned_post = _presign.get_presigned_post
     download_many = _transfer.download_many
@@ -142,6 +151,8 @@ download_file = _surface.on_default(_objects.download_file, default_storage)
 download_to_temp = _surface.on_default(_objects.download_to_temp, default_storage)
 upload_file = _surface.on_default(_put.upload_file, default_storage)
 copy_object = _surface.on_default(_copy.copy_object, default_storage)
+get_bytes = _surface.on_default(_read.get_bytes, default_storage)
+put_bytes = _surface.on_default(_read.put_bytes, default_storage)
 get_presigned_url = _surface.on_default(_presign.get_presigned_url, default_storage)
 get_presigned_post = _surface.on_default(_presign.get_presigned_post, default_storage)
 download_many = _surface.on_default(_transfer.download_many, default_storage)
@@ -168,5 +179,20 @@ def iter_objects(
         )
         async for obj in objects:
             yield obj
+
+    return run()
+
+
+@_surface.documented(_read.open_object)
+def open_object(
+    bucket: str, key: str, *, start: int = 0, end: int | None = None
+) -> AbstractAsyncContextManager[ObjectBody]:
+    # Not a coroutine function: the context manager is returned at once, the storage found
+    # on entry.
+    @contextlib.asynccontextmanager
+    async def run() -> AsyncIterator[ObjectBody]:
+        storage = await default_storage()
+        async with storage.open_object(bucket, key, start=start, end=end) as body:
+            yield body
 
     return run()

@@ -38,9 +38,10 @@ objects (one S3 page) per round trip to the loop thread.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import threading
-from collections.abc import Generator, Iterable
+from collections.abc import AsyncGenerator, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import mpr_storage as _aio
@@ -53,6 +54,7 @@ from mpr_storage import (
     InvalidKeyError,
     InvalidRangeError,
     LocalFileError,
+    ObjectBody,
     ObjectExistsError,
     ObjectInfo,
     ObjectNotFoundError,
@@ -99,6 +101,7 @@ __all__ = [
     "ThrottledError",
     "TransferError",
     "TransferReport",
+    "SyncObjectBody",
     "copy_object",
     "delete_objects",
     "download_file",
@@ -108,13 +111,16 @@ __all__ = [
     "frame_cache_prefix",
     "get_presigned_post",
     "get_presigned_url",
+    "get_bytes",
     "get_s3_client",
     "iter_objects",
     "list_buckets",
     "list_objects",
     "list_prefixes",
     "object_exists",
+    "open_object",
     "prefetch_frames",
+    "put_bytes",
     "stat_object",
     "upload_file",
     "upload_frames",
@@ -189,6 +195,8 @@ download_file = _surface.blocking(_aio.download_file, _portal)
 download_to_temp = _surface.blocking(_aio.download_to_temp, _portal)
 upload_file = _surface.blocking(_aio.upload_file, _portal)
 copy_object = _surface.blocking(_aio.copy_object, _portal)
+get_bytes = _surface.blocking(_aio.get_bytes, _portal)
+put_bytes = _surface.blocking(_aio.put_bytes, _portal)
 get_presigned_url = _surface.blocking(_aio.get_presigned_url, _portal)
 get_presigned_post = _surface.blocking(_aio.get_presigned_post, _portal)
 upload_many = _surface.blocking(_aio.upload_many, _portal)
@@ -246,3 +254,64 @@ def download_many(
         on_progress=on_progress,
         raise_on_error=raise_on_error,
     )
+
+
+class SyncObjectBody:
+    """An open object (or its range) from :func:`open_object`: ``info`` (the whole object's
+    :class:`ObjectInfo`), ``start``/``end`` (the range served, ``[start, end)``),
+    ``for chunk in body`` (chunks of at most 1 MiB, one round trip to the loop thread each)
+    and ``body.read()`` (the rest, whole)."""
+
+    __slots__ = ("_body", "end", "info", "start")
+
+    def __init__(self, body: ObjectBody) -> None:
+        self._body = body
+        self.info, self.start, self.end = body.info, body.start, body.end
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := _portal.call(_next_chunk, self._body):
+            yield chunk
+
+    def read(self) -> bytes:
+        """The rest of the range, whole, in memory."""
+        return _portal.call(self._body.read)
+
+
+async def _next_chunk(body: ObjectBody) -> bytes:
+    return await anext(body, b"")
+
+
+async def _opened(
+    bucket: str, key: str, start: int, end: int | None
+) -> AsyncGenerator[ObjectBody, None]:
+    async with _aio.open_object(bucket, key, start=start, end=end) as body:
+        yield body
+
+
+async def _first(opened: AsyncGenerator[ObjectBody, None]) -> ObjectBody:
+    return await anext(opened)
+
+
+@contextlib.contextmanager
+def _open(bucket: str, key: str, start: int, end: int | None) -> Iterator[SyncObjectBody]:
+    # The GET is opened, read and closed on the loop thread, a round trip per chunk; leaving
+    # the block (early, or by an exception) closes it there.
+    opened = _opened(bucket, key, start, end)
+    try:
+        body = _portal.call(_first, opened)
+    except BaseException:
+        with contextlib.suppress(RunningLoopError):
+            _portal.call(opened.aclose)
+        raise
+    try:
+        yield SyncObjectBody(body)
+    finally:
+        _portal.call(opened.aclose)
+
+
+@_surface.documented(_aio.open_object, sync=True)
+def open_object(
+    bucket: str, key: str, *, start: int = 0, end: int | None = None
+) -> contextlib.AbstractContextManager[SyncObjectBody]:
+    refuse_in_loop("open_object")
+    return _open(bucket, key, start, end)
