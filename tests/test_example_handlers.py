@@ -258,4 +258,9 @@ async def test_a_client_leaving_mid_body_leaves_nothing_behind(
                 if _established(store_port) <= connections and _descriptors() <= descriptors:
                     break
                 await anyio.sleep(0.05)
-            assert _established(store_port) <= connections and _descriptors() <= descriptors
+            left = (_established(store_port), _descriptors())
+            assert left[0] <= connections and left[1] <= descriptors, (
+                left,
+                (connections, descriptors),
+                sorted(os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")),
+            )

@@ -6,11 +6,10 @@ import email.utils
 import mimetypes
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol, cast
 from urllib.parse import quote
 
 import anyio
@@ -19,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 import mpr_storage
-from mpr_storage import InvalidRangeError, ObjectInfo, ObjectNotFoundError, Storage
+from mpr_storage import InvalidRangeError, ObjectBody, ObjectInfo, ObjectNotFoundError, Storage
 
 __all__ = ["object_response"]
 
@@ -212,7 +211,11 @@ class _ObjectStream(StreamingResponse):
     cut by the client (Starlette stops streaming when it disconnects)."""
 
     def __init__(
-        self, body: Any, stack: AsyncExitStack, status_code: int, headers: Mapping[str, str]
+        self,
+        body: ObjectBody,
+        stack: AsyncExitStack,
+        status_code: int,
+        headers: Mapping[str, str],
     ) -> None:
         super().__init__(body, status_code=status_code, headers=headers)
         self._stack = stack
@@ -229,19 +232,15 @@ async def _close(stack: AsyncExitStack) -> None:
         await stack.aclose()
 
 
-class _Reader(Protocol):
-    """What object_response reads with: ``mpr_storage`` itself (the loop's default storage)
-    or a :class:`~mpr_storage.Storage`."""
-
-    def open_object(
-        self, bucket: str, key: str, *, start: int = 0, end: int | None = None
-    ) -> AbstractAsyncContextManager[Any]: ...
-
-    async def stat_object(self, bucket: str, key: str) -> ObjectInfo: ...
+Opener = Callable[..., AbstractAsyncContextManager[ObjectBody]]
+Stat = Callable[[str, str], Awaitable[ObjectInfo]]
 
 
-def _calls(storage: Storage | None) -> _Reader:
-    return cast(_Reader, mpr_storage if storage is None else storage)
+def _calls(storage: Storage | None) -> tuple[Opener, Stat]:
+    """``open_object`` and ``stat_object`` of ``storage``, or of the loop's default."""
+    if storage is None:
+        return mpr_storage.open_object, mpr_storage.stat_object
+    return storage.open_object, storage.stat_object
 
 
 async def object_response(
@@ -279,8 +278,7 @@ async def object_response(
         AccessDeniedError, StorageConnectionError, ...: the store's other refusals, as the
             library raises them (an app's error handler turns them into 403/502).
     """
-    reader = _calls(storage)
-    open_object, stat_object = reader.open_object, reader.stat_object
+    open_object, stat_object = _calls(storage)
     method = request.method.upper()
     headers = request.headers
     spec = _parse_range(headers.get("range")) if method == "GET" else None
