@@ -60,7 +60,9 @@ else:
     if missing := sorted(set(SUPPORTED) - set(MATRIX)):
         print(f"nox: Python {', '.join(missing)} not found here: skipped (CI runs them)")
 NEWEST = MATRIX[-1]
-LINT_PATHS = [p for p in ("src", "tests", "noxfile.py", "benchmarks") if os.path.exists(p)]
+LINT_PATHS = [
+    p for p in ("src", "tests", "noxfile.py", "benchmarks", "examples") if os.path.exists(p)
+]
 
 
 def _install(session: nox.Session, *groups: str, extras: str = "") -> None:

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("frames", {"_frames"}),
     ("storage", {"_storage"}),
     ("facade", {"__init__"}),
-    ("sync, CLI", {"_portal", "sync", "__main__", "_cli", "_server"}),
+    ("sync, CLI, web", {"_portal", "sync", "__main__", "_cli", "_server", "web"}),
 ]
 LEVEL = {name: level for level, (_, names) in enumerate(LAYERS) for name in names}
 
@@ -119,3 +119,8 @@ def test_the_cli_uses_public_names_only() -> None:
                 assert name in mpr_storage.__all__ or name == "sync", (path.name, name)
             else:
                 assert target in ("_server", "_cli"), (path.name, target)
+
+
+def test_web_uses_public_names_only() -> None:
+    for target, name in _imports(PACKAGE / "web.py"):
+        assert target == "__init__" and (name is None or name in mpr_storage.__all__), name

@@ -17,6 +17,7 @@ from mpr_storage import (
     ObjectExistsError,
     ObjectNotFoundError,
     Storage,
+    StorageError,
     sync,
 )
 
@@ -210,3 +211,17 @@ def test_the_sync_twins(s3: S3Target) -> None:
         sync.put_bytes(b"x", s3.bucket, key, overwrite=False)
     with pytest.raises(InvalidRangeError), sync.open_object(s3.bucket, key, start=len(data)):
         pass
+
+
+async def test_create_only_is_refused_where_the_provider_has_no_conditional_put(
+    s3: S3Target,
+) -> None:
+    key = s3.key("gcs.json")
+    async with Storage(s3.settings(provider="gcs")) as st:
+        with pytest.raises(StorageError, match="create-only writes") as caught:
+            await st.put_bytes(b"x", s3.bucket, key, overwrite=False)
+        assert not isinstance(caught.value, ObjectExistsError)
+        assert s3.bucket in str(caught.value) and key in str(caught.value)
+        assert not await st.object_exists(s3.bucket, key)  # nothing was written
+        await st.put_bytes(b"y", s3.bucket, key)  # a plain write still works
+        assert await st.get_bytes(s3.bucket, key) == b"y"

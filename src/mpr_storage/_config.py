@@ -47,6 +47,8 @@ class ProviderProfile:
             (``"crc32"``, ~1/80 of MD5's CPU with zlib-ng) where the store is known to refuse
             a body that does not match it: AWS (botocore's default checksum there) and
             SeaweedFS.
+        create_only: whether PutObject honours ``If-None-Match: *`` (``put_bytes(...,
+            overwrite=False)``); GCS's XML API has only a generation precondition instead.
     """
 
     name: Provider
@@ -55,6 +57,7 @@ class ProviderProfile:
     default_region: str
     batch_delete: bool = True
     upload_checksum: Checksum = "md5"
+    create_only: bool = True
 
 
 PROVIDERS: Mapping[str, ProviderProfile] = {
@@ -67,7 +70,9 @@ PROVIDERS: Mapping[str, ProviderProfile] = {
     ),
     "generic": ProviderProfile("generic", "path", "when_required", "us-east-1"),
     # GCS's XML API speaks SigV4 with HMAC keys but has no multi-object delete.
-    "gcs": ProviderProfile("gcs", "path", "when_required", "auto", batch_delete=False),
+    "gcs": ProviderProfile(
+        "gcs", "path", "when_required", "auto", batch_delete=False, create_only=False
+    ),
     "r2": ProviderProfile("r2", "path", "when_required", "auto"),
 }
 

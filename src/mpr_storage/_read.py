@@ -10,7 +10,7 @@ from typing import Literal
 
 from ._body import Body, Range
 from ._client import BaseStorage
-from ._errors import InvalidRangeError
+from ._errors import InvalidRangeError, StorageError
 from ._keys import check_bucket, check_key
 from ._models import ObjectInfo
 from ._put import guess_content_type
@@ -213,6 +213,8 @@ async def put_bytes(
 
     Raises:
         ObjectExistsError: ``overwrite=False`` and the key exists (a ``FileExistsError``).
+        StorageError: ``overwrite=False`` on a provider without create-only writes (GCS's XML
+            API: its precondition is a generation, not ``If-None-Match``); nothing is written.
         BucketNotFoundError: the bucket does not exist.
         AccessDeniedError: the credentials are refused.
         InvalidKeyError: the key is empty or too long.
@@ -221,6 +223,16 @@ async def put_bytes(
     op = "put_bytes"
     check_bucket(bucket, operation=op)
     check_key(key, operation=op, bucket=bucket)
+    profile = storage.settings.profile
+    if not overwrite and not profile.create_only:
+        # a HEAD, then a PUT would be a race, not a guarantee: refuse before writing anything
+        raise StorageError(
+            f"create-only writes (overwrite=False) are not available on provider "
+            f"{profile.name!r}: it does not honour If-None-Match: * (nothing was written)",
+            operation=op,
+            bucket=bucket,
+            key=key,
+        )
     body = data if isinstance(data, bytes) else bytes(data)
     kind = content_type or guess_content_type(key)
     if_none_match: Literal["*"] | None = None if overwrite else "*"

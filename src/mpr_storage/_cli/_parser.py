@@ -9,6 +9,7 @@ from collections.abc import Callable
 from .. import ConfigError, StorageSettings
 from .. import _server as _srv
 from ._base import Context, port, positive_int, storage_command
+from ._cat import cmd_cat
 from ._cp import cmd_cp
 from ._demo import cmd_demo
 from ._frames import cmd_prefetch, cmd_push_frames
@@ -272,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("timeline_id", metavar="TIMELINE_ID")
     p.add_argument("dest", metavar="DEST", help="directory to fill")
     p.add_argument("--bucket", metavar="BUCKET", help="the bucket (default: S3_BUCKET_OUT)")
+
+    p = command(
+        "cat",
+        storage_command(cmd_cat),
+        "write an object (or a byte range) to stdout",
+        "Write KEY to stdout as it arrives (bounded memory). --range A-B writes bytes A to B "
+        "(inclusive; B past the end stops at the end), A- from A, -N the last N bytes.",
+        "[--range A-B] BUCKET KEY",
+        "[--range A-B] s3://BUCKET/KEY",
+    )
+    p.add_argument("bucket", metavar="BUCKET", help="a bucket, or s3://BUCKET/KEY")
+    p.add_argument("key", nargs="?", metavar="KEY", help="the object key (not with s3://...)")
+    p.add_argument("--range", metavar="A-B", help="only these bytes: A-B, A- or -N")
 
     p = command(
         "cp",
