@@ -20,6 +20,8 @@ from mpr_storage import (
     StorageError,
     sync,
 )
+from mpr_storage._body import Body
+from mpr_storage._read import ObjectBody
 
 MiB = 1024 * 1024
 
@@ -225,3 +227,31 @@ async def test_create_only_is_refused_where_the_provider_has_no_conditional_put(
         assert not await st.object_exists(s3.bucket, key)  # nothing was written
         await st.put_bytes(b"y", s3.bucket, key)  # a plain write still works
         assert await st.get_bytes(s3.bucket, key) == b"y"
+
+
+def whole_answer(data: bytes) -> Body:
+    """A 200 with the whole object, as a server without ranges answers a Range request."""
+    pieces = [data[i : i + 4] for i in range(0, len(data), 4)]
+
+    async def read(n: int) -> bytes:
+        if n == -1:
+            rest = b"".join(pieces)
+            pieces.clear()
+            return rest
+        return pieces.pop(0) if pieces else b""
+
+    headers = {"content-length": str(len(data)), "content-type": "text/plain"}
+    return Body(200, headers, read, ("open_object", "b", "k"))
+
+
+@pytest.mark.parametrize(("start", "end"), [(3, 11), (0, 5), (-6, None), (7, None), (2, 99)])
+async def test_a_whole_answer_to_a_range_serves_just_the_range(start: int, end: int | None) -> None:
+    data = bytes(range(20))
+    body = ObjectBody(whole_answer(data), "b", "k", start, end)
+    want = data[start:end]
+    assert (body.start, body.end, body.info.size) == (start % 20, start % 20 + len(want), 20)
+    assert b"".join([chunk async for chunk in body]) == want
+    assert await ObjectBody(whole_answer(data), "b", "k", start, end).read() == want
+    with pytest.raises(InvalidRangeError) as caught:
+        ObjectBody(whole_answer(data), "b", "k", 20, None)
+    assert caught.value.size == 20 and "s3://b/k" in str(caught.value)

@@ -42,7 +42,7 @@ class ObjectBody:
 
     __slots__ = ("info", "start", "end", "_body", "_skip", "_left", "_exact")
 
-    def __init__(self, body: Body, key: str, start: int, end: int | None) -> None:
+    def __init__(self, body: Body, bucket: str, key: str, start: int, end: int | None) -> None:
         self._body = body
         self.info = body.info(key)
         size = self.info.size
@@ -58,6 +58,7 @@ class ObjectBody:
                     f"the byte range is outside the object of {size} bytes",
                     size=size,
                     operation="open_object",
+                    bucket=bucket,
                     key=key,
                     code="InvalidRange",
                     status=416,
@@ -154,7 +155,7 @@ async def _open(
                 status=exc.status,
             ) from None
         assert body is not None  # no If-None-Match: never a 304
-        yield ObjectBody(body, key, start, end)
+        yield ObjectBody(body, bucket, key, start, end)
 
 
 async def get_bytes(
