@@ -23,7 +23,7 @@ from mpr_storage import (
     TransferError,
     TransferReport,
 )
-from mpr_storage._transfer import _AdaptiveLimit
+from mpr_storage._engine import AdaptiveLimit as _AdaptiveLimit
 from nettools import closed_port
 from s3proxy import FaultProxy
 from test_transfer import leftovers, make_frames, tree

@@ -16,7 +16,7 @@ PACKAGE = Path(mpr_storage.__file__).parent
 LAYERS: list[tuple[str, set[str]]] = [
     ("errors", {"_errors", "_surface"}),
     ("config, models", {"_config", "_models"}),
-    ("keys, files", {"_keys", "_files", "_partfile", "_leftovers", "_imports"}),
+    ("keys, files", {"_keys", "_files", "_partfile", "_leftovers", "_preload"}),
     (
         "transport",
         {"_sigv4", "_xml", "_retry", "_transport", "_body", "_http", "_fast", "_botocore"},
@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("transfer I/O", {"_fetch"}),
     ("objects", {"_objects", "_presign", "_put", "_copy", "_read"}),
     ("engine", {"_engine"}),
-    ("transfer", {"_manifest", "_walk", "_transfer", "_uploads"}),
+    ("transfer", {"_manifest", "_walk", "_downloads", "_uploads"}),
     ("frames", {"_frames"}),
     ("storage", {"_storage"}),
     ("facade", {"__init__"}),

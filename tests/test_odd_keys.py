@@ -19,7 +19,7 @@ from conftest import S3Target
 from mpr_storage import LocalFileError, Storage
 from mpr_storage._files import _PLACE, temp_path_for
 from mpr_storage._leftovers import remove_stale_temps
-from mpr_storage._transfer import MANIFEST_NAME
+from mpr_storage._manifest import MANIFEST_NAME
 from test_transfer import leftovers
 
 PATHS = pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])

@@ -25,7 +25,7 @@ import pytest
 import mpr_storage
 from conftest import S3Target
 from mpr_storage import sync
-from mpr_storage._transfer import MANIFEST_NAME
+from mpr_storage._manifest import MANIFEST_NAME
 
 # Above the wire: the transports are compared by the tests of the layers below.
 pytestmark = pytest.mark.one_transport

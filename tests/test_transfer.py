@@ -13,7 +13,7 @@ import pytest
 import mpr_storage
 from conftest import S3Target
 from mpr_storage import InvalidKeyError, ObjectNotFoundError, Storage, TransferError
-from mpr_storage._transfer import MANIFEST_NAME
+from mpr_storage._manifest import MANIFEST_NAME
 
 
 def make_frames(root: Path, count: int, *, size: int = 2000) -> dict[str, bytes]:

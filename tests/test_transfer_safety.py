@@ -22,7 +22,7 @@ from mpr_storage import (
     Storage,
     StorageError,
 )
-from mpr_storage._transfer import MANIFEST_NAME
+from mpr_storage._manifest import MANIFEST_NAME
 from s3proxy import FaultProxy
 from test_transfer import make_frames, tree
 

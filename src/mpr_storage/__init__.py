@@ -35,12 +35,12 @@ from ._errors import StorageConnectionError as StorageConnectionError
 from ._errors import StorageError as StorageError
 from ._errors import StorageTimeoutError as StorageTimeoutError
 from ._errors import ThrottledError as ThrottledError
-from ._imports import load_anyio as _load_anyio
 from ._models import PresignedPost as PresignedPost
 from ._models import ProgressCallback as ProgressCallback
 from ._models import TransferError as TransferError
 from ._models import TransferReport as TransferReport
 from ._objects import ObjectInfo as ObjectInfo
+from ._preload import load_anyio as _load_anyio
 from ._read import ObjectBody as ObjectBody
 from ._storage import Storage as Storage
 from ._storage import copy_object as copy_object
@@ -131,4 +131,4 @@ for __name in __all__:
     if not __name.startswith("BUCKET_") and __name != "ProgressCallback":
         __locals[__name].__module__ = "mpr_storage"
 
-_load_anyio()  # at import, not in the first request (see _imports)
+_load_anyio()  # at import, not in the first request (see _preload)

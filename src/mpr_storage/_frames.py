@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from . import _transfer
+from . import _downloads, _uploads
 from ._client import BaseStorage
 from ._errors import InvalidKeyError, ObjectNotFoundError
 from ._models import ProgressCallback, TransferReport
@@ -81,7 +81,7 @@ async def upload_frames(
         TransferError: some frames failed (after every other frame was tried); ``.report``
             tells which.
     """
-    return await _transfer.upload_many(
+    return await _uploads.upload_many(
         storage,
         src_dir,
         bucket or storage.settings.bucket_out,
@@ -130,7 +130,7 @@ async def prefetch_frames(
     """
     bucket = bucket or storage.settings.bucket_out
     prefix = frame_cache_prefix(timeline_id)
-    report = await _transfer.download_many(
+    report = await _downloads.download_many(
         storage,
         bucket,
         iter_objects(storage, bucket, prefix),

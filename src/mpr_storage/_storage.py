@@ -12,7 +12,7 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 
-from . import _copy, _frames, _objects, _presign, _put, _read, _surface, _transfer
+from . import _copy, _downloads, _frames, _objects, _presign, _put, _read, _surface, _uploads
 from ._client import BaseStorage, S3Client
 from ._objects import ObjectInfo
 from ._read import ObjectBody
@@ -90,8 +90,8 @@ class Storage(BaseStorage):
     put_bytes = _read.put_bytes
     get_presigned_url = _presign.get_presigned_url
     get_presigned_post = _presign.get_presigned_post
-    download_many = _transfer.download_many
-    upload_many = _transfer.upload_many
+    download_many = _downloads.download_many
+    upload_many = _uploads.upload_many
     frame_cache_exists = _frames.frame_cache_exists
     upload_frames = _frames.upload_frames
     prefetch_frames = _frames.prefetch_frames
@@ -155,8 +155,8 @@ get_bytes = _surface.on_default(_read.get_bytes, default_storage)
 put_bytes = _surface.on_default(_read.put_bytes, default_storage)
 get_presigned_url = _surface.on_default(_presign.get_presigned_url, default_storage)
 get_presigned_post = _surface.on_default(_presign.get_presigned_post, default_storage)
-download_many = _surface.on_default(_transfer.download_many, default_storage)
-upload_many = _surface.on_default(_transfer.upload_many, default_storage)
+download_many = _surface.on_default(_downloads.download_many, default_storage)
+upload_many = _surface.on_default(_uploads.upload_many, default_storage)
 frame_cache_exists = _surface.on_default(_frames.frame_cache_exists, default_storage)
 upload_frames = _surface.on_default(_frames.upload_frames, default_storage)
 prefetch_frames = _surface.on_default(_frames.prefetch_frames, default_storage)

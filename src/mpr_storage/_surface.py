@@ -1,5 +1,5 @@
 """The public surface, written once: each call's signature and docstring live on its
-implementation (``_objects``, ``_put``, ``_presign``, ``_transfer``, ``_frames``), whose first
+implementation (``_objects``, ``_put``, ``_presign``, ``_downloads``, ``_frames``), whose first
 parameter is the storage. :class:`~mpr_storage.Storage` binds the implementations as its
 methods; the helpers here derive the two other forms of each call from them:
 

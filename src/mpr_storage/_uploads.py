@@ -22,17 +22,12 @@ from ._put import guess_content_type, part_size_for, put_opened, put_parts
 from ._transport import SMALL_BODY
 from ._walk import Found, Problem, walk_files
 
-__all__ = ["CHUNK", "MULTIPART_AT_ONCE", "upload_many"]
+__all__ = ["MULTIPART_AT_ONCE", "upload_many"]
 
-CHUNK = 1024 * 1024
-"""A file up to this size is read whole; a larger one is streamed in chunks of this size, so a
-transfer holds at most ``concurrency x CHUNK`` bytes of file data."""
 MULTIPART_AT_ONCE = 2
 """Files at or above the multipart threshold uploading at once in one bulk call (their parts
 share the call's ``S3_PART_CONCURRENCY`` slots)."""
-_STREAM_CHUNK = 256 * 1024  # the socket's buffer holds one chunk while the next is read
 _WALK_BATCH = 256
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _take(walker: Generator[Found | Problem, None, None], count: int) -> list[Found | Problem]:

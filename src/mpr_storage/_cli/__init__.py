@@ -12,7 +12,7 @@ atomic writes leave no partial file behind.
 
 Modules: ``_main`` (entry point), ``_parser``, ``_base`` (errors, signals, context, helpers),
 ``_objects`` and ``_rm`` (object commands), ``_frames`` (frame caches), ``_progress`` (bars),
-``_local`` (the embedded server) and ``_demo``.
+``_serve`` (the embedded server: the ``server`` command) and ``_demo``.
 """
 
 from __future__ import annotations

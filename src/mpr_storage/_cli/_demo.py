@@ -31,7 +31,8 @@ from ._base import (
     size,
     terminate_as_interrupt,
 )
-from ._local import (
+from ._progress import Bar, ByteBar, summary
+from ._serve import (
     buckets_from_env,
     create_buckets,
     port_free,
@@ -40,7 +41,6 @@ from ._local import (
     serve_until_interrupted,
     start_server,
 )
-from ._progress import Bar, ByteBar, summary
 
 
 @dataclass

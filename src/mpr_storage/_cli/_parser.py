@@ -13,9 +13,9 @@ from ._cat import cmd_cat
 from ._cp import cmd_cp
 from ._demo import cmd_demo
 from ._frames import cmd_prefetch, cmd_push_frames
-from ._local import DEFAULT_SERVER_PORT, cmd_server
 from ._objects import cmd_get, cmd_ls, cmd_presign, cmd_put
 from ._rm import HANDFUL, cmd_rm
+from ._serve import DEFAULT_SERVER_PORT, cmd_server
 
 __all__ = ["build_parser"]
 

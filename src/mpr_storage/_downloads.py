@@ -15,9 +15,7 @@ from pathlib import Path
 import anyio
 
 from ._client import BaseStorage
-from ._engine import AdaptiveLimit as _AdaptiveLimit
-from ._engine import Engine
-from ._engine import check_concurrency as _check_concurrency
+from ._engine import Engine, check_concurrency
 from ._errors import LocalFileError, StorageError
 from ._fetch import Ranges, fetch_file
 from ._files import STREAM_CHUNK, LocalIO
@@ -27,17 +25,13 @@ from ._manifest import MANIFEST_NAME, Entry, Manifest, is_md5_etag, same_content
 from ._models import KeySource, ObjectInfo, ProgressCallback, TransferReport
 from ._put import part_size_for
 from ._transport import BULK_READ_AHEAD
-from ._uploads import upload_many
 
 __all__ = [
     "MANIFEST_NAME",
     "KeySource",
     "ProgressCallback",
     "TransferReport",
-    "_AdaptiveLimit",
-    "_check_concurrency",
     "download_many",
-    "upload_many",
 ]
 
 _PLAN_BATCH = 256
@@ -314,7 +308,7 @@ async def download_many(
     check_bucket(bucket, operation="download_many")
     check_key_iterable(keys, operation="download_many", bucket=bucket)
     settings = storage.settings
-    concurrency = _check_concurrency(
+    concurrency = check_concurrency(
         settings.max_concurrency if concurrency is None else concurrency
     )
     mapper = KeyMapper(dest_dir, prefix, operation="download_many", bucket=bucket)
