@@ -502,11 +502,23 @@ class RawAiohttp(Client):
         return 1, await self._get_to_file(url, self.spec["dest"], stream=True)
 
 
+class MprStorageLogging(MprStorage):
+    """The same, in an application that configured logging (the root logger at WARNING):
+    the library's INFO and DEBUG lines are disabled, so their cost is one level check each."""
+
+    async def setup(self) -> None:
+        import logging
+
+        logging.basicConfig(level=logging.WARNING)
+        await super().setup()
+
+
 def _clients() -> dict[str, type[Client]]:
     from _clients_link import AwsCrt, Boto3, Obstore16  # the provider-link scenarios' others
 
     return {
         "mpr_storage": MprStorage,
+        "mpr_storage_logging": MprStorageLogging,
         "aioboto3": Aioboto3,
         "obstore": Obstore,
         "aiohttp": RawAiohttp,

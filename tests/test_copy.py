@@ -110,10 +110,13 @@ async def test_an_error_in_a_200_answer_is_an_error(
         # As botocore reads them, they count as a 500: retried, then raised, typed, naming
         # the destination.
         proxy.reset()
-        proxy.fail(10, status=200, method="PUT", body=_error("AccessDenied"))
+        ids = {"x-amz-request-id": "REQ-IN-200", "x-amz-id-2": "HOST-IN-200"}
+        proxy.fail(10, status=200, method="PUT", body=_error("AccessDenied"), headers=ids)
         with pytest.raises(AccessDeniedError) as denied:
             await st.copy_object(s3.bucket, s3.key("f"), s3.bucket, s3.key("h"))
         assert denied.value.key == s3.key("h") and denied.value.operation == "copy_object"
+        # the provider's request ids, as for any other error answer
+        assert (denied.value.request_id, denied.value.host_id) == ("REQ-IN-200", "HOST-IN-200")
         assert not await st.object_exists(s3.bucket, s3.key("h"))
 
 

@@ -15,6 +15,7 @@ from seeding import KiB, MiB
 
 CLIENT_LABELS = {
     "mpr_storage": "**mpr_storage**",
+    "mpr_storage_logging": "mpr_storage, logging configured at WARNING",
     "aioboto3": "aioboto3 best practice",
     "obstore": "obstore",
     "aiohttp": "raw aiohttp (presigned GETs)",
@@ -34,6 +35,10 @@ CLIENT_HOW = {
         "large": "`download_file(bucket, key, dest)`",
         "api": "`object_exists(bucket, key)` under `Semaphore(50)`, then "
         "`get_presigned_url(bucket, key)` one after the other",
+    },
+    "mpr_storage_logging": {
+        "prefetch": "the same, after `logging.basicConfig(level=WARNING)`: the library's "
+        "INFO/DEBUG lines disabled (issue 23: logging costs nothing measurable when disabled)",
     },
     "aioboto3": {
         "prefetch": "one client (pool 64), paginator LIST, then `get_object` under "
@@ -64,7 +69,7 @@ SCENARIOS = {
         "Frame-cache prefetch: {count:,} × {size_h} under one prefix → local dir (incl. LIST)",
         2000,
         64 * KiB,
-        ("mpr_storage", "aioboto3", "obstore", "aiohttp"),
+        ("mpr_storage", "mpr_storage_logging", "aioboto3", "obstore", "aiohttp"),
         ("aioboto3", "obstore"),
         "frames64",
         samples=3,

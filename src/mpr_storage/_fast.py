@@ -22,7 +22,7 @@ import aiohttp
 
 from ._body import Body, refused_get
 from ._config import StorageSettings
-from ._errors import error_for_code, map_errors
+from ._errors import error_for_code, map_errors, request_ids
 from ._files import digests
 from ._http import Exchange, SignedRequests, escape, query_string
 from ._models import ObjectInfo, unquote_etag
@@ -239,10 +239,11 @@ class FastTransport(Transport):
             for n, etag in parts
         )
 
-        def completed(_: aiohttp.ClientResponse, answer: bytes) -> str:
+        def completed(r: aiohttp.ClientResponse, answer: bytes) -> str:
             code, message, _region = error_fields(answer)
             if code is not None and b"CompleteMultipartUploadResult" not in answer:
                 # S3 may answer 200 and report the failure in the body.
+                request_id, host_id = request_ids(r.headers)
                 raise error_for_code(
                     code,
                     message or code,
@@ -250,6 +251,8 @@ class FastTransport(Transport):
                     bucket=bucket,
                     key=key,
                     status=500 if code == "InternalError" else None,
+                    request_id=request_id,
+                    host_id=host_id,
                 )
             return find_etag(answer)
 
@@ -293,8 +296,14 @@ class FastTransport(Transport):
     async def delete_one(self, bucket: str, key: str, *, operation: str) -> None:
         def deleted(r: aiohttp.ClientResponse, answer: bytes) -> None:
             if r.status == 404 and error_fields(answer)[0] == "NoSuchBucket":
+                request_id, host_id = request_ids(r.headers)
                 raise error_for_code(
-                    "NoSuchBucket", "no such bucket", operation=operation, bucket=bucket
+                    "NoSuchBucket",
+                    "no such bucket",
+                    operation=operation,
+                    bucket=bucket,
+                    request_id=request_id,
+                    host_id=host_id,
                 )
 
         await self._call(deleted, "DELETE", bucket, key, operation=operation, ok=(200, 204, 404))
@@ -359,8 +368,13 @@ class FastTransport(Transport):
         extra: dict[str, str] | None = None,
     ) -> tuple[str, datetime | None]:
         return await self._call(
-            lambda _, answer: parse_copy_result(
-                answer, result, operation=operation, bucket=bucket, key=key
+            lambda r, answer: parse_copy_result(
+                answer,
+                result,
+                operation=operation,
+                bucket=bucket,
+                key=key,
+                ids=request_ids(r.headers),
             ),
             "PUT",
             bucket,

@@ -157,11 +157,18 @@ def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
 
 
 def parse_copy_result(
-    body: bytes, result: str, *, operation: str, bucket: str, key: str
+    body: bytes,
+    result: str,
+    *,
+    operation: str,
+    bucket: str,
+    key: str,
+    ids: tuple[str | None, str | None] = (None, None),
 ) -> tuple[str, datetime | None]:
     """``(etag, last_modified)`` of a ``CopyObject`` (``result``: ``CopyObjectResult``) or
     ``UploadPartCopy`` (``CopyPartResult``) answer. S3 may answer 200 and report a failure in
-    the body: that raises our error for its code, as a 500 (retried), as botocore reads it."""
+    the body: that raises our error for its code, as a 500 (retried), as botocore reads it,
+    with the answer's request IDs (``ids``)."""
     code, message, _region = error_fields(body)
     if code is not None and result.encode() not in body:
         raise error_for_code(
@@ -171,6 +178,8 @@ def parse_copy_result(
             bucket=bucket,
             key=key,
             status=500,
+            request_id=ids[0],
+            host_id=ids[1],
         )
     root = _root(body, "copy result", operation, bucket)
     fields = {name: child.text or "" for name, child in _children(root)}
