@@ -12,9 +12,10 @@ import mpr_storage
 
 PACKAGE = Path(mpr_storage.__file__).parent
 
-# Bottom to top; a module may import from its own layer or below, never above (API.md).
+# Bottom to top; a module may import from its own layer or below, never above
+# (docs/ARCHITECTURE.md draws the same table).
 LAYERS: list[tuple[str, set[str]]] = [
-    ("errors", {"_errors", "_surface"}),
+    ("errors", {"_errors"}),
     ("config, models", {"_config", "_models"}),
     ("keys, files", {"_keys", "_files", "_partfile", "_leftovers", "_preload"}),
     (
@@ -27,7 +28,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("engine", {"_engine"}),
     ("transfer", {"_manifest", "_walk", "_downloads", "_uploads"}),
     ("frames", {"_frames"}),
-    ("storage", {"_storage"}),
+    ("storage", {"_storage", "_surface"}),
     ("facade", {"__init__"}),
     ("sync, CLI, web", {"_portal", "sync", "__main__", "_cli", "_server", "web"}),
 ]
