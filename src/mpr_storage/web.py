@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import mimetypes
 import re
@@ -221,8 +222,24 @@ class _ObjectStream(StreamingResponse):
         self._stack = stack
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Stream, and stop at once when the client leaves. Starlette, under a server of ASGI
+        2.4 and later, waits for a write to fail instead; a server may take its time to fail
+        one (and a write into a full socket buffer waits), so the body, and its connection to
+        the store, would stay open meanwhile: listen for ``http.disconnect`` as well."""
         try:
-            await super().__call__(scope, receive, send)
+            async with anyio.create_task_group() as tg:
+
+                async def stream() -> None:
+                    with contextlib.suppress(OSError):  # a write to a client gone: done
+                        await self.stream_response(send)
+                    tg.cancel_scope.cancel()
+
+                async def listen() -> None:
+                    await self.listen_for_disconnect(receive)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(stream)
+                tg.start_soon(listen)
         finally:
             await _close(self._stack)
 
