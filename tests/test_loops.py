@@ -112,11 +112,11 @@ async def test_sync_calls_from_an_atexit_callback_settle(
         )
     assert result.returncode == 0 and not result.stderr, result.stderr.decode()[-3000:]
     outcome = json.loads(result.stdout)
-    if sys.version_info[:2] != (3, 12):
+    if sys.version_info[:2] != (3, 12) or mode == "used-before-exit":
+        # Python 3.12 refuses new threads at exit; a loop thread started before works, and
+        # a small download's file calls stay on it (no worker thread)
         assert outcome == {"exists": True, "listed": [key], "body": "bye"}
-    elif mode == "used-before-exit":  # Python 3.12 refuses new threads at exit (file I/O)
-        assert "interpreter shutdown" in outcome.get("error", ""), outcome
-    else:  # nor can the loop thread start
+    else:  # Python 3.12: the loop thread cannot start at exit
         assert outcome["error"].startswith(
             "mpr_storage.sync: cannot start its event-loop thread: "
         ), outcome

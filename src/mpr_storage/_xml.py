@@ -9,6 +9,8 @@ from datetime import datetime
 from urllib.parse import unquote_plus
 from xml.etree import ElementTree
 
+from botocore.utils import parse_timestamp
+
 from ._errors import StorageError, error_for_code
 from ._models import ObjectInfo, unquote_etag
 
@@ -60,13 +62,20 @@ def _children(element: ElementTree.Element) -> Iterator[tuple[str, ElementTree.E
 
 
 def parse_time(text: str | None) -> datetime | None:
-    """S3's ``2025-04-15T10:20:30.000Z`` (Python 3.10's fromisoformat needs the offset)."""
+    """S3's ``2025-04-15T10:20:30.000Z`` (Python 3.10's fromisoformat needs the offset); any
+    other form (SeaweedFS answers a copy with nanoseconds, which 3.10 refuses) as botocore
+    reads timestamps."""
     if not text:
         return None
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
+        pass
+    try:
+        parsed: datetime = parse_timestamp(text)
+    except (ValueError, TypeError, OverflowError):
         return None
+    return parsed
 
 
 def parse_list(body: bytes, *, operation: str, bucket: str) -> ListPage:
