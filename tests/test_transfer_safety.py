@@ -405,15 +405,16 @@ async def test_bulk_transfers_of_large_files_stay_within_the_memory_bound(
         _bulk_peak, "up", seaweed.bucket, prefix, str(src), writes
     )
     assert count == 80
-    assert up < 64, f"peak RSS grew by {up:.0f} MiB uploading 40 x 12 MiB + 40 x 4 MiB"
+    # The data bound is the same on both transports; botocore adds its per-request state
+    # (parsed responses, event hooks, the signer's reads: ~0.1 MiB per request in flight, 64
+    # here). Measured on botocore: uploads 49-66 MiB, downloads 66-71 MiB (also before ranged
+    # downloads and parallel parts; this case ran only on the fast path until the transport
+    # became a fixture parameter). The fast path stays within 64 with room to spare (30-56).
+    bound = 64 if seaweed.transport == "fast" else 64 + 12
+    assert up < bound, f"peak RSS grew by {up:.0f} MiB uploading 40 x 12 MiB + 40 x 4 MiB"
     dst = tmp_path / "dst"
     down, count = await anyio.to_thread.run_sync(
         _bulk_peak, "down", seaweed.bucket, prefix, str(dst), writes
     )
     assert count == 80 and tree(dst) == tree(src)
-    # The data bound is the same on both transports; botocore adds its per-request state
-    # (parsed responses, event hooks: ~0.1 MiB per request in flight, 64 here). Its download
-    # measured 66-69 MiB, also before ranged downloads (this case ran only on the fast path
-    # until the transport became a fixture parameter).
-    bound = 64 if seaweed.transport == "fast" else 64 + 12
     assert down < bound, f"peak RSS grew by {down:.0f} MiB downloading 40 x 12 MiB + 40 x 4 MiB"
