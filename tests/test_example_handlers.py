@@ -216,14 +216,25 @@ async def test_overlays_are_put_and_read(s3: S3Target, client: httpx.AsyncClient
     assert (await client.get(f"/overlays/{job}/missing.json")).status_code == 404
 
 
-def _established(port: int) -> int:
-    """TCP connections from a client on this host to ``port`` (as /proc/net/tcp lists them)."""
-    count = 0
+def _established(port: int) -> list[int]:
+    """The bytes received and not yet read on each TCP connection from this host to
+    ``port`` (as /proc/net/tcp lists them)."""
+    unread = []
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         if int(fields[2].rpartition(":")[2], 16) == port and fields[3] == "01":
-            count += 1
-    return count
+            unread.append(int(fields[4].partition(":")[2], 16))
+    return unread
+
+
+def _released(port: int, descriptors: int, connections: int) -> bool:
+    """No connection to the store holds an unread body (an abandoned one always does: the
+    object is far larger than the socket buffers), and this process has no more sockets
+    than before but for idle connections its pools keep alive (botocore's and ours may
+    open a fresh one for the next request while another is closing: that one is no leak)."""
+    unread = _established(port)
+    idle_extra = max(0, len(unread) - connections)
+    return not any(unread) and _descriptors() <= descriptors + idle_extra
 
 
 def _open_descriptors() -> list[str]:
@@ -256,7 +267,7 @@ async def test_a_client_leaving_mid_body_leaves_nothing_behind(
         async with httpx.AsyncClient(base_url=server.url) as http:
             warm = await http.get(f"/sources/{key}", headers={"range": "bytes=0-9"})
             assert warm.status_code == 206
-        connections, descriptors = _established(store_port), _descriptors()
+        connections, descriptors = len(_established(store_port)), _descriptors()
 
         for _ in range(3):
             async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
@@ -268,12 +279,11 @@ async def test_a_client_leaving_mid_body_leaves_nothing_behind(
             # Gone mid-body: the handler closes the object's body (its connection to the
             # store) as soon as uvicorn tells it the client left.
             for _ in range(600):  # up to 30 s on a busy machine: the test fails after
-                if _established(store_port) <= connections and _descriptors() <= descriptors:
+                if _released(store_port, descriptors, connections):
                     break
                 await anyio.sleep(0.05)
-            left = (_established(store_port), _descriptors())
-            assert left[0] <= connections and left[1] <= descriptors, (
-                left,
+            assert _released(store_port, descriptors, connections), (
+                _established(store_port),
                 (connections, descriptors),
                 sorted(_open_descriptors()),
             )
