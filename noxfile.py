@@ -82,18 +82,27 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=[v for v in MATRIX if v != NEWEST] or NEWEST)
 def matrix(session: nox.Session) -> None:
-    """The suite on the other supported Pythons, on the fast transport (CI)."""
+    """The suite on the other supported Pythons (CI): what differs between Pythons is the
+    interpreter under the library, so one transport (the fast path) and one server
+    (SeaweedFS, the MinIO-like one) suffice there; the newest Python crosses them all. The
+    browser test is left to the newest Python too (it checks the example app in chromium)."""
     _install(session, "test")
-    env = {"MPR_TEST_TRANSPORTS": "fast"}
-    session.run("pytest", "-n", "4", "-m", "not slow", *session.posargs, env=env)
+    env = {"MPR_TEST_TRANSPORTS": "fast", "MPR_TEST_SERVERS": "seaweedfs"}
+    marks = "not slow and not browser"
+    session.run("pytest", "-n", "4", "-m", marks, *session.posargs, env=env)
 
 
 @nox.session(python=NEWEST)
 def slow(session: nox.Session) -> None:
-    """The slow cases (large objects, memory bounds, the demo), one at a time: a memory
-    measurement must not share the machine with other tests (CI)."""
+    """The slow cases (large objects, the demo, memory bounds) (CI): a memory measurement
+    must not share the machine with other tests, so those run one at a time, after the
+    others."""
     _install(session, "test")
-    session.run("pytest", "-m", "slow", *session.posargs)
+    if session.posargs:
+        session.run("pytest", "-m", "slow", *session.posargs)
+        return
+    session.run("pytest", "-n", "4", "-m", "slow and not memory")
+    session.run("pytest", "-m", "slow and memory")
 
 
 @nox.session(name="tests-uvloop", python=NEWEST)

@@ -17,7 +17,7 @@ from conftest import S3Target
 from mpr_storage import Storage
 from webapp import Uvicorn, load_app
 
-pytestmark = pytest.mark.one_transport
+pytestmark = [pytest.mark.one_transport, pytest.mark.browser]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Nothing but loopback: no background services, no DNS (every name fails to resolve), and

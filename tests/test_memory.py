@@ -56,6 +56,7 @@ def _peak_delta(*args: str) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.memory
 async def test_large_download_streams_in_bounded_memory(seaweed: S3Target, tmp_path: Path) -> None:
     size = 320 * MiB
     src = tmp_path / "large.bin"
@@ -75,13 +76,15 @@ async def test_large_download_streams_in_bounded_memory(seaweed: S3Target, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.memory
 async def test_ten_thousand_keys_without_memory_growth(seaweed: S3Target, tmp_path: Path) -> None:
     count = 10_000
     src = tmp_path / "src"
     src.mkdir()
     for i in range(count):
         (src / f"f{i:05d}.bin").write_bytes(i.to_bytes(4, "big") * 64)
-    async with Storage(seaweed.settings()) as st:
+    # Seeded on the fast path whatever the transport under test: only the download is measured.
+    async with Storage(seaweed.settings(fast_path=True)) as st:
         report = await st.upload_many(src, seaweed.bucket, seaweed.prefix)
         assert report.ok and len(report.done) == count
     delta = _peak_delta("many", seaweed.bucket, seaweed.prefix, str(tmp_path / "dst"), str(count))
@@ -129,6 +132,7 @@ HARSH = textwrap.dedent(
 
 
 @pytest.mark.slow
+@pytest.mark.memory
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "botocore"])
 async def test_large_download_after_many_with_slow_disk_and_a_retry(
     seaweed: S3Target, tmp_path: Path, fast_path: bool

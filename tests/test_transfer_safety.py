@@ -387,6 +387,7 @@ def _bulk_peak(*args: str) -> tuple[float, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.memory
 @pytest.mark.parametrize("writes", ["loop", "threads"])
 async def test_bulk_transfers_of_large_files_stay_within_the_memory_bound(
     seaweed: S3Target, tmp_path: Path, writes: str
