@@ -107,9 +107,10 @@ def slow(session: nox.Session) -> None:
 
 @nox.session(name="tests-uvloop", python=NEWEST)
 def tests_uvloop(session: nox.Session) -> None:
-    """The transport tests once more with every async test on uvloop's event loop (as under
-    uvicorn[standard]): MPR_TEST_LOOP=uvloop makes tests/conftest.py hand pytest-asyncio
-    uvloop's loop. The sync shim and CLI use uvloop in every session where it is installed."""
+    """The transport tests once more, on both transports and on SeaweedFS, with every async
+    test on uvloop's event loop (as under uvicorn[standard]): MPR_TEST_LOOP=uvloop makes
+    tests/conftest.py hand pytest-asyncio uvloop's loop. The sync shim and CLI use uvloop in
+    every session where it is installed."""
     _install(session, "test")
     files = ["tests/test_objects.py", "tests/test_transfer.py", "tests/test_faults.py"]
     session.run(
@@ -119,7 +120,7 @@ def tests_uvloop(session: nox.Session) -> None:
         "-m",
         "not slow",
         *(session.posargs or files),
-        env={"MPR_TEST_LOOP": "uvloop"},
+        env={"MPR_TEST_LOOP": "uvloop", "MPR_TEST_SERVERS": "seaweedfs"},
     )
 
 

@@ -74,6 +74,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("transport", TRANSPORTS[:1] if one else TRANSPORTS, indirect=True)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that choose their transport themselves (a ``fast_path`` parameter) follow
+    MPR_TEST_TRANSPORTS too: those on a transport left out are deselected."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        chosen = callspec.params.get("fast_path") if callspec is not None else None
+        if chosen is not None:
+            name = "fast" if chosen in (True, "1") else "botocore"
+            if name not in TRANSPORTS:
+                dropped.append(item)
+                continue
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture
 def transport(request: pytest.FixtureRequest) -> str:
     """``fast`` or ``botocore``: the transport of the test's S3 target (``S3_FAST_PATH``)."""

@@ -106,6 +106,7 @@ async def test_retry_after_is_honoured(
     assert backoff.waits == [2.0]  # not before the server said it may be asked again
 
 
+@pytest.mark.slow  # a thousand and one keys, through a proxy, twice
 @PATHS
 async def test_a_listing_resumes_from_the_page_that_failed(
     seaweed: S3Target, tmp_path: Path, fast_path: bool
