@@ -12,7 +12,6 @@ from ._errors import (
     PreconditionFailedError,
     StorageConnectionError,
     StorageError,
-    map_errors,
 )
 from ._models import ObjectInfo, unquote_etag
 
@@ -72,7 +71,8 @@ class Body:
         """``headers``: the answer's (looked up by lowercase name: aiohttp's are
         case-insensitive, botocore's lowercase); ``read(n)``: the next piece as it comes
         (``n`` > 0: what the HTTP client holds, however much), ``b""`` at the end, all of the
-        rest for ``n=-1``."""
+        rest for ``n=-1``; its client's errors already translated into ours (the transport's
+        ``map_errors``)."""
         self.status = status
         self._headers = headers
         self._read = read
@@ -117,8 +117,7 @@ class Body:
         if chunk:
             self._rest = b""
         else:
-            with map_errors(*self._where):
-                chunk = await self._read(BODY_CHUNK)
+            chunk = await self._read(BODY_CHUNK)
             if not chunk:
                 self._check_complete()
                 raise StopAsyncIteration
@@ -129,8 +128,7 @@ class Body:
 
     async def read(self) -> bytes:
         """The rest of the body, whole (checked against its length)."""
-        with map_errors(*self._where):
-            data = await self._read(-1)
+        data = await self._read(-1)
         self._received += len(data)
         self._check_complete()
         if self._rest:
