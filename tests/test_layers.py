@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_xml",
             "_retry",
             "_transport",
+            "_payload",
             "_body",
             "_aiohttp_errors",
             "_http",

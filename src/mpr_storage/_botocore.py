@@ -18,7 +18,8 @@ from ._botocore_errors import map_botocore_errors
 from ._config import StorageSettings
 from ._errors import StorageError
 from ._models import ObjectInfo, unquote_etag
-from ._transport import Chunks, CopySource, Part, Payload, Throttle, Transport
+from ._payload import Chunks, CopySource, Part, Payload
+from ._transport import Throttle, Transport
 from ._xml import ListPage
 
 __all__ = ["BotocoreTransport"]

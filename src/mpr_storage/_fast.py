@@ -27,8 +27,9 @@ from ._errors import error_for_code, request_ids
 from ._files import digests
 from ._http import Exchange, SignedRequests, escape, query_string
 from ._models import ObjectInfo, unquote_etag
+from ._payload import CopySource, Part, Payload
 from ._sigv4 import UNSIGNED_PAYLOAD
-from ._transport import CopySource, Part, Payload, Transport
+from ._transport import Transport
 from ._xml import (
     ListPage,
     error_fields,
