@@ -15,12 +15,24 @@ PACKAGE = Path(mpr_storage.__file__).parent
 # Bottom to top; a module may import from its own layer or below, never above
 # (docs/ARCHITECTURE.md draws the same table).
 LAYERS: list[tuple[str, set[str]]] = [
-    ("errors", {"_errors"}),
+    ("errors", {"_errors", "_error_map"}),
     ("config, models", {"_config", "_models"}),
     ("keys, files", {"_keys", "_files", "_partfile", "_leftovers", "_preload"}),
     (
         "transport",
-        {"_sigv4", "_xml", "_retry", "_transport", "_body", "_http", "_fast", "_botocore"},
+        {
+            "_sigv4",
+            "_xml",
+            "_retry",
+            "_transport",
+            "_payload",
+            "_body",
+            "_aiohttp_errors",
+            "_http",
+            "_fast",
+            "_botocore_errors",
+            "_botocore",
+        },
     ),
     ("client", {"_client"}),
     ("transfer I/O", {"_fetch"}),

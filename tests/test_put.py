@@ -14,8 +14,9 @@ import pytest
 from conftest import S3Target
 from mpr_storage import ObjectExistsError, Storage
 from mpr_storage._files import CHECKSUM_HEADERS, LocalIO, PreadReader, fd_chunks, hash_fd
+from mpr_storage._payload import Payload
 from mpr_storage._put import guess_content_type
-from mpr_storage._transport import Payload, Transport
+from mpr_storage._transport import Transport
 
 MiB = 1024 * 1024
 

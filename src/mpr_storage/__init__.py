@@ -35,10 +35,10 @@ from ._errors import StorageConnectionError as StorageConnectionError
 from ._errors import StorageError as StorageError
 from ._errors import StorageTimeoutError as StorageTimeoutError
 from ._errors import ThrottledError as ThrottledError
+from ._errors import TransferError as TransferError
+from ._errors import TransferReport as TransferReport
 from ._models import PresignedPost as PresignedPost
 from ._models import ProgressCallback as ProgressCallback
-from ._models import TransferError as TransferError
-from ._models import TransferReport as TransferReport
 from ._objects import ObjectInfo as ObjectInfo
 from ._preload import load_anyio as _load_anyio
 from ._read import ObjectBody as ObjectBody

@@ -1,22 +1,31 @@
-"""A GET's answer as the transports hand it up: :class:`Body`, and the Range headers and
-refusals (412, 416) both transports read alike."""
+"""A GET's answer as the transports hand it up: :class:`Body`, its retried opening
+(:class:`RetriedGet`), and the Range headers and refusals (412, 416) both transports read alike."""
 
 from __future__ import annotations
 
 import email.utils
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+from types import TracebackType
 
 from ._errors import (
     InvalidRangeError,
     PreconditionFailedError,
     StorageConnectionError,
     StorageError,
-    map_errors,
 )
 from ._models import ObjectInfo, unquote_etag
 
-__all__ = ["BODY_CHUNK", "Body", "Range", "parse_content_range", "range_header", "refused_get"]
+__all__ = [
+    "BODY_CHUNK",
+    "Body",
+    "Range",
+    "RetriedGet",
+    "parse_content_range",
+    "range_header",
+    "refused_get",
+]
 
 _META = "x-amz-meta-"
 
@@ -72,7 +81,8 @@ class Body:
         """``headers``: the answer's (looked up by lowercase name: aiohttp's are
         case-insensitive, botocore's lowercase); ``read(n)``: the next piece as it comes
         (``n`` > 0: what the HTTP client holds, however much), ``b""`` at the end, all of the
-        rest for ``n=-1``."""
+        rest for ``n=-1``; its client's errors already translated into ours (the transport's
+        ``map_errors``)."""
         self.status = status
         self._headers = headers
         self._read = read
@@ -117,8 +127,7 @@ class Body:
         if chunk:
             self._rest = b""
         else:
-            with map_errors(*self._where):
-                chunk = await self._read(BODY_CHUNK)
+            chunk = await self._read(BODY_CHUNK)
             if not chunk:
                 self._check_complete()
                 raise StopAsyncIteration
@@ -129,8 +138,7 @@ class Body:
 
     async def read(self) -> bytes:
         """The rest of the body, whole (checked against its length)."""
-        with map_errors(*self._where):
-            data = await self._read(-1)
+        data = await self._read(-1)
         self._received += len(data)
         self._check_complete()
         if self._rest:
@@ -146,6 +154,42 @@ class Body:
                 bucket=bucket,
                 key=key,
             )
+
+
+class RetriedGet:
+    """``async with`` a GET whose opening is retried: each attempt enters a fresh request until
+    one answers; its exit closes that one."""
+
+    __slots__ = ("_retry", "_open", "_entered")
+
+    def __init__(
+        self,
+        retry: Callable[[Callable[[], Awaitable[Body | None]]], Awaitable[Body | None]],
+        open_one: Callable[[], AbstractAsyncContextManager[Body | None]],
+    ) -> None:
+        """``retry(attempt)``: the transport's retry loop (and its ``on_throttle``);
+        ``open_one()``: one request, not sent yet."""
+        self._retry = retry
+        self._open = open_one
+        self._entered: AbstractAsyncContextManager[Body | None] | None = None
+
+    async def __aenter__(self) -> Body | None:
+        async def attempt() -> Body | None:
+            request = self._open()
+            body = await request.__aenter__()
+            self._entered = request
+            return body
+
+        return await self._retry(attempt)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._entered is not None:
+            await self._entered.__aexit__(exc_type, exc, tb)
 
 
 def range_header(span: Range) -> str:

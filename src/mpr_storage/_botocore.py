@@ -14,10 +14,12 @@ from functools import partial
 from typing import Any, TypeVar
 
 from ._body import Body, refused_get
+from ._botocore_errors import map_botocore_errors
 from ._config import StorageSettings
-from ._errors import StorageError, map_errors
+from ._errors import StorageError
 from ._models import ObjectInfo, unquote_etag
-from ._transport import Chunks, CopySource, Part, Payload, Throttle, Transport
+from ._payload import Chunks, CopySource, Part, Payload
+from ._transport import Throttle, Transport
 from ._xml import ListPage
 
 __all__ = ["BotocoreTransport"]
@@ -51,7 +53,7 @@ class BotocoreTransport(Transport):
         on_throttle: Throttle | None = None,
     ) -> T:
         async def attempt() -> T:
-            with map_errors(*where, endpoint=self.endpoint_url):
+            with map_botocore_errors(*where, endpoint=self.endpoint_url):
                 return await call()
 
         return await self.retry(attempt, on_throttle)
@@ -116,7 +118,7 @@ class BotocoreTransport(Transport):
         operation, bucket, key = where
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         kwargs.update((_GET_PARAMS[name], value) for name, value in headers.items())
-        with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
+        with map_botocore_errors(operation, bucket, key, endpoint=self.endpoint_url):
             try:
                 response = await self._client.get_object(**kwargs)
             except Exception as exc:  # botocore answers 304, 412 and 416 with a ClientError
@@ -133,7 +135,7 @@ class BotocoreTransport(Transport):
             stream = response["Body"]
             meta = response["ResponseMetadata"]
             async with stream:
-                read = partial(_read, stream)
+                read = partial(_read, stream, where)
                 yield Body(meta["HTTPStatusCode"], meta["HTTPHeaders"], read, where)
 
     async def _put(
@@ -149,7 +151,7 @@ class BotocoreTransport(Transport):
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "ContentType": content_type}
         if if_none_match is not None:
             kwargs["IfNoneMatch"] = if_none_match
-        with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
+        with map_botocore_errors(operation, bucket, key, endpoint=self.endpoint_url):
             async with self._body(body, operation) as params:
                 response = await self._client.put_object(**kwargs, **params)
         return unquote_etag(response.get("ETag"))
@@ -172,7 +174,7 @@ class BotocoreTransport(Transport):
         self, bucket: str, key: str, upload_id: str, number: int, body: Payload, *, operation: str
     ) -> str:
         where = {"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": number}
-        with map_errors(operation, bucket, key, endpoint=self.endpoint_url):
+        with map_botocore_errors(operation, bucket, key, endpoint=self.endpoint_url):
             async with self._body(body, operation) as params:
                 response = await self._client.upload_part(**where, **params)
         return str(response["ETag"])
@@ -321,10 +323,11 @@ class BotocoreTransport(Transport):
         return str((response.get("CopyPartResult") or {}).get("ETag", ""))
 
 
-async def _read(stream: Any, n: int) -> bytes:
+async def _read(stream: Any, where: tuple[str, str, str], n: int) -> bytes:
     """A piece of the body (``n`` > 0: at most 64 KiB, as aiohttp holds at most twice what is
-    asked), or all of the rest (``n`` < 0)."""
-    return bytes(await stream.read(_READ_SIZE if n > 0 else None))
+    asked), or all of the rest (``n`` < 0); botocore's and aiohttp's errors as ours."""
+    with map_botocore_errors(*where):
+        return bytes(await stream.read(_READ_SIZE if n > 0 else None))
 
 
 class _Streamed:

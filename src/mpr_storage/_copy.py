@@ -9,7 +9,8 @@ import anyio
 from ._client import BaseStorage
 from ._keys import check_bucket, check_key
 from ._models import ObjectInfo
-from ._transport import CopySource, Transport
+from ._payload import CopySource
+from ._transport import Transport
 
 __all__ = ["copy_object"]
 

@@ -16,13 +16,13 @@ import anyio
 
 from ._client import BaseStorage
 from ._engine import Engine, check_concurrency
-from ._errors import LocalFileError, StorageError
+from ._errors import LocalFileError, StorageError, TransferReport
 from ._fetch import Ranges, fetch_file
 from ._files import STREAM_CHUNK, LocalIO
 from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
 from ._leftovers import remove_stale_temps
 from ._manifest import MANIFEST_NAME, Entry, Manifest, is_md5_etag, same_content
-from ._models import KeySource, ObjectInfo, ProgressCallback, TransferReport
+from ._models import KeySource, ObjectInfo, ProgressCallback
 from ._put import part_size_for
 from ._transport import BULK_READ_AHEAD
 

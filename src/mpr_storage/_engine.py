@@ -17,8 +17,15 @@ from typing import Any, Generic, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from ._errors import LocalFileError, StorageConnectionError, StorageError, ThrottledError
-from ._models import KeySource, ObjectInfo, ProgressCallback, TransferError, TransferReport
+from ._errors import (
+    LocalFileError,
+    StorageConnectionError,
+    StorageError,
+    ThrottledError,
+    TransferError,
+    TransferReport,
+)
+from ._models import KeySource, ObjectInfo, ProgressCallback
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup

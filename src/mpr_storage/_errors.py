@@ -1,4 +1,4 @@
-"""The exception tree, and the one boundary that turns botocore/aiohttp errors into it.
+"""The exception tree, with the report a bulk call's error carries, and what an S3 answer means.
 
     StorageError
     ├── ObjectNotFoundError      (also FileNotFoundError)   key missing
@@ -15,23 +15,26 @@
     ├── LocalFileError           (also OSError)             a local file or directory is unusable
     └── TransferError                                       a bulk call had failures (.report)
 
-(``TransferError`` lives with the report it carries, in :mod:`._models`.)
-
-Every message names the operation, the bucket and the key; none ever contains a secret.
+Every message names the operation, the bucket and the key; none ever contains a secret. An S3
+error code becomes one of these here (:func:`error_for_code`, for both transports); each
+transport translates its HTTP client's exceptions on the boundary of :mod:`._error_map`
+(:mod:`._aiohttp_errors`, :mod:`._botocore_errors`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import os
 import time
-import traceback
-from types import TracebackType
-from typing import Any, TypedDict
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
+    "NO_CREDENTIALS",
+    "REFRESH_CODES",
+    "REGION_CODES",
+    "THROTTLING_CODES",
     "AccessDeniedError",
     "BucketNotFoundError",
     "ConfigError",
@@ -45,9 +48,9 @@ __all__ = [
     "StorageError",
     "StorageTimeoutError",
     "ThrottledError",
+    "TransferError",
+    "TransferReport",
     "error_for_code",
-    "forget_locals",
-    "map_errors",
     "redact_url",
     "request_ids",
     "retry_after_seconds",
@@ -187,6 +190,41 @@ class LocalFileError(StorageError, OSError):
 
     def __str__(self) -> str:  # our message, not OSError's "[Errno n] strerror: filename"
         return str(self.args[0]) if self.args else ""
+
+
+@dataclass
+class TransferReport:
+    """What a bulk call did: what its :class:`TransferError` carries, and what it returns
+    with ``raise_on_error=False``.
+
+    Attributes:
+        done: keys transferred, in completion order.
+        skipped: keys left alone because the destination already had them.
+        failed: keys that failed, with the error of each.
+        bytes: bytes transferred (skipped keys not counted).
+        seconds: wall time of the call.
+    """
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, StorageError] = field(default_factory=dict)
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no key failed."""
+        return not self.failed
+
+
+class TransferError(StorageError):
+    """A bulk transfer finished with failed keys (or gave up); ``report`` has the details."""
+
+    def __init__(
+        self, message: str, *, report: TransferReport, operation: str, bucket: str
+    ) -> None:
+        super().__init__(message, operation=operation, bucket=bucket)
+        self.report = report
 
 
 #: Answers that mean "these credentials (or this clock) are stale": refresh and retry once.
@@ -339,12 +377,6 @@ def _no_bucket_hint(bucket: str | None) -> str:
     )
 
 
-class _Where(TypedDict):
-    operation: str
-    bucket: str | None
-    key: str | None
-
-
 def retry_after_seconds(value: str | None) -> float | None:
     """A ``Retry-After`` header's wait in seconds (delta-seconds or an HTTP date)."""
     if not value:
@@ -358,133 +390,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-class map_errors:  # used like a function: ``with map_errors(...):``
-    """Translate botocore, aiohttp and socket errors raised inside the block into ours.
-
-    This is the single translation boundary for both transports: decisions are made on
-    structured error codes and types, never on exception text, the same failure reads the same
-    whichever path raised it (``endpoint`` names the endpoint in connection errors), and the
-    original is always chained (``raise ... from exc``). A class, not a generator: it is
-    entered once per request, and costs nothing when nothing fails.
-    """
-
-    __slots__ = ("_where", "_target")
-
-    def __init__(
-        self,
-        operation: str,
-        bucket: str | None = None,
-        key: str | None = None,
-        *,
-        endpoint: str | None = None,
-    ) -> None:
-        self._where = _Where(operation=operation, bucket=bucket, key=key)
-        self._target = redact_url(endpoint) if endpoint else "the endpoint"
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None or isinstance(exc, StorageError) or not isinstance(exc, Exception):
-            return
-        ours = _translate(exc, self._where, self._target)
-        if ours is not None:
-            forget_locals(exc)
-            raise ours from exc
-
-
-def forget_locals(exc: BaseException) -> None:
-    """Clear the local variables of the finished frames in ``exc``'s traceback and in those
-    of the exceptions it chains: botocore's and aiohttp's frames hold the signed request
-    (``Authorization``, ``x-amz-security-token``), which error reporters that capture frame
-    locals (Sentry, ``rich``) would ship. File and line of each frame stay."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        traceback.clear_frames(current.__traceback__)
-        pending += (current.__cause__, current.__context__)
-
-
-def _translate(exc: Exception, where: _Where, target: str) -> StorageError | None:
-    import aiohttp
-    from botocore import exceptions as bx
-
-    if isinstance(exc, bx.ClientError):
-        err = exc.response.get("Error", {})
-        meta = exc.response.get("ResponseMetadata", {})
-        status = meta.get("HTTPStatusCode")
-        code = str(err.get("Code") or status or "Unknown")
-        message = str(err.get("Message") or code)
-        headers = meta.get("HTTPHeaders") or {}
-        request_id, host_id = request_ids(headers)
-        return error_for_code(
-            code,
-            message,
-            **where,
-            status=status,
-            retry_after=retry_after_seconds(headers.get("retry-after")),
-            location=headers.get("location"),
-            request_id=meta.get("RequestId") or request_id,
-            host_id=meta.get("HostId") or host_id,
-        )
-    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
-        return ConfigError(NO_CREDENTIALS, **where)
-    if isinstance(exc, bx.ParamValidationError):
-        return InvalidKeyError(
-            f"invalid request parameters: {exc.kwargs.get('report', '')}".strip(), **where
-        )
-    if isinstance(exc, (bx.SSLError, aiohttp.ClientSSLError)):
-        return StorageConnectionError(
-            f"TLS to {target} failed (certificate not trusted?): set AWS_CA_BUNDLE to the CA "
-            "file that signed the server's certificate",
-            **where,
-            code="TLSError",
-        )
-    if isinstance(exc, (bx.ProxyConnectionError, aiohttp.ClientProxyConnectionError)):
-        return StorageConnectionError(
-            f"cannot reach the proxy for {target} (HTTP_PROXY/HTTPS_PROXY)", **where
-        )
-    if isinstance(
-        exc,
-        (
-            bx.ConnectTimeoutError,
-            bx.ReadTimeoutError,
-            aiohttp.ServerTimeoutError,
-            asyncio.TimeoutError,
-            TimeoutError,
-        ),
-    ):
-        return StorageTimeoutError(f"timed out talking to {target}", **where)
-    if isinstance(exc, (bx.EndpointConnectionError, aiohttp.ClientConnectorError)):
-        return StorageConnectionError(f"cannot reach the endpoint {target}", **where)
-    if isinstance(
-        exc,
-        (
-            bx.ConnectionClosedError,
-            bx.HTTPClientError,
-            bx.ResponseStreamingError,
-            bx.IncompleteReadError,
-            aiohttp.ClientError,
-            ConnectionError,
-        ),
-    ):
-        return StorageConnectionError(
-            f"connection to {target} broke ({type(exc).__name__})", **where
-        )
-    if isinstance(exc, bx.BotoCoreError):
-        return StorageError(f"{type(exc).__name__}: {exc}", **where)
-    return None
 
 
 NO_CREDENTIALS = (

@@ -20,14 +20,16 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from ._aiohttp_errors import map_aiohttp_errors
 from ._body import Body, refused_get
 from ._config import StorageSettings
-from ._errors import error_for_code, map_errors, request_ids
+from ._errors import error_for_code, request_ids
 from ._files import digests
 from ._http import Exchange, SignedRequests, escape, query_string
 from ._models import ObjectInfo, unquote_etag
+from ._payload import CopySource, Part, Payload
 from ._sigv4 import UNSIGNED_PAYLOAD
-from ._transport import CopySource, Part, Payload, Transport
+from ._transport import Transport
 from ._xml import (
     ListPage,
     error_fields,
@@ -401,10 +403,10 @@ class _Got:
         r = await self._exchange.__aenter__()
         if r.status in (200, 206):
             self._open = True
-            return Body(r.status, r.headers, partial(_read, r.content), self._where)
+            return Body(r.status, r.headers, partial(_read, r.content, self._where), self._where)
         try:
             if r.status != 304:
-                with map_errors(*self._where):
+                with map_aiohttp_errors(*self._where):
                     await r.read()  # the error document: the connection is reused
         finally:
             await self._exchange.__aexit__(None, None, None)
@@ -423,10 +425,11 @@ class _Got:
             await self._exchange.__aexit__(exc_type, exc, tb)
 
 
-async def _read(content: aiohttp.StreamReader, n: int) -> bytes:
+async def _read(content: aiohttp.StreamReader, where: tuple[str, str, str], n: int) -> bytes:
     """What aiohttp holds of a body now (``n`` > 0; never ``content.read(n)``, which raises
-    aiohttp's buffer to ``2 x n``), or all of the rest (``n`` < 0)."""
-    return await (content.readany() if n > 0 else content.read())
+    aiohttp's buffer to ``2 x n``), or all of the rest (``n`` < 0); aiohttp's errors as ours."""
+    with map_aiohttp_errors(*where):
+        return await (content.readany() if n > 0 else content.read())
 
 
 def _head_info(key: str, headers: Mapping[str, str]) -> ObjectInfo:

@@ -6,8 +6,8 @@ import os
 
 from . import _downloads, _uploads
 from ._client import BaseStorage
-from ._errors import InvalidKeyError, ObjectNotFoundError
-from ._models import ProgressCallback, TransferReport
+from ._errors import InvalidKeyError, ObjectNotFoundError, TransferReport
+from ._models import ProgressCallback
 from ._objects import iter_objects
 
 __all__ = ["frame_cache_exists", "frame_cache_prefix", "prefetch_frames", "upload_frames"]

@@ -3,7 +3,7 @@
 A request is signed in botocore's canonical SigV4 form with a cached signing key; what
 botocore does for its users around a request is done here too: its credential chain (re-read
 whenever it says they need refreshing), its proxy settings, region redirects remembered per
-bucket, and one translation of transport errors into ours (:func:`._errors.map_errors`).
+bucket, and aiohttp's errors translated into ours (:class:`._aiohttp_errors.map_aiohttp_errors`).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from botocore.httpsession import ProxyConfiguration
 from botocore.utils import get_environ_proxies
 from yarl import URL
 
+from ._aiohttp_errors import map_aiohttp_errors
 from ._config import StorageSettings
 from ._errors import (
     NO_CREDENTIALS,
     REGION_CODES,
     ConfigError,
     error_for_code,
-    map_errors,
     request_ids,
     retry_after_seconds,
 )
@@ -294,7 +294,7 @@ class SignedRequests:
 class Exchange:
     """``async with`` one request: sends it (once more, at once, after a region redirect)
     and yields the response if its status is in ``ok``; other answers raise our error for
-    them, and errors raised while the body is read are translated too (:class:`map_errors`).
+    them, and errors raised while the body is read are translated too (:class:`map_aiohttp_errors`).
     A class, not a generator: it is entered once per object of a bulk transfer."""
 
     __slots__ = (
@@ -338,7 +338,7 @@ class Exchange:
         self._payload_hash = payload_hash
         self._ok = ok
         self._read_bufsize = read_bufsize
-        self._errors = map_errors(*where, endpoint=wire.endpoint_url)
+        self._errors = map_aiohttp_errors(*where, endpoint=wire.endpoint_url)
         self._sent: Any = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:

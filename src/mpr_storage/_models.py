@@ -1,4 +1,4 @@
-"""Plain data types shared by every layer: what an object is, what a bulk call did, and the
+"""Plain data types shared by every layer: what an object is, what a bulk call takes, and the
 callbacks that report progress."""
 
 from __future__ import annotations
@@ -7,16 +7,12 @@ from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ._errors import StorageError
-
 __all__ = [
     "BytesCallback",
     "KeySource",
     "ObjectInfo",
     "PresignedPost",
     "ProgressCallback",
-    "TransferError",
-    "TransferReport",
     "unquote_etag",
 ]
 
@@ -63,37 +59,3 @@ ProgressCallback = Callable[[int, int | None, int], object]
 """``on_progress(done_objects, total_objects, done_bytes)``; may also be a coroutine function.
 ``total_objects`` is ``None`` while the keys are still being listed, then the final count (it
 never changes once known)."""
-
-
-@dataclass
-class TransferReport:
-    """What a bulk call did.
-
-    Attributes:
-        done: keys transferred, in completion order.
-        skipped: keys left alone because the destination already had them.
-        failed: keys that failed, with the error of each.
-        bytes: bytes transferred (skipped keys not counted).
-        seconds: wall time of the call.
-    """
-
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, StorageError] = field(default_factory=dict)
-    bytes: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """True when no key failed."""
-        return not self.failed
-
-
-class TransferError(StorageError):
-    """A bulk transfer finished with failed keys (or gave up); ``report`` has the details."""
-
-    def __init__(
-        self, message: str, *, report: TransferReport, operation: str, bucket: str
-    ) -> None:
-        super().__init__(message, operation=operation, bucket=bucket)
-        self.report = report

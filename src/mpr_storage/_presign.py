@@ -7,8 +7,8 @@ import unicodedata
 from typing import Any, Literal
 from urllib.parse import quote
 
+from ._botocore_errors import map_botocore_errors
 from ._client import BaseStorage
-from ._errors import map_errors
 from ._keys import check_bucket, check_key
 from ._models import PresignedPost
 
@@ -113,14 +113,14 @@ async def get_presigned_url(
             boto_params["ContentType"] = content_type
     signer = await storage.presigner()
     if signer is not None:  # ~20x cheaper than botocore's presigner; tests check they agree
-        with map_errors(op, bucket, key):
+        with map_botocore_errors(op, bucket, key):
             signed = await signer.presign(
                 verb, bucket, key, expires_in, params=params, headers=headers
             )
         if signed is not None:
             return signed
     client = await storage.presign_client()
-    with map_errors(op, bucket, key):
+    with map_botocore_errors(op, bucket, key):
         url: str = await client.generate_presigned_url(
             client_method, Params=boto_params, ExpiresIn=expires_in
         )
@@ -174,12 +174,12 @@ async def get_presigned_post(
     if signer is not None:
         # botocore's order: the caller's fields and conditions, then bucket and key.
         ours = [*conditions, {"bucket": bucket}, _key_condition(key)]
-        with map_errors(op, bucket, key):
+        with map_botocore_errors(op, bucket, key):
             signed = await signer.presign_post(bucket, {**fields, "key": key}, ours, expires_in)
         if signed is not None:
             return PresignedPost(*signed)
     client = await storage.presign_client()
-    with map_errors(op, bucket, key):
+    with map_botocore_errors(op, bucket, key):
         post: dict[str, Any] = await client.generate_presigned_post(
             bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
         )

@@ -29,7 +29,8 @@ from ._files import (
 )
 from ._keys import check_bucket, check_key
 from ._models import BytesCallback, ObjectInfo
-from ._transport import SMALL_BODY, ByteProgress, Payload, Throttle, Transport
+from ._payload import Payload
+from ._transport import SMALL_BODY, ByteProgress, Throttle, Transport
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup

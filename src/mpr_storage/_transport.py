@@ -4,7 +4,7 @@
 It is opened once per :class:`~mpr_storage.Storage` and owns credentials, TLS, proxies,
 regions, retries (one loop, :mod:`._retry`) and response parsing. Two implementations:
 
-- :class:`~._http.FastTransport` (``S3_FAST_PATH=1``, the default) signs requests in botocore's
+- :class:`~._fast.FastTransport` (``S3_FAST_PATH=1``, the default) signs requests in botocore's
   SigV4 form and sends them on one aiohttp session;
 - :class:`~._botocore.BotocoreTransport` (``S3_FAST_PATH=0``) sends them through an aiobotocore
   client whose own retries are off, so that both paths retry, fail and read alike.
@@ -15,24 +15,21 @@ from __future__ import annotations
 import abc
 import contextlib
 import inspect
-import io
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from types import TracebackType
 from typing import Any, Literal, TypeVar
-from urllib.parse import quote
 
 import anyio
 
-from ._body import Body, Range, range_header
+from ._body import Body, Range, RetriedGet, range_header
 from ._config import Checksum, StorageSettings
 from ._errors import ObjectExistsError, StorageError
 from ._files import CHECKSUM_HEADERS, digests
 from ._models import BytesCallback, ObjectInfo
+from ._payload import CopySource, Part, Payload
 from ._retry import RetryPolicy, retrying
 from ._xml import ListPage
 
@@ -41,14 +38,10 @@ __all__ = [
     "SMALL_BODY",
     "Body",
     "ByteProgress",
-    "Chunks",
-    "Payload",
     "Range",
     "Throttle",
     "Transport",
     "aws_endpoint",
-    "CopySource",
-    "Part",
 ]
 
 T = TypeVar("T")
@@ -109,29 +102,6 @@ class ByteProgress:
         result = self._callback(self.done, self.total)
         if inspect.isawaitable(result):
             await result
-
-
-Chunks = Callable[[], AsyncIterator[bytes]]
-"""A streamed request body: each call starts a fresh pass over it, from its first byte."""
-
-
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """A request body to PUT, with the digests its sender computed (as the transport's
-    :attr:`~Transport.upload_checksum`, :attr:`~Transport.part_checksum` and
-    :attr:`~Transport.signs_payload` ask).
-
-    ``content`` is the bytes, or :data:`Chunks`: a factory of the body's chunks, called once
-    per attempt, so a retried request reads the body again from its start. A streamed body
-    may also offer ``blocking``: a factory of a blocking, seekable reader of the same bytes,
-    for a transport whose client reads a body synchronously (botocore, to sign its SHA-256
-    over plain HTTP); its bytes are then counted by nobody as they go."""
-
-    size: int
-    checksum: tuple[str, str]  # the header (Content-MD5 or x-amz-checksum-crc32) and its value
-    sha256: str | None  # None: the transport does not sign the payload's hash
-    content: bytes | Chunks
-    blocking: Callable[[], io.IOBase] | None = None
 
 
 def aws_endpoint(region: str) -> str:
@@ -234,7 +204,10 @@ class Transport(abc.ABC):
         if if_none_match:
             headers["If-None-Match"] = f'"{if_none_match}"'
         where = (operation, bucket, key)
-        return _Retried(self, partial(self._get, where, headers, read_ahead), on_throttle)
+        return RetriedGet(
+            partial(self.retry, on_throttle=on_throttle),
+            partial(self._get, where, headers, read_ahead),
+        )
 
     async def put(
         self,
@@ -408,61 +381,3 @@ class Transport(abc.ABC):
     ) -> str:
         """``UploadPartCopy`` of the source's bytes ``first..last`` (inclusive) as part
         ``number`` (``part``); returns its ETag (quoted, as the completion wants it)."""
-
-
-class _Retried:
-    """``async with`` a GET whose opening is retried: each attempt enters a fresh request until
-    one answers; its exit closes that one."""
-
-    __slots__ = ("_transport", "_open", "_on_throttle", "_entered")
-
-    def __init__(
-        self,
-        transport: Transport,
-        open_one: Callable[[], AbstractAsyncContextManager[Body | None]],
-        on_throttle: Throttle | None,
-    ) -> None:
-        self._transport = transport
-        self._open = open_one
-        self._on_throttle = on_throttle
-        self._entered: AbstractAsyncContextManager[Body | None] | None = None
-
-    async def __aenter__(self) -> Body | None:
-        async def attempt() -> Body | None:
-            request = self._open()
-            body = await request.__aenter__()
-            self._entered = request
-            return body
-
-        return await self._transport.retry(attempt, self._on_throttle)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._entered is not None:
-            await self._entered.__aexit__(exc_type, exc, tb)
-
-
-Part = tuple[int, int, int]
-"""A part of a multipart copy: ``(number, first, last)``, its byte range inclusive."""
-
-
-@dataclass(frozen=True, slots=True)
-class CopySource:
-    """The object a copy reads: ``bucket``, ``key`` and the ``etag`` it must still have (a
-    copy condition: a source replaced meanwhile is refused with 412), if any."""
-
-    bucket: str
-    key: str
-    etag: str | None = None
-
-    def headers(self) -> dict[str, str]:
-        """``x-amz-copy-source`` as botocore writes it (``bucket/key`` percent-encoded, ``/``
-        kept) and ``x-amz-copy-source-if-match``."""
-        found = {"x-amz-copy-source": quote(f"{self.bucket}/{self.key}", safe="-._~/")}
-        if self.etag:
-            found["x-amz-copy-source-if-match"] = f'"{self.etag}"'
-        return found

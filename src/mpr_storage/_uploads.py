@@ -13,11 +13,11 @@ import anyio
 from . import _objects
 from ._client import BaseStorage
 from ._engine import Engine, check_concurrency
-from ._errors import LocalFileError, StorageError
+from ._errors import LocalFileError, StorageError, TransferReport
 from ._files import LocalIO, open_regular
 from ._keys import check_bucket, check_key
 from ._manifest import same_content
-from ._models import ObjectInfo, ProgressCallback, TransferReport
+from ._models import ObjectInfo, ProgressCallback
 from ._put import guess_content_type, part_size_for, put_opened, put_parts
 from ._transport import SMALL_BODY
 from ._walk import Found, Problem, walk_files
