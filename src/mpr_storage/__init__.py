@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging as _logging
 import os as _os
 
+from . import _copy, _downloads, _frames, _objects, _presign, _put, _read, _surface, _uploads
 from ._config import DEFAULT_BUCKET_IN as _DEFAULT_BUCKET_IN
 from ._config import DEFAULT_BUCKET_OUT as _DEFAULT_BUCKET_OUT
 from ._config import ProviderProfile as ProviderProfile
@@ -37,45 +38,19 @@ from ._errors import StorageTimeoutError as StorageTimeoutError
 from ._errors import ThrottledError as ThrottledError
 from ._errors import TransferError as TransferError
 from ._errors import TransferReport as TransferReport
+from ._frames import frame_cache_prefix as frame_cache_prefix
 from ._models import PresignedPost as PresignedPost
 from ._models import ProgressCallback as ProgressCallback
 from ._objects import ObjectInfo as ObjectInfo
 from ._preload import load_anyio as _load_anyio
 from ._read import ObjectBody as ObjectBody
 from ._storage import Storage as Storage
-from ._storage import copy_object as copy_object
-from ._storage import delete_objects as delete_objects
-from ._storage import download_file as download_file
-from ._storage import download_many as download_many
-from ._storage import download_to_temp as download_to_temp
-from ._storage import frame_cache_exists as frame_cache_exists
-from ._storage import frame_cache_prefix as frame_cache_prefix
-from ._storage import get_bytes as get_bytes
-from ._storage import get_presigned_post as get_presigned_post
-from ._storage import get_presigned_url as get_presigned_url
-from ._storage import get_s3_client as get_s3_client
-from ._storage import iter_objects as iter_objects
-from ._storage import list_buckets as list_buckets
-from ._storage import list_objects as list_objects
-from ._storage import list_prefixes as list_prefixes
-from ._storage import object_exists as object_exists
-from ._storage import open_object as open_object
-from ._storage import prefetch_frames as prefetch_frames
-from ._storage import put_bytes as put_bytes
-from ._storage import stat_object as stat_object
-from ._storage import upload_file as upload_file
-from ._storage import upload_frames as upload_frames
-from ._storage import upload_many as upload_many
+from ._storage import default_storage as _default_storage
 
-# Logs go to the "mpr_storage" logger (and its children): silent unless the application
-# configures logging, as libraries do.
-_logging.getLogger(__name__).addHandler(_logging.NullHandler())
-
-#: The source media bucket (``S3_BUCKET_IN``, read at import).
-BUCKET_IN: str = _os.environ.get("S3_BUCKET_IN") or _DEFAULT_BUCKET_IN
-#: The artifacts bucket: frame caches, overlays (``S3_BUCKET_OUT``, read at import).
-BUCKET_OUT: str = _os.environ.get("S3_BUCKET_OUT") or _DEFAULT_BUCKET_OUT
-
+# The one list of the public names. mypy and IDEs read a literal ``__all__`` only, so the names
+# stand here as text; the other surfaces are checked against it (tests/test_surface.py): each
+# call that is a ``Storage`` method is a function below, and ``mpr_storage.sync`` (with
+# ``core.storage``) exports the same names in their blocking forms.
 __all__ = [
     "BUCKET_IN",
     "BUCKET_OUT",
@@ -125,6 +100,41 @@ __all__ = [
     "upload_frames",
     "upload_many",
 ]
+
+# Logs go to the "mpr_storage" logger (and its children): silent unless the application
+# configures logging, as libraries do.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
+
+#: The source media bucket (``S3_BUCKET_IN``, read at import).
+BUCKET_IN: str = _os.environ.get("S3_BUCKET_IN") or _DEFAULT_BUCKET_IN
+#: The artifacts bucket: frame caches, overlays (``S3_BUCKET_OUT``, read at import).
+BUCKET_OUT: str = _os.environ.get("S3_BUCKET_OUT") or _DEFAULT_BUCKET_OUT
+
+
+# --- the module-level functions: each implementation, on the running loop's default ----------
+
+get_s3_client = _surface.on_default(Storage.get_s3_client, _default_storage)
+iter_objects = _surface.iterator_on_default(_objects.iter_objects, _default_storage)
+list_objects = _surface.on_default(_objects.list_objects, _default_storage)
+list_prefixes = _surface.on_default(_objects.list_prefixes, _default_storage)
+object_exists = _surface.on_default(_objects.object_exists, _default_storage)
+stat_object = _surface.on_default(_objects.stat_object, _default_storage)
+list_buckets = _surface.on_default(_objects.list_buckets, _default_storage)
+delete_objects = _surface.on_default(_objects.delete_objects, _default_storage)
+download_file = _surface.on_default(_objects.download_file, _default_storage)
+download_to_temp = _surface.on_default(_objects.download_to_temp, _default_storage)
+upload_file = _surface.on_default(_put.upload_file, _default_storage)
+copy_object = _surface.on_default(_copy.copy_object, _default_storage)
+open_object = _surface.context_on_default(_read.open_object, _default_storage)
+get_bytes = _surface.on_default(_read.get_bytes, _default_storage)
+put_bytes = _surface.on_default(_read.put_bytes, _default_storage)
+get_presigned_url = _surface.on_default(_presign.get_presigned_url, _default_storage)
+get_presigned_post = _surface.on_default(_presign.get_presigned_post, _default_storage)
+download_many = _surface.on_default(_downloads.download_many, _default_storage)
+upload_many = _surface.on_default(_uploads.upload_many, _default_storage)
+frame_cache_exists = _surface.on_default(_frames.frame_cache_exists, _default_storage)
+upload_frames = _surface.on_default(_frames.upload_frames, _default_storage)
+prefetch_frames = _surface.on_default(_frames.prefetch_frames, _default_storage)
 
 __locals = locals()
 for __name in __all__:

@@ -1,51 +1,20 @@
-"""The public async API: `Storage` methods, and module-level functions on a per-loop default.
+"""`Storage`: each public call's implementation bound as a method; and the per-loop default.
 
 Each call is written once, on its implementation (first parameter: the storage); `Storage` binds
-the implementations as methods and :mod:`._surface` derives the module-level functions.
+the implementations as methods, and :mod:`mpr_storage` derives its module-level functions from
+the same implementations (through :mod:`._surface`), run on :func:`default_storage`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator
 
-from . import _copy, _downloads, _frames, _objects, _presign, _put, _read, _surface, _uploads
+from . import _copy, _downloads, _frames, _objects, _presign, _put, _read, _uploads
 from ._client import BaseStorage, S3Client
-from ._objects import ObjectInfo
-from ._read import ObjectBody
 
-__all__ = [
-    "Storage",
-    "copy_object",
-    "default_storage",
-    "delete_objects",
-    "download_file",
-    "download_many",
-    "download_to_temp",
-    "frame_cache_exists",
-    "frame_cache_prefix",
-    "get_presigned_post",
-    "get_presigned_url",
-    "get_bytes",
-    "get_s3_client",
-    "iter_objects",
-    "list_buckets",
-    "list_objects",
-    "list_prefixes",
-    "object_exists",
-    "open_object",
-    "prefetch_frames",
-    "put_bytes",
-    "stat_object",
-    "upload_file",
-    "upload_frames",
-    "upload_many",
-]
-
-frame_cache_prefix = _frames.frame_cache_prefix
+__all__ = ["Storage", "default_storage"]
 
 
 class Storage(BaseStorage):
@@ -136,63 +105,3 @@ async def default_storage() -> Storage:
         _closers[storage] = closer
         await closer.__anext__()
     return storage
-
-
-# --- the module-level functions: each implementation, on the running loop's default ----------
-
-get_s3_client = _surface.on_default(Storage.get_s3_client, default_storage)
-list_objects = _surface.on_default(_objects.list_objects, default_storage)
-list_prefixes = _surface.on_default(_objects.list_prefixes, default_storage)
-object_exists = _surface.on_default(_objects.object_exists, default_storage)
-stat_object = _surface.on_default(_objects.stat_object, default_storage)
-list_buckets = _surface.on_default(_objects.list_buckets, default_storage)
-delete_objects = _surface.on_default(_objects.delete_objects, default_storage)
-download_file = _surface.on_default(_objects.download_file, default_storage)
-download_to_temp = _surface.on_default(_objects.download_to_temp, default_storage)
-upload_file = _surface.on_default(_put.upload_file, default_storage)
-copy_object = _surface.on_default(_copy.copy_object, default_storage)
-get_bytes = _surface.on_default(_read.get_bytes, default_storage)
-put_bytes = _surface.on_default(_read.put_bytes, default_storage)
-get_presigned_url = _surface.on_default(_presign.get_presigned_url, default_storage)
-get_presigned_post = _surface.on_default(_presign.get_presigned_post, default_storage)
-download_many = _surface.on_default(_downloads.download_many, default_storage)
-upload_many = _surface.on_default(_uploads.upload_many, default_storage)
-frame_cache_exists = _surface.on_default(_frames.frame_cache_exists, default_storage)
-upload_frames = _surface.on_default(_frames.upload_frames, default_storage)
-prefetch_frames = _surface.on_default(_frames.prefetch_frames, default_storage)
-
-
-@_surface.documented(_objects.iter_objects)
-def iter_objects(
-    bucket: str,
-    prefix: str = "",
-    *,
-    suffixes: str | Iterable[str] | None = None,
-    start_after: str | None = None,
-    limit: int | None = None,
-) -> AsyncIterator[ObjectInfo]:
-    # Not a coroutine function: the iterator is returned at once, the storage found on first use.
-    async def run() -> AsyncIterator[ObjectInfo]:
-        storage = await default_storage()
-        objects = storage.iter_objects(
-            bucket, prefix, suffixes=suffixes, start_after=start_after, limit=limit
-        )
-        async for obj in objects:
-            yield obj
-
-    return run()
-
-
-@_surface.documented(_read.open_object)
-def open_object(
-    bucket: str, key: str, *, start: int = 0, end: int | None = None
-) -> AbstractAsyncContextManager[ObjectBody]:
-    # Not a coroutine function: the context manager is returned at once, the storage found
-    # on entry.
-    @contextlib.asynccontextmanager
-    async def run() -> AsyncIterator[ObjectBody]:
-        storage = await default_storage()
-        async with storage.open_object(bucket, key, start=start, end=end) as body:
-            yield body
-
-    return run()

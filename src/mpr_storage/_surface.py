@@ -4,7 +4,8 @@ parameter is the storage. :class:`~mpr_storage.Storage` binds the implementation
 methods; the helpers here derive the two other forms of each call from them:
 
 - :func:`on_default`: the module-level function of :mod:`mpr_storage`, the same call on the
-  running loop's default storage;
+  running loop's default storage (:func:`iterator_on_default`, :func:`context_on_default` for
+  the calls that return an async iterator or an async context manager at once);
 - :func:`blocking`: the twin in :mod:`mpr_storage.sync`, the same call run on the portal's loop
   thread.
 
@@ -14,12 +15,23 @@ so ``help()``, ``inspect.signature`` and mypy see the real parameters.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-__all__ = ["Portal", "blocking", "blocking_doc", "documented", "on_default", "public_signature"]
+__all__ = [
+    "Portal",
+    "blocking",
+    "blocking_doc",
+    "context_on_default",
+    "documented",
+    "iterator_on_default",
+    "on_default",
+    "public_signature",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -80,6 +92,40 @@ def on_default(
 
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
         return await impl(await storage(), *args, **kwargs)
+
+    return _present(call, impl, public_signature(impl), ASYNC_MODULE, impl.__doc__ or "")
+
+
+def iterator_on_default(
+    impl: Callable[Concatenate[S, P], AsyncIterator[T]], storage: Callable[[], Awaitable[S]]
+) -> Callable[P, AsyncIterator[T]]:
+    """The module-level form of ``impl``, which returns an async iterator: returned at once (not
+    a coroutine function), the default storage found on the first ``__anext__``."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
+        async def run() -> AsyncIterator[T]:
+            async for item in impl(await storage(), *args, **kwargs):
+                yield item
+
+        return run()
+
+    return _present(call, impl, public_signature(impl), ASYNC_MODULE, impl.__doc__ or "")
+
+
+def context_on_default(
+    impl: Callable[Concatenate[S, P], AbstractAsyncContextManager[T]],
+    storage: Callable[[], Awaitable[S]],
+) -> Callable[P, AbstractAsyncContextManager[T]]:
+    """The module-level form of ``impl``, which returns an async context manager: returned at
+    once (not a coroutine function), the default storage found on entry."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> AbstractAsyncContextManager[T]:
+        @contextlib.asynccontextmanager
+        async def run() -> AsyncIterator[T]:
+            async with impl(await storage(), *args, **kwargs) as value:
+                yield value
+
+        return run()
 
     return _present(call, impl, public_signature(impl), ASYNC_MODULE, impl.__doc__ or "")
 

@@ -79,6 +79,9 @@ if TYPE_CHECKING:
 else:
     S3Client = Any
 
+# mpr_storage.__all__ in the same order, with the sync module's own names instead of the
+# async-only ones; written out because mypy and IDEs read only a literal __all__ (and
+# core.storage star-imports it), and checked against the one list by tests/test_surface.py.
 __all__ = [
     "BUCKET_IN",
     "BUCKET_OUT",
