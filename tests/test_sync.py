@@ -227,7 +227,6 @@ async def test_from_a_worker_thread_while_the_main_loop_runs(s3: S3Target, tmp_p
 
 
 async def test_called_inside_a_running_loop_raises_a_clear_error(s3: S3Target) -> None:
-    started = time.monotonic()
     with pytest.raises(RuntimeError, match=r"await mpr_storage\.list_objects\(\.\.\.\)") as caught:
         sync.list_objects(s3.bucket)
     assert isinstance(caught.value, sync.RunningLoopError)
@@ -237,8 +236,7 @@ async def test_called_inside_a_running_loop_raises_a_clear_error(s3: S3Target) -
         sync.get_s3_client()
     with pytest.raises(sync.RunningLoopError, match="download_many"):
         sync.download_many(s3.bucket, ["k"], "dest")
-    assert time.monotonic() - started < 1
-    assert loop_threads() == []  # refused before anything started
+    assert loop_threads() == []  # refused before anything started: nothing could wait
 
 
 def test_a_callback_on_the_loop_thread_cannot_deadlock(s3: S3Target, tmp_path: Path) -> None:
