@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import traceback
 import urllib.request
 from collections.abc import Iterator
