@@ -18,7 +18,7 @@ from typing import TypeVar
 import anyio
 import pytest
 
-from mpr_storage import _files
+from mpr_storage import _checksums, _files
 from mpr_storage._config import Checksum
 from mpr_storage._files import LocalIO, atomic_writer, temp_path_for, write_atomic
 
@@ -205,9 +205,9 @@ def test_upload_checksums_are_the_values_botocore_sends(tmp_path: Path, checksum
     path.write_bytes(data)
     fd = os.open(path, os.O_RDONLY)
     try:
-        streamed = _files.hash_fd(fd, len(data), checksum=checksum, sha256=True)
+        streamed = _checksums.hash_fd(fd, len(data), checksum=checksum, sha256=True)
     finally:
         os.close(fd)
-    whole = _files.digests(data, checksum=checksum, sha256=True)
+    whole = _checksums.digests(data, checksum=checksum, sha256=True)
     assert whole == streamed == (expected, hashlib.sha256(data).hexdigest())
-    assert _files.digests(b"", checksum="crc32", sha256=False) == ("AAAAAA==", None)
+    assert _checksums.digests(b"", checksum="crc32", sha256=False) == ("AAAAAA==", None)

@@ -17,7 +17,7 @@ PACKAGE = Path(mpr_storage.__file__).parent
 LAYERS: list[tuple[str, set[str]]] = [
     ("errors", {"_errors", "_error_map"}),
     ("config, models", {"_config", "_models"}),
-    ("keys, files", {"_keys", "_files", "_partfile", "_leftovers", "_preload"}),
+    ("keys, files", {"_keys", "_files", "_checksums", "_partfile", "_leftovers", "_preload"}),
     (
         "transport",
         {

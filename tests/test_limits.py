@@ -13,9 +13,9 @@ import pytest
 
 import mpr_storage
 from conftest import S3Target
-from mpr_storage import Storage, _put, sync
+from mpr_storage import Storage, _checksums, sync
+from mpr_storage._checksums import part_size_for
 from mpr_storage._files import temp_path_for
-from mpr_storage._put import part_size_for
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_part_size_grows_to_stay_under_the_part_limit() -> None:
 async def test_multipart_upload_grows_its_parts_to_the_part_limit(
     s3: S3Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_put, "MAX_PARTS", 2)  # as if S3's limit were 2 parts
+    monkeypatch.setattr(_checksums, "MAX_PARTS", 2)  # as if S3's limit were 2 parts
     mib = 1024 * 1024
     data = os.urandom(mib) * 12  # 3 parts of the configured 5 MiB; 2 parts of 6 MiB
     (tmp_path / "big").write_bytes(data)

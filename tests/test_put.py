@@ -13,7 +13,8 @@ import pytest
 
 from conftest import S3Target
 from mpr_storage import ObjectExistsError, Storage
-from mpr_storage._files import CHECKSUM_HEADERS, LocalIO, PreadReader, fd_chunks, hash_fd
+from mpr_storage._checksums import CHECKSUM_HEADERS, hash_fd
+from mpr_storage._files import LocalIO, PreadReader, fd_chunks
 from mpr_storage._payload import Payload
 from mpr_storage._put import guess_content_type
 from mpr_storage._transport import Transport

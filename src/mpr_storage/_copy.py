@@ -6,6 +6,7 @@ import contextlib
 
 import anyio
 
+from ._checksums import MAX_PARTS
 from ._client import BaseStorage
 from ._keys import check_bucket, check_key
 from ._models import ObjectInfo
@@ -18,7 +19,6 @@ MULTIPART_COPY_THRESHOLD = 5 * 1024**3
 """CopyObject's limit: a larger source is copied in parts (tests lower it)."""
 COPY_PART_SIZE = 512 * 1024**2
 """The bytes of one UploadPartCopy (server-side: no bytes pass through the client)."""
-MAX_PARTS = 10_000
 _PART_CONCURRENCY = 8
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 
+from ._checksums import is_md5_etag, part_size_for, same_content
 from ._client import BaseStorage
 from ._engine import Engine, check_concurrency
 from ._errors import LocalFileError, StorageError, TransferReport
@@ -21,9 +22,8 @@ from ._fetch import Ranges, fetch_file
 from ._files import STREAM_CHUNK, LocalIO
 from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
 from ._leftovers import remove_stale_temps
-from ._manifest import MANIFEST_NAME, Entry, Manifest, is_md5_etag, same_content
+from ._manifest import MANIFEST_NAME, Entry, Manifest
 from ._models import KeySource, ObjectInfo, ProgressCallback
-from ._put import part_size_for
 from ._transport import BULK_READ_AHEAD
 
 __all__ = [

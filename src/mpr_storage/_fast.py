@@ -22,9 +22,9 @@ import aiohttp
 
 from ._aiohttp_errors import map_aiohttp_errors
 from ._body import Body, refused_get
+from ._checksums import digests
 from ._config import StorageSettings
 from ._errors import error_for_code, request_ids
-from ._files import digests
 from ._http import Exchange, SignedRequests, escape, query_string
 from ._models import ObjectInfo, unquote_etag
 from ._payload import CopySource, Part, Payload

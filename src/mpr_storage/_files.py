@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
 import hashlib
@@ -17,31 +16,20 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import anyio
 
-try:  # zlib-ng's CRC-32 folds with carry-less multiplies: ~1 us per 64 KiB, zlib's ~18 us
-    from zlib_ng.zlib_ng import crc32
-except ImportError:  # pragma: no cover - a platform without its wheel: the same CRC, slower
-    from zlib import crc32
-
-from ._config import Checksum
-
 __all__ = [
-    "CHECKSUM_HEADERS",
     "STREAM_CHUNK",
     "AtomicFile",
     "LocalIO",
     "PreadReader",
     "atomic_writer",
-    "digests",
     "fd_chunks",
-    "hash_fd",
     "open_regular",
     "pread_exact",
     "read_fd",
-    "read_part",
     "temp_path_for",
     "write_atomic",
 ]
@@ -307,61 +295,6 @@ def open_regular(path: Path, *, read_up_to: int = 0) -> tuple[int, int, bytes | 
         raise
 
 
-CHECKSUM_HEADERS: dict[Checksum, str] = {"md5": "Content-MD5", "crc32": "x-amz-checksum-crc32"}
-"""The request header that carries each kind of checksum."""
-
-
-class _Sum(Protocol):
-    def update(self, data: bytes | memoryview, /) -> None: ...
-
-    def digest(self) -> bytes: ...
-
-
-class _Crc32:
-    """CRC-32 (zlib's polynomial) behind hashlib's ``update``/``digest``, big-endian as S3
-    wants it."""
-
-    def __init__(self, data: bytes | memoryview = b"") -> None:
-        self._crc = crc32(data)
-
-    def update(self, data: bytes | memoryview) -> None:
-        self._crc = crc32(data, self._crc)
-
-    def digest(self) -> bytes:
-        return self._crc.to_bytes(4, "big")
-
-
-def _new_sum(checksum: Checksum, data: bytes = b"") -> _Sum:
-    return hashlib.md5(data, usedforsecurity=False) if checksum == "md5" else _Crc32(data)
-
-
-def hash_fd(fd: int, size: int, *, checksum: Checksum, sha256: bool) -> tuple[str, str | None]:
-    """Blocking, streaming: :func:`digests` of the file's first ``size`` bytes (read with
-    ``pread``: the file's position is left alone, so other readers of ``fd`` are not moved)."""
-    check = _new_sum(checksum)
-    sha = hashlib.sha256() if sha256 else None
-    buffer = bytearray(STREAM_CHUNK)  # one buffer, reused: no allocation churn
-    view = memoryview(buffer)
-    offset = 0
-    while offset < size:
-        n = os.preadv(fd, [view[: min(STREAM_CHUNK, size - offset)]], offset)
-        if not n:
-            raise OSError(0, "file shrank while it was read")
-        check.update(view[:n])
-        if sha is not None:
-            sha.update(view[:n])
-        offset += n
-    b64 = base64.b64encode(check.digest()).decode("ascii")
-    return b64, sha.hexdigest() if sha is not None else None
-
-
-def digests(data: bytes, *, checksum: Checksum = "md5", sha256: bool) -> tuple[str, str | None]:
-    """``(the checksum in base64, as its header wants it; SHA-256 in hex, or None without
-    sha256)`` of ``data``."""
-    b64 = base64.b64encode(_new_sum(checksum, data).digest()).decode("ascii")
-    return b64, hashlib.sha256(data).hexdigest() if sha256 else None
-
-
 def read_fd(fd: int, size: int) -> bytes:
     """Blocking: the file's first ``size`` bytes (refused if it has fewer)."""
     return pread_exact(fd, 0, size)
@@ -378,15 +311,6 @@ def pread_exact(fd: int, offset: int, size: int) -> bytes:
             raise OSError(0, "file changed size while it was read")
         data += more
     return data
-
-
-def read_part(
-    fd: int, offset: int, size: int, *, checksum: Checksum, sha256: bool
-) -> tuple[bytes, str, str | None]:
-    """Blocking: :func:`pread_exact` and the :func:`digests` of what it read, in one call
-    (one trip to a worker thread for a part of a multipart upload)."""
-    data = pread_exact(fd, offset, size)
-    return (data, *digests(data, checksum=checksum, sha256=sha256))
 
 
 class PreadReader(io.RawIOBase):

@@ -1,4 +1,4 @@
-"""The download manifest, and the checks behind every skip decision.
+"""The download manifest: what a download wrote, for the skip decisions of the next one.
 
 A download records, per file it wrote, the bucket, the key, the size, the ETag and the local
 file's mtime (after the write) in ``.mpr-manifest.json`` beside the files. A later pass keeps a
@@ -9,10 +9,8 @@ remote object is still the one we fetched.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +23,12 @@ try:
 except ImportError:  # pragma: no cover - Windows: merge on save without a lock
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["MANIFEST_NAME", "Entry", "Manifest", "md5_file", "multipart_etag", "same_content"]
+__all__ = ["MANIFEST_NAME", "Entry", "Manifest"]
 
 MANIFEST_NAME = ".mpr-manifest.json"
 """Sidecar file a download writes into its destination (see the module docstring)."""
 
 _VERSION = 2
-_MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
-_MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-([0-9]{1,5})$")
-_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,70 +150,3 @@ def _locked(root: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
-
-
-def md5_file(path: Path | int) -> str:
-    """Blocking: the hex MD5 of a file (a path, or an open descriptor read from its start)."""
-    return _digests(path, 0)[0]
-
-
-def multipart_etag(path: Path | int, part_size: int) -> str:
-    """Blocking: the ETag S3 gives a multipart upload of the file in ``part_size`` parts."""
-    return _digests(path, part_size)[1]
-
-
-def _digests(source: Path | int, part_size: int) -> tuple[str, str]:
-    whole = hashlib.md5(usedforsecurity=False)
-    parts: list[bytes] = []
-    part = hashlib.md5(usedforsecurity=False)
-    in_part = 0
-    with _opened(source) as fd:
-        while chunk := os.read(fd, _CHUNK):
-            whole.update(chunk)
-            if not part_size:
-                continue
-            view = memoryview(chunk)
-            while view:
-                take = min(len(view), part_size - in_part)
-                part.update(view[:take])
-                in_part += take
-                view = view[take:]
-                if in_part == part_size:
-                    parts.append(part.digest())
-                    part, in_part = hashlib.md5(usedforsecurity=False), 0
-    if in_part:
-        parts.append(part.digest())
-    combined = hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest()
-    return whole.hexdigest(), f"{combined}-{len(parts)}"
-
-
-@contextlib.contextmanager
-def _opened(source: Path | int) -> Iterator[int]:
-    if isinstance(source, int):
-        os.lseek(source, 0, os.SEEK_SET)
-        yield source
-        return
-    fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def same_content(source: Path | int, size: int, etag: str, part_size: int) -> bool:
-    """Blocking: whether the local file has the content an object of ETag ``etag`` has.
-
-    An MD5 ETag is compared with the file's MD5; a multipart ETag (``<md5>-<parts>``) with the
-    one a multipart upload in ``part_size`` parts would give. Any other ETag (SSE-KMS, SSE-C)
-    says nothing about the content: ``False``.
-    """
-    if _MD5_ETAG.match(etag):
-        return md5_file(source) == etag
-    found = _MULTIPART_ETAG.match(etag)
-    if found is None or part_size <= 0 or -(-size // part_size) != int(found.group(1)):
-        return False
-    return multipart_etag(source, part_size) == etag
-
-
-def is_md5_etag(etag: str) -> bool:
-    return bool(_MD5_ETAG.match(etag))

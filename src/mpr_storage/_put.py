@@ -15,18 +15,10 @@ from stat import S_ISDIR
 
 import anyio
 
+from ._checksums import CHECKSUM_HEADERS, hash_fd, part_size_for, read_part
 from ._client import BaseStorage
 from ._errors import LocalFileError
-from ._files import (
-    CHECKSUM_HEADERS,
-    LocalIO,
-    PreadReader,
-    fd_chunks,
-    hash_fd,
-    open_regular,
-    read_fd,
-    read_part,
-)
+from ._files import LocalIO, PreadReader, fd_chunks, open_regular, read_fd
 from ._keys import check_bucket, check_key
 from ._models import BytesCallback, ObjectInfo
 from ._payload import Payload
@@ -36,18 +28,11 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 __all__ = [
-    "MAX_PARTS",
-    "MIN_PART",
     "guess_content_type",
-    "part_size_for",
     "put_opened",
     "put_parts",
     "upload_file",
 ]
-
-MAX_PARTS = 10_000  # S3's limit of parts per multipart upload
-MIN_PART = 5 * 1024 * 1024  # S3's minimum size of every part but the last
-_PART_STEP = 1024 * 1024
 
 
 def guess_content_type(name: str) -> str:
@@ -152,18 +137,6 @@ async def upload_file(
         os.close(fd)
     await progress.finish()
     return ObjectInfo(key, size, etag)
-
-
-def part_size_for(size: int, configured: int, *, max_parts: int | None = None) -> int:
-    """The part size for a ``size``-byte multipart upload: ``configured`` (at least 5 MiB) when
-    it needs at most ``max_parts`` (S3's 10,000) parts, else the smallest whole number of MiB
-    that does."""
-    limit = MAX_PARTS if max_parts is None else max_parts
-    part = max(configured, MIN_PART)
-    if -(-size // part) <= limit:
-        return part
-    needed = -(-size // limit)
-    return -(-needed // _PART_STEP) * _PART_STEP
 
 
 async def put_opened(

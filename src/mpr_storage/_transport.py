@@ -25,9 +25,9 @@ from typing import Any, Literal, TypeVar
 import anyio
 
 from ._body import Body, Range, RetriedGet, range_header
+from ._checksums import CHECKSUM_HEADERS, digests
 from ._config import Checksum, StorageSettings
 from ._errors import ObjectExistsError, StorageError
-from ._files import CHECKSUM_HEADERS, digests
 from ._models import BytesCallback, ObjectInfo
 from ._payload import CopySource, Part, Payload
 from ._retry import RetryPolicy, retrying

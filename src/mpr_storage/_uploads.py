@@ -11,14 +11,14 @@ from pathlib import Path
 import anyio
 
 from . import _objects
+from ._checksums import part_size_for, same_content
 from ._client import BaseStorage
 from ._engine import Engine, check_concurrency
 from ._errors import LocalFileError, StorageError, TransferReport
 from ._files import LocalIO, open_regular
 from ._keys import check_bucket, check_key
-from ._manifest import same_content
 from ._models import ObjectInfo, ProgressCallback
-from ._put import guess_content_type, part_size_for, put_opened, put_parts
+from ._put import guess_content_type, put_opened, put_parts
 from ._transport import SMALL_BODY
 from ._walk import Found, Problem, walk_files
 
