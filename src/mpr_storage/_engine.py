@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import itertools
 import logging
 import os
@@ -26,13 +25,13 @@ from ._errors import (
     TransferReport,
 )
 from ._models import KeySource, ObjectInfo, ProgressCallback
+from ._progress import Pace, deliver
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["AdaptiveLimit", "Engine", "check_concurrency"]
 
-_PROGRESS_INTERVAL = 0.1
 _GIVE_UP_AFTER = 3  # keys in a row failing at the endpoint level (unreachable / throttled)
 _log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ class Progress:
         self._report = report
         self.total: int | None = None  # unknown until every key has been seen
         self.seen = 0
-        self._last = 0.0
+        self._pace = Pace()
 
     @property
     def ticking(self) -> bool:
@@ -57,19 +56,15 @@ class Progress:
     @property
     def next_at(self) -> float:
         """When (``time.monotonic()``) the next call is due."""
-        return self._last + _PROGRESS_INTERVAL
+        return self._pace.next_at
 
     async def update(self, *, final: bool = False) -> None:
-        if self._callback is None:
+        if self._callback is None or not self._pace.due(anyway=final):
             return
-        now = time.monotonic()
-        if not final and now - self._last < _PROGRESS_INTERVAL:
-            return
-        self._last = now
         r = self._report
-        result = self._callback(len(r.done) + len(r.skipped) + len(r.failed), self.total, r.bytes)
-        if inspect.isawaitable(result):
-            await result
+        await deliver(
+            self._callback, len(r.done) + len(r.skipped) + len(r.failed), self.total, r.bytes
+        )
 
 
 class AdaptiveLimit:

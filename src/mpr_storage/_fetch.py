@@ -22,8 +22,9 @@ from ._errors import (
 )
 from ._files import STREAM_CHUNK, LocalIO, write_atomic
 from ._partfile import PartFile, local_error
+from ._progress import ByteProgress
 from ._retry import backoff_delay
-from ._transport import BULK_READ_AHEAD, SMALL_BODY, ByteProgress, Throttle, Transport
+from ._transport import BULK_READ_AHEAD, SMALL_BODY, Throttle, Transport
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup

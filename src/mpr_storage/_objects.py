@@ -17,7 +17,8 @@ from ._fetch import Ranges, fetch_file
 from ._files import LocalIO
 from ._keys import check_bucket, check_key, check_key_iterable
 from ._models import BytesCallback, ObjectInfo
-from ._transport import ByteProgress, Transport
+from ._progress import ByteProgress
+from ._transport import Transport
 
 __all__ = [
     "ObjectInfo",

@@ -22,7 +22,8 @@ from ._files import LocalIO, PreadReader, fd_chunks, open_regular, read_fd
 from ._keys import check_bucket, check_key
 from ._models import BytesCallback, ObjectInfo
 from ._payload import Payload
-from ._transport import SMALL_BODY, ByteProgress, Throttle, Transport
+from ._progress import ByteProgress
+from ._transport import SMALL_BODY, Throttle, Transport
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -28,7 +27,7 @@ from ._body import Body, Range, RetriedGet, range_header
 from ._checksums import CHECKSUM_HEADERS, digests
 from ._config import Checksum, StorageSettings
 from ._errors import ObjectExistsError, StorageError
-from ._models import BytesCallback, ObjectInfo
+from ._models import ObjectInfo
 from ._payload import CopySource, Part, Payload
 from ._retry import RetryPolicy, retrying
 from ._xml import ListPage
@@ -37,7 +36,6 @@ __all__ = [
     "BULK_READ_AHEAD",
     "SMALL_BODY",
     "Body",
-    "ByteProgress",
     "Range",
     "Throttle",
     "Transport",
@@ -58,50 +56,6 @@ single downloads keep it. The fast path only: aiobotocore's sessions keep aiohtt
 
 Throttle = Callable[[], object]
 """``on_throttle()``: the server asked to slow down."""
-
-
-_BYTES_INTERVAL = 0.1  # seconds between two progress calls ...
-_BYTES_STEP = 1024 * 1024  # ... unless this many bytes moved since the last one
-
-
-class ByteProgress:
-    """Calls ``on_progress(done_bytes, total_bytes)`` as bytes move (at most every 0.1 s or
-    every MiB, whichever comes first) and once more at the end; a retry starts from 0."""
-
-    def __init__(self, callback: BytesCallback | None) -> None:
-        self._callback = callback
-        self.done = 0
-        self.total: int | None = None
-        self._last_time = 0.0
-        self._last_done = 0
-        self._reported: tuple[int, int | None] | None = None
-
-    def start(self, total: int | None) -> None:
-        """An attempt begins (again): ``total`` bytes are to move."""
-        self.done = self._last_done = 0
-        self.total = total
-
-    async def add(self, nbytes: int) -> None:
-        self.done += nbytes
-        if self._callback is None:
-            return
-        now = time.monotonic()
-        if now - self._last_time >= _BYTES_INTERVAL or self.done - self._last_done >= _BYTES_STEP:
-            self._last_time, self._last_done = now, self.done
-            await self._call()
-
-    async def finish(self) -> None:
-        if self._callback is not None:
-            await self._call()
-
-    async def _call(self) -> None:
-        assert self._callback is not None
-        if (self.done, self.total) == self._reported:
-            return  # the end, already said
-        self._reported = (self.done, self.total)
-        result = self._callback(self.done, self.total)
-        if inspect.isawaitable(result):
-            await result
 
 
 def aws_endpoint(region: str) -> str:
