@@ -18,7 +18,7 @@ from typing import TypeVar
 import anyio
 import pytest
 
-from mpr_storage import _checksums, _files
+from mpr_storage import _checksums, _files, _sizes
 from mpr_storage._config import Checksum
 from mpr_storage._files import LocalIO, atomic_writer, temp_path_for, write_atomic
 
@@ -194,7 +194,7 @@ def test_upload_checksums_are_the_values_botocore_sends(tmp_path: Path, checksum
     from botocore.httpchecksum import Crc32Checksum
     from botocore.utils import calculate_md5
 
-    data = os.urandom(3 * _files.STREAM_CHUNK + 12345)  # streamed across chunk boundaries
+    data = os.urandom(3 * _sizes.STREAM_CHUNK + 12345)  # streamed across chunk boundaries
     if checksum == "crc32":
         reference = Crc32Checksum()
         reference.update(data)

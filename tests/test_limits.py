@@ -13,7 +13,7 @@ import pytest
 
 import mpr_storage
 from conftest import S3Target
-from mpr_storage import Storage, _checksums, sync
+from mpr_storage import Storage, StorageSettings, _checksums, _sizes, sync
 from mpr_storage._checksums import part_size_for
 from mpr_storage._files import temp_path_for
 
@@ -65,6 +65,27 @@ def test_part_size_grows_to_stay_under_the_part_limit() -> None:
     assert part_size_for(100 * mib, 64 * mib) == 64 * mib
     assert part_size_for(12 * mib, 5 * mib, max_parts=2) == 6 * mib
     assert part_size_for(1, 1) == 5 * mib  # never under S3's 5 MiB minimum
+
+
+def test_the_documented_memory_bound_comes_from_the_sizes() -> None:
+    """README, "Memory a transfer uses": ``concurrency x 1 MiB`` (bodies up to 1 MiB whole,
+    larger ones in 256 KiB blocks with at most 384 KiB read ahead), plus the multipart parts
+    in flight, ``S3_PART_CONCURRENCY x S3_MULTIPART_CHUNKSIZE`` (80 MiB with the defaults)."""
+    kib, mib = 1024, 1024 * 1024
+    sizes = (_sizes.SMALL_BODY, _sizes.STREAM_CHUNK, _sizes.READ_AHEAD_HELD)
+    assert sizes == (mib, 256 * kib, 384 * kib)
+    held = _sizes.HELD_PER_TRANSFER
+    assert held == mib and _sizes.SMALL_BODY <= held  # a body read whole
+    assert _sizes.STREAM_CHUNK + _sizes.READ_AHEAD_HELD <= held  # a download's block
+    assert 2 * _sizes.STREAM_CHUNK <= held  # an upload's read, and the one the socket holds
+    s = StorageSettings.from_env({})
+    defaults = (s.max_concurrency, s.part_concurrency, s.multipart_chunksize)
+    assert defaults == (_sizes.MAX_CONCURRENCY, _sizes.PART_CONCURRENCY, _sizes.MULTIPART_CHUNKSIZE)
+    assert _sizes.memory_bound(0) == 80 * mib  # the parts alone
+    assert _sizes.memory_bound(64, part_concurrency=0) == 64 * mib  # the data alone
+    assert _sizes.memory_bound(*defaults[:1], part_concurrency=10, part_size=8 * mib) == (
+        _sizes.memory_bound()
+    )
 
 
 async def test_multipart_upload_grows_its_parts_to_the_part_limit(

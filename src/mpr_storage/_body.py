@@ -16,9 +16,9 @@ from ._errors import (
     StorageError,
 )
 from ._models import ObjectInfo, unquote_etag
+from ._sizes import BODY_CHUNK
 
 __all__ = [
-    "BODY_CHUNK",
     "Body",
     "Range",
     "RetriedGet",
@@ -29,7 +29,6 @@ __all__ = [
 
 _META = "x-amz-meta-"
 
-BODY_CHUNK = 1024 * 1024
 """The largest chunk :class:`Body` yields: the pieces as they arrive, at most this each."""
 
 Range = tuple[int, int | None]

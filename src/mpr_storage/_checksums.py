@@ -17,12 +17,11 @@ except ImportError:  # pragma: no cover - a platform without its wheel: the same
     from zlib import crc32
 
 from ._config import Checksum
-from ._files import STREAM_CHUNK, pread_exact
+from ._files import pread_exact
+from ._sizes import MAX_PARTS, MIN_PART, STREAM_CHUNK, MiB
 
 __all__ = [
     "CHECKSUM_HEADERS",
-    "MAX_PARTS",
-    "MIN_PART",
     "digests",
     "hash_fd",
     "is_md5_etag",
@@ -99,13 +98,11 @@ def read_part(
 
 # --- multipart ETags and the part size -------------------------------------------------------
 
-MAX_PARTS = 10_000  # S3's limit of parts per multipart upload
-MIN_PART = 5 * 1024 * 1024  # S3's minimum size of every part but the last
-_PART_STEP = 1024 * 1024
+_PART_STEP = MiB  # a part grown to stay within MAX_PARTS is a whole number of these
 
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 _MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-([0-9]{1,5})$")
-_CHUNK = 1024 * 1024
+_CHUNK = MiB  # a read of a file hashed for a skip decision
 
 
 def part_size_for(size: int, configured: int, *, max_parts: int | None = None) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from . import _sizes
 from ._errors import ConfigError, redact_url
 
 __all__ = [
@@ -133,7 +134,7 @@ class StorageSettings:
     addressing_style: AddressingStyle | None = _env_field("S3_ADDRESSING_STYLE")
     """**Environment variable**: ``S3_ADDRESSING_STYLE``. ``path`` or ``virtual``; defaults
     to the provider's."""
-    max_concurrency: int = _env_field("S3_MAX_CONCURRENCY", 64)
+    max_concurrency: int = _env_field("S3_MAX_CONCURRENCY", _sizes.MAX_CONCURRENCY)
     """**Environment variable**: ``S3_MAX_CONCURRENCY``. Default bulk concurrency and
     connection pool size."""
     connect_timeout: float = _env_field("S3_CONNECT_TIMEOUT", 5.0)
@@ -142,20 +143,20 @@ class StorageSettings:
     """**Environment variable**: ``S3_READ_TIMEOUT``. Seconds without a byte before giving up."""
     max_attempts: int = _env_field("S3_MAX_ATTEMPTS", 5)
     """**Environment variable**: ``S3_MAX_ATTEMPTS``. Attempts per request, first included."""
-    multipart_threshold: int = _env_field("S3_MULTIPART_THRESHOLD", 16 * 1024 * 1024)
+    multipart_threshold: int = _env_field("S3_MULTIPART_THRESHOLD", _sizes.MULTIPART_THRESHOLD)
     """**Environment variable**: ``S3_MULTIPART_THRESHOLD``. Uploads at least this large use
     multipart."""
-    multipart_chunksize: int = _env_field("S3_MULTIPART_CHUNKSIZE", 8 * 1024 * 1024)
+    multipart_chunksize: int = _env_field("S3_MULTIPART_CHUNKSIZE", _sizes.MULTIPART_CHUNKSIZE)
     """**Environment variable**: ``S3_MULTIPART_CHUNKSIZE``. Part size (S3's minimum is 5 MiB),
     grown to whole MiB for files that would need more than S3's 10,000 parts."""
-    range_part_size: int = _env_field("S3_RANGE_PART_SIZE", 8 * 1024 * 1024)
+    range_part_size: int = _env_field("S3_RANGE_PART_SIZE", _sizes.RANGE_PART_SIZE)
     """**Environment variable**: ``S3_RANGE_PART_SIZE``. Downloads larger than this are fetched
     as byte ranges on several connections; the smallest range, grown (up to 8x) with the
     object so that about ``S3_RANGE_CONCURRENCY`` ranges cover it."""
-    range_concurrency: int = _env_field("S3_RANGE_CONCURRENCY", 16)
+    range_concurrency: int = _env_field("S3_RANGE_CONCURRENCY", _sizes.RANGE_CONCURRENCY)
     """**Environment variable**: ``S3_RANGE_CONCURRENCY``. Connections per downloaded object
     (in bulk calls, shared with the call's ``concurrency``); ``1`` turns ranges off."""
-    part_concurrency: int = _env_field("S3_PART_CONCURRENCY", 10)
+    part_concurrency: int = _env_field("S3_PART_CONCURRENCY", _sizes.PART_CONCURRENCY)
     """**Environment variable**: ``S3_PART_CONCURRENCY``. Parts of multipart uploads in flight
     at once, each read from the file when its turn comes and held until it is sent: uploads
     hold at most this many x ``S3_MULTIPART_CHUNKSIZE`` bytes of parts (a bulk upload, for
@@ -208,7 +209,7 @@ class StorageSettings:
             raise ConfigError(
                 f"S3_PART_CONCURRENCY={self.part_concurrency!r} must be a positive integer"
             )
-        if self.multipart_chunksize < 5 * 1024 * 1024:
+        if self.multipart_chunksize < _sizes.MIN_PART:
             raise ConfigError("S3_MULTIPART_CHUNKSIZE must be at least 5 MiB (S3's part minimum)")
         _check_positive(self.multipart_threshold, "S3_MULTIPART_THRESHOLD")
         _check_positive(self.range_part_size, "S3_RANGE_PART_SIZE")

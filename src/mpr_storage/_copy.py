@@ -6,11 +6,11 @@ import contextlib
 
 import anyio
 
-from ._checksums import MAX_PARTS
 from ._client import BaseStorage
 from ._keys import check_bucket, check_key
 from ._models import ObjectInfo
 from ._payload import CopySource
+from ._sizes import MAX_PARTS
 from ._transport import Transport
 
 __all__ = ["copy_object"]

@@ -20,23 +20,26 @@ from ._errors import (
     StorageConnectionError,
     StorageError,
 )
-from ._files import STREAM_CHUNK, LocalIO, write_atomic
+from ._files import LocalIO, write_atomic
 from ._partfile import PartFile, local_error
 from ._progress import ByteProgress
 from ._retry import backoff_delay
-from ._transport import BULK_READ_AHEAD, SMALL_BODY, Throttle, Transport
+from ._sizes import (
+    BULK_READ_AHEAD,
+    RANGE_CONCURRENCY,
+    RANGE_PART_SIZE,
+    SMALL_BODY,
+    STREAM_CHUNK,
+    WRITE_BLOCK,
+    MiB,
+)
+from ._transport import Throttle, Transport
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-__all__ = ["WRITE_BLOCK", "Fetched", "Ranges", "Slots", "fetch_file"]
+__all__ = ["Fetched", "Ranges", "Slots", "fetch_file"]
 
-WRITE_BLOCK = 1024 * 1024
-"""The largest write of a streamed download: one call per MiB, on the event loop while the
-disk keeps up (~5% faster for one stream than 256 KiB writes). Bulk transfers and ranges write
-:data:`~._files.STREAM_CHUNK` blocks, which keeps their memory bound."""
-
-_MiB = 1024 * 1024
 _IOV_MAX = 512  # chunks per pwritev, well under every system's IOV_MAX
 
 
@@ -54,8 +57,8 @@ class Ranges:
     """How a large object is split: objects over ``part_size`` go as ranges of ``part_size``
     to ``8 x part_size``, about ``concurrency`` of them at once (``1``: one stream)."""
 
-    part_size: int = 8 * _MiB
-    concurrency: int = 16
+    part_size: int = RANGE_PART_SIZE
+    concurrency: int = RANGE_CONCURRENCY
 
     @classmethod
     def from_settings(cls, settings: StorageSettings) -> Ranges:
@@ -70,7 +73,7 @@ class Ranges:
         between ``part_size`` and ``8 x part_size``."""
         per = -(-size // self.concurrency)
         if per > self.part_size:
-            per = min(-(-per // _MiB) * _MiB, 8 * self.part_size)
+            per = min(-(-per // MiB) * MiB, 8 * self.part_size)
         per = max(per, self.part_size)
         return [(at, min(at + per, size)) for at in range(start, size, per)]
 

@@ -20,8 +20,9 @@ from typing import Any, BinaryIO, TypeVar
 
 import anyio
 
+from ._sizes import STREAM_CHUNK
+
 __all__ = [
-    "STREAM_CHUNK",
     "AtomicFile",
     "LocalIO",
     "PreadReader",
@@ -36,11 +37,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-
-STREAM_CHUNK = 256 * 1024
-"""A streamed body moves in blocks of this size: a file read (with what the socket still holds,
-at most 512 KiB per upload), or a response written in a bulk transfer (with what the HTTP
-client reads ahead meanwhile, under 1 MiB per download: see ``_transport.BULK_READ_AHEAD``)."""
 
 _SALT = secrets.token_hex(3)
 _serial = itertools.count()

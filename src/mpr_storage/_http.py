@@ -37,8 +37,8 @@ from ._errors import (
     retry_after_seconds,
 )
 from ._sigv4 import UNSIGNED_PAYLOAD, SigV4
+from ._sizes import SMALL_BODY
 from ._transport import (
-    SMALL_BODY,
     aws_endpoint,
 )
 from ._xml import (

@@ -23,7 +23,8 @@ from ._keys import check_bucket, check_key
 from ._models import BytesCallback, ObjectInfo
 from ._payload import Payload
 from ._progress import ByteProgress
-from ._transport import SMALL_BODY, Throttle, Transport
+from ._sizes import SMALL_BODY
+from ._transport import Throttle, Transport
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup

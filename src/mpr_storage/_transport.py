@@ -30,11 +30,10 @@ from ._errors import ObjectExistsError, StorageError
 from ._models import ObjectInfo
 from ._payload import CopySource, Part, Payload
 from ._retry import RetryPolicy, retrying
+from ._sizes import SMALL_BODY
 from ._xml import ListPage
 
 __all__ = [
-    "BULK_READ_AHEAD",
-    "SMALL_BODY",
     "Body",
     "Range",
     "Throttle",
@@ -43,16 +42,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-SMALL_BODY = 1024 * 1024  # bodies up to this are read whole and written in one call
-
-BULK_READ_AHEAD = 64 * 1024
-"""The ``read_ahead`` of bulk transfers. aiohttp stops reading a response's socket once it
-holds more than twice this, so it holds at most ~384 KiB (with one socket read of 256 KiB)
-of a body whose previous block waits for a slow disk: with that block, under 1 MiB per
-transfer. Its default (256 KiB, so up to 768 KiB) broke the bound of ``concurrency x 1 MiB``
-when writes go to worker threads; one stream alone reads ~10% faster with it, which is why
-single downloads keep it. The fast path only: aiobotocore's sessions keep aiohttp's default."""
 
 Throttle = Callable[[], object]
 """``on_throttle()``: the server asked to slow down."""
@@ -151,7 +140,7 @@ class Transport(abc.ABC):
         object raises :class:`~mpr_storage.InvalidRangeError` (``.size``). Opening the
         answer (until its headers) is retried (``on_throttle()`` told of throttling); reading
         the body is not. ``read_ahead``: what the HTTP client may buffer of the body (see
-        :data:`BULK_READ_AHEAD`; the fast path only)."""
+        :data:`~._sizes.BULK_READ_AHEAD`; the fast path only)."""
         headers = {"Range": range_header(range)} if range is not None else {}
         if if_match:
             headers["If-Match"] = f'"{if_match}"'

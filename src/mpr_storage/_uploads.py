@@ -19,7 +19,7 @@ from ._files import LocalIO, open_regular
 from ._keys import check_bucket, check_key
 from ._models import ObjectInfo, ProgressCallback
 from ._put import guess_content_type, put_opened, put_parts
-from ._transport import SMALL_BODY
+from ._sizes import SMALL_BODY
 from ._walk import Found, Problem, walk_files
 
 __all__ = ["MULTIPART_AT_ONCE", "upload_many"]
