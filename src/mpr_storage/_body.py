@@ -29,8 +29,6 @@ __all__ = [
 
 _META = "x-amz-meta-"
 
-"""The largest chunk :class:`Body` yields: the pieces as they arrive, at most this each."""
-
 Range = tuple[int, int | None]
 """``(start, end)``: bytes ``[start, end)``; ``(start, None)``: from ``start`` to the end;
 ``(-n, None)``: the last ``n`` bytes."""

@@ -60,7 +60,8 @@ disk keeps up (~5% faster for one stream than 256 KiB writes). Bulk transfers an
 :data:`STREAM_CHUNK` blocks, which keeps their memory bound."""
 
 BODY_CHUNK = MiB
-"""The largest chunk an open object's body yields."""
+"""The largest chunk a GET's :class:`~._body.Body` yields: the pieces as they arrive, at most
+this each."""
 
 # --- defaults of the settings that multiply them (read from the environment in _config) -----
 
