@@ -335,14 +335,17 @@ def _new_sum(checksum: Checksum, data: bytes = b"") -> _Sum:
     return hashlib.md5(data, usedforsecurity=False) if checksum == "md5" else _Crc32(data)
 
 
-def hash_fd(fd: int, size: int, *, checksum: Checksum, sha256: bool) -> tuple[str, str | None]:
-    """Blocking, streaming: :func:`digests` of the file's first ``size`` bytes (read with
-    ``pread``: the file's position is left alone, so other readers of ``fd`` are not moved)."""
+def hash_fd(
+    fd: int, size: int, *, checksum: Checksum, sha256: bool, offset: int = 0
+) -> tuple[str, str | None]:
+    """Blocking, streaming: :func:`digests` of the file's ``size`` bytes from ``offset`` (read
+    with ``pread``: the file's position is left alone, so other readers of ``fd`` are not
+    moved)."""
     check = _new_sum(checksum)
     sha = hashlib.sha256() if sha256 else None
     buffer = bytearray(STREAM_CHUNK)  # one buffer, reused: no allocation churn
     view = memoryview(buffer)
-    offset = 0
+    size += offset
     while offset < size:
         n = os.preadv(fd, [view[: min(STREAM_CHUNK, size - offset)]], offset)
         if not n:
@@ -390,13 +393,14 @@ def read_part(
 
 
 class PreadReader(io.RawIOBase):
-    """A blocking, seekable reader of the first ``size`` bytes of the open file ``fd``, read
-    with ``pread`` (a position of its own); closing it leaves ``fd`` open."""
+    """A blocking, seekable reader of the ``size`` bytes of the open file ``fd`` from ``start``,
+    read with ``pread`` (a position of its own); closing it leaves ``fd`` open."""
 
-    def __init__(self, fd: int, size: int) -> None:
+    def __init__(self, fd: int, size: int, *, start: int = 0) -> None:
         super().__init__()
         self._fd = fd
         self._size = size
+        self._start = start
         self._pos = 0
 
     def readable(self) -> bool:
@@ -418,7 +422,7 @@ class PreadReader(io.RawIOBase):
         if n <= 0:
             return 0
         with memoryview(buffer) as view:
-            got = os.preadv(self._fd, [view[:n]], self._pos)
+            got = os.preadv(self._fd, [view[:n]], self._start + self._pos)
         if not got:
             raise OSError(0, "file shrank while it was uploaded")
         self._pos += got
