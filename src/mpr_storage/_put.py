@@ -304,6 +304,8 @@ async def put_parts(
             except Exception as exc:
                 if unread:  # the file, not the wire
                     raise changed(unread[0]) from exc
+                if (await io.run(partial(os.fstat, fd), 0)).st_size != size:
+                    raise changed(None) from exc  # read by the transport's client
                 raise
         finally:
             release(token)
