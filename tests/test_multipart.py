@@ -245,3 +245,32 @@ async def test_upload_many_names_itself_in_the_errors_of_its_large_files(
         "AccessDenied",
     )
     assert await left_behind(s3, key) == ([], False)
+
+
+@PATHS
+async def test_a_file_that_shrinks_while_a_part_is_sent_fails_and_leaves_nothing(
+    s3: S3Target, tmp_path: Path, fast_path: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part is read again from the file as it is sent (never held whole): a file cut after
+    the part was hashed fails the upload as a changed file, not as a network error."""
+    from mpr_storage import _put
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(12 * MiB))
+    hash_fd = _put.hash_fd
+
+    def cut_after_second(*args: Any, **kwargs: Any) -> Any:
+        digests = hash_fd(*args, **kwargs)
+        if kwargs.get("offset") == 5 * MiB:  # part 2 hashed whole, then the file is cut
+            os.truncate(path, 7 * MiB)
+        return digests
+
+    monkeypatch.setattr(_put, "hash_fd", cut_after_second)
+    key = s3.key("cut.bin")
+    with FaultProxy(s3.server.endpoint_url) as proxy:
+        async with parts_of(s3, proxy.url, fast_path, part_concurrency=1) as st:
+            with pytest.raises(LocalFileError, match="changed size") as info:
+                await st.upload_file(path, s3.bucket, key)
+    err = info.value
+    assert (err.operation, err.key, err.path) == ("upload_file", key, str(path))
+    assert await left_behind(s3, key) == ([], False)

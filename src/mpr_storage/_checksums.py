@@ -17,7 +17,6 @@ except ImportError:  # pragma: no cover - a platform without its wheel: the same
     from zlib import crc32
 
 from ._config import Checksum
-from ._files import pread_exact
 from ._sizes import MAX_PARTS, MIN_PART, STREAM_CHUNK, MiB
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "md5_file",
     "multipart_etag",
     "part_size_for",
-    "read_part",
     "same_content",
 ]
 
@@ -60,14 +58,17 @@ def _new_sum(checksum: Checksum, data: bytes = b"") -> _Sum:
     return hashlib.md5(data, usedforsecurity=False) if checksum == "md5" else _Crc32(data)
 
 
-def hash_fd(fd: int, size: int, *, checksum: Checksum, sha256: bool) -> tuple[str, str | None]:
-    """Blocking, streaming: :func:`digests` of the file's first ``size`` bytes (read with
-    ``pread``: the file's position is left alone, so other readers of ``fd`` are not moved)."""
+def hash_fd(
+    fd: int, size: int, *, checksum: Checksum, sha256: bool, offset: int = 0
+) -> tuple[str, str | None]:
+    """Blocking, streaming: :func:`digests` of the file's ``size`` bytes from ``offset`` (read
+    with ``pread``: the file's position is left alone, so other readers of ``fd`` are not
+    moved)."""
     check = _new_sum(checksum)
     sha = hashlib.sha256() if sha256 else None
     buffer = bytearray(STREAM_CHUNK)  # one buffer, reused: no allocation churn
     view = memoryview(buffer)
-    offset = 0
+    size += offset
     while offset < size:
         n = os.preadv(fd, [view[: min(STREAM_CHUNK, size - offset)]], offset)
         if not n:
@@ -85,15 +86,6 @@ def digests(data: bytes, *, checksum: Checksum = "md5", sha256: bool) -> tuple[s
     sha256)`` of ``data``."""
     b64 = base64.b64encode(_new_sum(checksum, data).digest()).decode("ascii")
     return b64, hashlib.sha256(data).hexdigest() if sha256 else None
-
-
-def read_part(
-    fd: int, offset: int, size: int, *, checksum: Checksum, sha256: bool
-) -> tuple[bytes, str, str | None]:
-    """Blocking: :func:`pread_exact` and the :func:`digests` of what it read, in one call
-    (one trip to a worker thread for a part of a multipart upload)."""
-    data = pread_exact(fd, offset, size)
-    return (data, *digests(data, checksum=checksum, sha256=sha256))
 
 
 # --- multipart ETags and the part size -------------------------------------------------------

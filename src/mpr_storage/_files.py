@@ -310,13 +310,14 @@ def pread_exact(fd: int, offset: int, size: int) -> bytes:
 
 
 class PreadReader(io.RawIOBase):
-    """A blocking, seekable reader of the first ``size`` bytes of the open file ``fd``, read
-    with ``pread`` (a position of its own); closing it leaves ``fd`` open."""
+    """A blocking, seekable reader of the ``size`` bytes of the open file ``fd`` from ``start``,
+    read with ``pread`` (a position of its own); closing it leaves ``fd`` open."""
 
-    def __init__(self, fd: int, size: int) -> None:
+    def __init__(self, fd: int, size: int, *, start: int = 0) -> None:
         super().__init__()
         self._fd = fd
         self._size = size
+        self._start = start
         self._pos = 0
 
     def readable(self) -> bool:
@@ -338,7 +339,7 @@ class PreadReader(io.RawIOBase):
         if n <= 0:
             return 0
         with memoryview(buffer) as view:
-            got = os.preadv(self._fd, [view[:n]], self._pos)
+            got = os.preadv(self._fd, [view[:n]], self._start + self._pos)
         if not got:
             raise OSError(0, "file shrank while it was uploaded")
         self._pos += got

@@ -15,7 +15,7 @@ from stat import S_ISDIR
 
 import anyio
 
-from ._checksums import CHECKSUM_HEADERS, hash_fd, part_size_for, read_part
+from ._checksums import CHECKSUM_HEADERS, hash_fd, part_size_for
 from ._client import BaseStorage
 from ._errors import LocalFileError
 from ._files import LocalIO, PreadReader, fd_chunks, open_regular, read_fd
@@ -70,10 +70,11 @@ async def upload_file(
     The file is opened once. Under ``S3_MULTIPART_THRESHOLD`` bytes it goes up in one streamed
     PUT whose checksum (CRC-32 or Content-MD5, as the provider's profile says) the server
     checks; a larger one in parts of ``S3_MULTIPART_CHUNKSIZE`` bytes, read at their offsets
-    and sent ``S3_PART_CONCURRENCY`` (10) at once, each over its own connection: at most that
-    many parts in memory (80 MiB with the defaults). A failed or cancelled multipart upload
-    is aborted, so no half-written object remains; an existing object is replaced only when
-    the upload completes. A file that changes size while it is uploaded fails the upload.
+    and sent ``S3_PART_CONCURRENCY`` (10) at once, each over its own connection, each hashed
+    then streamed from the file: ~512 KiB per part in flight, never a whole part (~5 MiB with
+    the defaults). A failed or cancelled multipart upload is aborted, so no half-written
+    object remains; an existing object is replaced only when the upload completes. A file
+    that changes size while it is uploaded fails the upload.
 
     Args:
         content_type: defaults to a guess from the key's extension.
@@ -217,11 +218,15 @@ async def put_parts(
 ) -> str:
     """A multipart upload of the open file's ``size`` bytes in ``part_size`` parts; the ETag
     back. Each part takes one of ``slots`` (shared by the large files of a bulk call), is
-    read with ``pread`` at its offset and hashed in one worker-thread call, sent, and kept
-    until it is sent (a retry sends the same bytes, which its checksum was computed on): so
-    at most ``slots.total_tokens`` parts are in memory. ``progress`` counts each part once it
-    is sent. The first failure cancels the other parts; any failure or cancellation aborts
-    the upload (shielded), so no part is left behind."""
+    hashed in one worker-thread call that reads it with ``pread`` at its offset, then sent as
+    it is read again from the file in 256 KiB chunks (or through a
+    :class:`~._files.PreadReader` where the transport's client reads bodies itself); a
+    retry reads it again, and a part changed meanwhile fails its checksum on the server. So
+    a part is never held whole: at most ``slots.total_tokens`` x ~512 KiB of parts are in
+    memory (a part held as bytes was copied once more on its way to the socket: ~2 x part
+    size each, 200 MiB at the defaults). ``progress`` counts each part once it is sent.
+    The first failure cancels the other parts; any failure or cancellation aborts the
+    upload (shielded), so no part is left behind."""
     upload_id = await transport.create_multipart(
         bucket, key, content_type=content_type, operation=operation
     )
@@ -247,20 +252,38 @@ async def put_parts(
             offset = (number - 1) * part_size
             n = min(part_size, size - offset)
             try:
-                read = partial(read_part, fd, offset, n, checksum=kind, sha256=sign)
-                data, value, sha256 = await io.run(read, n)
+                hashed = partial(hash_fd, fd, n, checksum=kind, sha256=sign, offset=offset)
+                value, sha256 = await io.run(hashed, n)
             except OSError as exc:
                 raise changed(exc) from exc
-            payload = Payload(n, (header, value), sha256, data)
-            etags[number - 1] = await transport.upload_part(
-                bucket,
-                key,
-                upload_id,
-                number,
-                payload,
-                operation=operation,
-                on_throttle=on_throttle,
-            )
+            unread: list[OSError] = []  # a read of the part that failed while it was sent
+
+            async def chunks() -> AsyncIterator[bytes]:
+                try:
+                    async for chunk in fd_chunks(fd, n, io, offset=offset):
+                        yield chunk
+                except OSError as exc:
+                    unread.append(exc)
+                    raise
+
+            blocking = partial(PreadReader, fd, n, start=offset)
+            payload = Payload(n, (header, value), sha256, chunks, blocking)
+            try:
+                etags[number - 1] = await transport.upload_part(
+                    bucket,
+                    key,
+                    upload_id,
+                    number,
+                    payload,
+                    operation=operation,
+                    on_throttle=on_throttle,
+                )
+            except Exception as exc:
+                if unread:  # the file, not the wire
+                    raise changed(unread[0]) from exc
+                if (await io.run(partial(os.fstat, fd), 0)).st_size != size:
+                    raise changed(None) from exc  # read by the transport's client
+                raise
         finally:
             release(token)
         if progress is not None:

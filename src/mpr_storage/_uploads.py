@@ -63,9 +63,10 @@ async def upload_many(
     Memory: a file up to 1 MiB is read whole; a larger one is hashed in a first streaming
     pass and sent in 256 KiB pieces, so a call holds at most ``concurrency x 1 MiB`` of file
     data, plus, for files at or above the multipart threshold (at most 2 at once), the parts
-    in flight: ``S3_PART_CONCURRENCY`` for the whole call (fewer while throttled), each of
-    ``S3_MULTIPART_CHUNKSIZE`` bytes. With ``skip_existing`` the listing of ``prefix`` is held.
-    Throttling answers, to parts as to small files, lower the call's concurrency.
+    in flight: ``S3_PART_CONCURRENCY`` for the whole call (fewer while throttled), each
+    streamed like a file (~512 KiB, whatever ``S3_MULTIPART_CHUNKSIZE``). With
+    ``skip_existing`` the listing of ``prefix`` is held. Throttling answers, to parts as to
+    small files, lower the call's concurrency.
 
     Args:
         skip_existing: leave an object only when its content provably equals the file: same
