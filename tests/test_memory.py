@@ -215,6 +215,7 @@ UPLOAD_CHILD = textwrap.dedent(
 
 
 @pytest.mark.slow
+@pytest.mark.memory
 @pytest.mark.parametrize("scheme", ["http", "https"])
 async def test_a_multipart_upload_streams_its_parts_in_bounded_memory(
     seaweed: S3Target, tmp_path: Path, tls_ca: Any, scheme: str
