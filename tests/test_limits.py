@@ -70,7 +70,7 @@ def test_part_size_grows_to_stay_under_the_part_limit() -> None:
 def test_the_documented_memory_bound_comes_from_the_sizes() -> None:
     """README, "Memory a transfer uses": ``concurrency x 1 MiB`` (bodies up to 1 MiB whole,
     larger ones in 256 KiB blocks with at most 384 KiB read ahead), plus the multipart parts
-    in flight, ``S3_PART_CONCURRENCY x S3_MULTIPART_CHUNKSIZE`` (80 MiB with the defaults)."""
+    in flight, each streamed, ``S3_PART_CONCURRENCY x ~512 KiB`` (5 MiB with the defaults)."""
     kib, mib = 1024, 1024 * 1024
     sizes = (_sizes.SMALL_BODY, _sizes.STREAM_CHUNK, _sizes.READ_AHEAD_HELD)
     assert sizes == (mib, 256 * kib, 384 * kib)
@@ -81,11 +81,11 @@ def test_the_documented_memory_bound_comes_from_the_sizes() -> None:
     s = StorageSettings.from_env({})
     defaults = (s.max_concurrency, s.part_concurrency, s.multipart_chunksize)
     assert defaults == (_sizes.MAX_CONCURRENCY, _sizes.PART_CONCURRENCY, _sizes.MULTIPART_CHUNKSIZE)
-    assert _sizes.memory_bound(0) == 80 * mib  # the parts alone
+    assert _sizes.HELD_PER_PART == 2 * _sizes.STREAM_CHUNK == 512 * kib
+    assert _sizes.memory_bound(0) == 5 * mib  # the parts alone
     assert _sizes.memory_bound(64, part_concurrency=0) == 64 * mib  # the data alone
-    assert _sizes.memory_bound(*defaults[:1], part_concurrency=10, part_size=8 * mib) == (
-        _sizes.memory_bound()
-    )
+    bound = _sizes.memory_bound(s.max_concurrency, part_concurrency=s.part_concurrency)
+    assert bound == _sizes.memory_bound() == 69 * mib
 
 
 async def test_multipart_upload_grows_its_parts_to_the_part_limit(

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BODY_CHUNK",
     "BULK_READ_AHEAD",
+    "HELD_PER_PART",
     "HELD_PER_TRANSFER",
     "MAX_CONCURRENCY",
     "MAX_PARTS",
@@ -54,6 +55,11 @@ HELD_PER_TRANSFER = SMALL_BODY
 """Object or file data one transfer of a bulk call holds at most (1 MiB): a body read whole,
 or a streamed block with what is read ahead of it."""
 
+HELD_PER_PART = 2 * STREAM_CHUNK
+"""File data one multipart part in flight holds at most (512 KiB): the block being read, and
+the one the socket still holds. A part is hashed in a first pass, then streamed from the file:
+never held whole, whatever its size."""
+
 WRITE_BLOCK = MiB
 """The largest write of a streamed download: one call per MiB, on the event loop while the
 disk keeps up (~5% faster for one stream than 256 KiB writes). Bulk transfers and ranges write
@@ -67,8 +73,8 @@ this each."""
 
 MAX_CONCURRENCY = 64  # S3_MAX_CONCURRENCY: transfers of a bulk call in flight
 MULTIPART_THRESHOLD = 16 * MiB  # S3_MULTIPART_THRESHOLD
-MULTIPART_CHUNKSIZE = 8 * MiB  # S3_MULTIPART_CHUNKSIZE: a part held in memory until sent
-PART_CONCURRENCY = 10  # S3_PART_CONCURRENCY: parts in flight (and in memory) at once
+MULTIPART_CHUNKSIZE = 8 * MiB  # S3_MULTIPART_CHUNKSIZE: a part (streamed, never held whole)
+PART_CONCURRENCY = 10  # S3_PART_CONCURRENCY: parts in flight at once
 RANGE_PART_SIZE = 8 * MiB  # S3_RANGE_PART_SIZE
 RANGE_CONCURRENCY = 16  # S3_RANGE_CONCURRENCY: connections per downloaded object
 
@@ -79,12 +85,10 @@ MIN_PART = 5 * MiB  # S3's minimum size of every part but the last
 
 
 def memory_bound(
-    concurrency: int = MAX_CONCURRENCY,
-    *,
-    part_concurrency: int = PART_CONCURRENCY,
-    part_size: int = MULTIPART_CHUNKSIZE,
+    concurrency: int = MAX_CONCURRENCY, *, part_concurrency: int = PART_CONCURRENCY
 ) -> int:
     """The bytes of object or file data a bulk call holds at most (README, "Memory a transfer
     uses"): ``concurrency`` transfers of :data:`HELD_PER_TRANSFER`, plus, where files are large
-    enough for multipart uploads, the parts in flight. 144 MiB with the defaults."""
-    return concurrency * HELD_PER_TRANSFER + part_concurrency * part_size
+    enough for multipart uploads, ``part_concurrency`` parts of :data:`HELD_PER_PART` in
+    flight. 69 MiB with the defaults."""
+    return concurrency * HELD_PER_TRANSFER + part_concurrency * HELD_PER_PART
