@@ -169,6 +169,14 @@ class FaultProxy:
         await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+        # Handlers the server gave up on may still be unwinding (closing their connections to
+        # the server): let them end here, or their sockets are collected later, unclosed, in
+        # whatever test runs then.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        await asyncio.sleep(0)
         if self._ssl is not None:
             # Connections whose TLS handshake the client refused are still closing: let the
             # loop finish closing their sockets before it stops, or they are collected later,
@@ -258,7 +266,9 @@ class FaultProxy:
         raw = request.raw_path
         path, _, query = raw.partition("?")
         headers = {k.lower(): v for k, v in request.headers.items()}
-        address = request.transport.get_extra_info("peername") if request.transport else None
+        # aiohttp caches the peer when the request arrives: by the answer, the client may have
+        # gone (request.transport is then None).
+        address = request.protocol.peername
         peer = f"{address[0]}:{address[1]}" if address else ""
         with self._lock:
             self._seen.append(Seen(request.method, path, query, status, at, headers, peer, sent))
