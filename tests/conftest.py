@@ -138,8 +138,8 @@ def private_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _start(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3Server]:
     data_dir = tmp_path_factory.mktemp(f"{kind}-data") if kind == "seaweedfs" else None
-    # Throw-away data: don't wait long for a graceful SeaweedFS shutdown.
-    with LocalS3Server(kind=kind, data_dir=data_dir, stop_timeout=2) as server:  # type: ignore[arg-type]
+    # Throw-away data: no graceful SeaweedFS shutdown (it may hang on SIGTERM), killed at once.
+    with LocalS3Server(kind=kind, data_dir=data_dir, stop_timeout=0) as server:  # type: ignore[arg-type]
         server.create_buckets(BUCKET, "mpr-media-in", "mpr-media-out")
         yield server
 

@@ -4,6 +4,7 @@ the CLI uses the library's public names only. Read from the source, not from a r
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,7 @@ def _imports(path: Path) -> list[tuple[str, str | None]]:
     return found
 
 
+@functools.cache
 def _graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
