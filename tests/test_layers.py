@@ -29,6 +29,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_body",
             "_aiohttp_errors",
             "_http",
+            "_presigner",
+            "_fast_get",
             "_fast",
             "_botocore_errors",
             "_botocore",

@@ -112,9 +112,13 @@ class SignedRequests:
             host = urlsplit(aws_endpoint(region)).netloc
         if not bucket:
             return host, f"{self._base}/"
-        if self._virtual and _DNS_BUCKET.match(bucket):
+        if self._virtual_host(bucket):
             return f"{bucket}.{host}", f"{self._base}/"
         return host, f"{self._base}/{bucket}/"
+
+    def _virtual_host(self, bucket: str) -> bool:
+        """Whether the bucket is addressed as a host name (virtual style, a DNS-safe name)."""
+        return self._virtual and _DNS_BUCKET.match(bucket) is not None
 
     def _request(
         self,
@@ -166,49 +170,6 @@ class SignedRequests:
             read_bufsize=e._read_bufsize,
             allow_redirects=False,  # aiohttp's default follows them, to any host
         )
-
-    async def presign(
-        self,
-        method: str,
-        bucket: str,
-        key: str,
-        expires: int,
-        *,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> str | None:
-        """A presigned URL for ``method`` on ``key``, signed offline (no request is sent);
-        ``params``: more query parameters, ``headers``: headers the request must carry (both
-        signed). ``None`` where botocore's rules for virtual-host addressing are not mirrored
-        here (a bucket name with dots, an IP-address endpoint): its presigner decides those."""
-        if self.settings.url_style == "virtual" and not (
-            self._virtual and _DNS_BUCKET.match(bucket)
-        ):
-            return None
-        where = ("get_presigned_url", bucket, key)
-        signer = await self._signer(self._regions.get(bucket, self._region), where)
-        assert signer is not None  # only built where there are credentials
-        host, base = self._locate(bucket)
-        path = base + quote(key, safe="/~")
-        query = signer.presign(method, host, path, expires, params=params, headers=headers)
-        return f"{self._scheme}://{host}{path}?{query}"
-
-    async def presign_post(
-        self, bucket: str, fields: dict[str, str], conditions: list[Any], expires: int
-    ) -> tuple[str, dict[str, str]] | None:
-        """The URL and form fields of a browser POST upload to ``bucket`` (a SigV4 POST
-        policy of ``conditions``), signed offline; ``None`` where :meth:`presign` declines."""
-        if self.settings.url_style == "virtual" and not (
-            self._virtual and _DNS_BUCKET.match(bucket)
-        ):
-            return None
-        signer = await self._signer(
-            self._regions.get(bucket, self._region), ("get_presigned_post", bucket, None)
-        )
-        assert signer is not None  # only built where there are credentials
-        host, base = self._locate(bucket)
-        url = f"{self._scheme}://{host}{base.rstrip('/') if base != '/' else base}"
-        return url, signer.post_policy(fields, conditions, expires)
 
     def _proxy(self, url: URL) -> tuple[str | None, Mapping[str, str]]:
         """botocore's proxy for this host (``HTTP(S)_PROXY``/``NO_PROXY``), looked up once."""
