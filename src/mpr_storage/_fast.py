@@ -31,8 +31,8 @@ from ._transport import Transport
 from ._xml import (
     ListPage,
     error_fields,
-    find_etag,
     parse_buckets,
+    parse_completion,
     parse_copy_result,
     parse_delete_errors,
     parse_list,
@@ -159,16 +159,7 @@ class FastTransport(Transport):
     async def create_multipart(
         self, bucket: str, key: str, *, content_type: str, operation: str
     ) -> str:
-        return await self._call(
-            lambda _, body: parse_upload_id(body, operation=operation, bucket=bucket),
-            "POST",
-            bucket,
-            key,
-            operation=operation,
-            query="uploads=",
-            extra={"Content-Type": content_type},
-            payload_hash=_EMPTY_SHA256,
-        )
+        return await self._create_upload(bucket, key, {"Content-Type": content_type}, operation)
 
     async def _upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, body: Payload, *, operation: str
@@ -227,26 +218,10 @@ class FastTransport(Transport):
             f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
             for n, etag in parts
         )
-
-        def completed(r: aiohttp.ClientResponse, answer: bytes) -> str:
-            code, message, _region = error_fields(answer)
-            if code is not None and b"CompleteMultipartUploadResult" not in answer:
-                # S3 may answer 200 and report the failure in the body.
-                request_id, host_id = request_ids(r.headers)
-                raise error_for_code(
-                    code,
-                    message or code,
-                    operation=operation,
-                    bucket=bucket,
-                    key=key,
-                    status=500 if code == "InternalError" else None,
-                    request_id=request_id,
-                    host_id=host_id,
-                )
-            return find_etag(answer)
-
         return await self._call(
-            completed,
+            lambda r, answer: parse_completion(
+                answer, operation=operation, bucket=bucket, key=key, ids=request_ids(r.headers)
+            ),
             "POST",
             bucket,
             key,
@@ -320,6 +295,12 @@ class FastTransport(Transport):
         extra = {f"{_META}{name}": value for name, value in metadata.items()}
         if content_type:
             extra["Content-Type"] = content_type
+        return await self._create_upload(bucket, key, extra, operation)
+
+    async def _create_upload(
+        self, bucket: str, key: str, extra: dict[str, str], operation: str
+    ) -> str:
+        """CreateMultipartUpload with these headers (content type, metadata); its upload id."""
         return await self._call(
             lambda _, body: parse_upload_id(body, operation=operation, bucket=bucket),
             "POST",
