@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_payload",
             "_body",
             "_aiohttp_errors",
+            "_aiohttp_payload",
             "_http",
             "_presigner",
             "_fast_get",

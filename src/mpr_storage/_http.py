@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import io
 import ipaddress
 import logging
 import re
@@ -27,6 +26,7 @@ from botocore.utils import get_environ_proxies
 from yarl import URL
 
 from ._aiohttp_errors import map_aiohttp_errors
+from ._aiohttp_payload import aiohttp_data, is_large
 from ._config import StorageSettings
 from ._errors import (
     NO_CREDENTIALS,
@@ -37,7 +37,6 @@ from ._errors import (
     retry_after_seconds,
 )
 from ._sigv4 import UNSIGNED_PAYLOAD, SigV4
-from ._sizes import SMALL_BODY
 from ._transport import (
     aws_endpoint,
 )
@@ -161,10 +160,10 @@ class SignedRequests:
             e._method,
             url,
             headers=headers,
-            data=_body(e._data),
+            data=aiohttp_data(e._data),
             # as botocore does for bodies over 1 MiB: a refusal (a redirect, a bad
             # signature) comes before the body is sent
-            expect100=_large(e._data),
+            expect100=is_large(e._data),
             proxy=proxy,
             proxy_headers=proxy_headers or None,
             read_bufsize=e._read_bufsize,
@@ -342,20 +341,6 @@ class Exchange:
         with self._errors:
             await self._sent.__aexit__(exc_type, exc, tb)
         self._errors.__exit__(exc_type, exc, tb)  # raises ours for a failure while reading
-
-
-def _body(data: Any) -> Any:
-    """What aiohttp sends for ``data``: a fresh stream from a factory, large bytes as a
-    stream (aiohttp refuses to write more than 1 MiB of raw bytes at once)."""
-    if callable(data):
-        return data()
-    if isinstance(data, bytes) and len(data) > SMALL_BODY:
-        return io.BytesIO(data)
-    return data
-
-
-def _large(data: Any) -> bool:
-    return callable(data) or (isinstance(data, bytes) and len(data) > SMALL_BODY)
 
 
 def query_string(params: Mapping[str, str]) -> str:
