@@ -21,9 +21,7 @@ def aiohttp_data(data: Any) -> Any:
     call; its ``BytesIO`` payload would copy them whole), the rest as it is."""
     if callable(data):
         return data()
-    if isinstance(data, bytes) and len(data) > SMALL_BODY:
-        return _BytesSlices(data)
-    return data
+    return _BytesSlices(data) if is_large(data) else data
 
 
 def is_large(data: Any) -> bool:
