@@ -196,6 +196,25 @@ async def test_a_body_is_written_through_one_reused_block(tmp_path: Path) -> Non
     assert peak < 2 * MiB, f"{peak / MiB:.1f} MiB allocated at the peak"  # one block
 
 
+@pytest.mark.parametrize("fast_path", [True], ids=["fast"])
+async def test_large_bytes_are_sent_without_a_copy(seaweed: S3Target, fast_path: bool) -> None:
+    """put_bytes of 32 MiB: the bytes go to the socket as slices of themselves, never copied
+    (sent as aiohttp's BytesIO payload, they were copied whole: a 32 MiB peak)."""
+    data = os.urandom(32 * MiB)
+    key = seaweed.key("large-bytes.bin")
+    async with Storage(seaweed.settings(fast_path=fast_path)) as st:
+        await st.put_bytes(b"warm", seaweed.bucket, key)  # the client and its connection
+        tracemalloc.start()
+        try:
+            info = await st.put_bytes(data, seaweed.bucket, key)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert (await st.stat_object(seaweed.bucket, key)).size == len(data)
+    assert info.size == len(data)
+    assert peak < 4 * MiB, f"{peak / MiB:.1f} MiB allocated at the peak"
+
+
 # Runs in a fresh interpreter: peak RSS (VmHWM) once the client exists is the baseline.
 UPLOAD_CHILD = textwrap.dedent(
     """

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from conftest import S3Target
-from mpr_storage import LocalFileError, Storage, TransferError, _engine
+from mpr_storage import AccessDeniedError, LocalFileError, Storage, TransferError, _engine
 from s3proxy import FaultProxy
 
 MiB = 1024 * 1024
@@ -274,3 +274,41 @@ async def test_a_file_that_shrinks_while_a_part_is_sent_fails_and_leaves_nothing
     err = info.value
     assert (err.operation, err.key, err.path) == ("upload_file", key, str(path))
     assert await left_behind(s3, key) == ([], False)
+
+
+def _error_document(code: str) -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+        "<Message>reported in a 200 answer</Message><RequestId>r</RequestId></Error>"
+    ).encode()
+
+
+@PATHS
+async def test_an_error_in_a_completion_200_answer_is_an_error(
+    proxy: FaultProxy, s3: S3Target, fast_path: bool
+) -> None:
+    async with parts_of(s3, proxy.url, fast_path) as st:
+        transport = await st.transport()
+        for code, key in (("InternalError", s3.key("retried")), ("AccessDenied", s3.key("no"))):
+            upload_id = await transport.create_multipart(
+                s3.bucket, key, content_type="text/plain", operation="upload_file"
+            )
+            etag = await transport.upload_part(
+                s3.bucket, key, upload_id, 1, b"part", operation="upload_file"
+            )
+            proxy.reset()
+            ids = {"x-amz-request-id": "REQ-IN-200"}
+            times = 1 if code == "InternalError" else 10  # more than any retry budget
+            proxy.fail(times, status=200, method="POST", body=_error_document(code), headers=ids)
+            if code == "InternalError":  # transient: retried, then the upload completes
+                await transport.complete_multipart(
+                    s3.bucket, key, upload_id, [(1, etag)], operation="upload_file"
+                )
+                assert await st.get_bytes(s3.bucket, key) == b"part"
+                continue
+            with pytest.raises(AccessDeniedError) as denied:
+                await transport.complete_multipart(
+                    s3.bucket, key, upload_id, [(1, etag)], operation="upload_file"
+                )
+            assert (denied.value.key, denied.value.request_id) == (key, "REQ-IN-200")
+            await transport.abort_multipart(s3.bucket, key, upload_id, operation="upload_file")

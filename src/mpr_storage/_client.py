@@ -20,7 +20,7 @@ from aiobotocore.httpsession import AIOHTTPSession
 from ._botocore import BotocoreTransport
 from ._config import StorageSettings
 from ._fast import FastTransport
-from ._http import SignedRequests
+from ._presigner import Presigner
 from ._transport import Transport, aws_endpoint
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class BaseStorage:
         self._client: S3Client | None = None
         self._public_client: S3Client | None = None
         self._transport: Transport | None = None
-        self._presigner: SignedRequests | None = None
+        self._presigner: Presigner | None = None
 
     @property
     def settings(self) -> StorageSettings:
@@ -126,7 +126,7 @@ class BaseStorage:
                 self._state = _State.OPENED
             return self._public_client
 
-    async def presigner(self) -> SignedRequests | None:
+    async def presigner(self) -> Presigner | None:
         """Our offline SigV4 query signer for the endpoint browsers reach (as
         :meth:`presign_client` chooses it), or ``None`` where botocore's presigner stays in
         charge: no endpoint configured (AWS's endpoint rules decide the URL) or no credentials
@@ -145,7 +145,7 @@ class BaseStorage:
                 credentials = await self._credentials()
                 if credentials is None:
                     return None
-                self._presigner = SignedRequests(settings, endpoint, credentials, None)
+                self._presigner = Presigner(settings, endpoint, credentials, None)
             return self._presigner
 
     async def aclose(self) -> None:

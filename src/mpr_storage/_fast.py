@@ -14,18 +14,16 @@ import hashlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from functools import partial
-from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
 
-from ._aiohttp_errors import map_aiohttp_errors
-from ._body import Body, refused_get
+from ._body import Body
 from ._checksums import digests
 from ._config import StorageSettings
 from ._errors import error_for_code, request_ids
-from ._http import Exchange, SignedRequests, escape, query_string
+from ._fast_get import FastGet
+from ._http import SignedRequests, escape, query_string
 from ._models import ObjectInfo, unquote_etag
 from ._payload import CopySource, Part, Payload
 from ._sigv4 import UNSIGNED_PAYLOAD
@@ -33,8 +31,8 @@ from ._transport import Transport
 from ._xml import (
     ListPage,
     error_fields,
-    find_etag,
     parse_buckets,
+    parse_completion,
     parse_copy_result,
     parse_delete_errors,
     parse_list,
@@ -47,7 +45,6 @@ T = TypeVar("T")
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _META = "x-amz-meta-"
-_GET_ANSWERS = (200, 206, 304, 412, 416)  # 412 and 416 are raised by _Got, typed
 
 
 class FastTransport(Transport):
@@ -134,17 +131,7 @@ class FastTransport(Transport):
     def _get(
         self, where: tuple[str, str, str], headers: dict[str, str], read_ahead: int | None
     ) -> AbstractAsyncContextManager[Body | None]:
-        operation, bucket, key = where
-        get = self._wire.send(
-            "GET",
-            bucket,
-            key,
-            operation=operation,
-            extra=headers or None,
-            ok=_GET_ANSWERS,
-            read_bufsize=read_ahead,
-        )
-        return _Got(get, where)
+        return FastGet(self._wire, where, headers, read_ahead)
 
     async def _put(
         self,
@@ -172,16 +159,7 @@ class FastTransport(Transport):
     async def create_multipart(
         self, bucket: str, key: str, *, content_type: str, operation: str
     ) -> str:
-        return await self._call(
-            lambda _, body: parse_upload_id(body, operation=operation, bucket=bucket),
-            "POST",
-            bucket,
-            key,
-            operation=operation,
-            query="uploads=",
-            extra={"Content-Type": content_type},
-            payload_hash=_EMPTY_SHA256,
-        )
+        return await self._create_upload(bucket, key, {"Content-Type": content_type}, operation)
 
     async def _upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, body: Payload, *, operation: str
@@ -240,26 +218,10 @@ class FastTransport(Transport):
             f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
             for n, etag in parts
         )
-
-        def completed(r: aiohttp.ClientResponse, answer: bytes) -> str:
-            code, message, _region = error_fields(answer)
-            if code is not None and b"CompleteMultipartUploadResult" not in answer:
-                # S3 may answer 200 and report the failure in the body.
-                request_id, host_id = request_ids(r.headers)
-                raise error_for_code(
-                    code,
-                    message or code,
-                    operation=operation,
-                    bucket=bucket,
-                    key=key,
-                    status=500 if code == "InternalError" else None,
-                    request_id=request_id,
-                    host_id=host_id,
-                )
-            return find_etag(answer)
-
         return await self._call(
-            completed,
+            lambda r, answer: parse_completion(
+                answer, operation=operation, bucket=bucket, key=key, ids=request_ids(r.headers)
+            ),
             "POST",
             bucket,
             key,
@@ -333,6 +295,12 @@ class FastTransport(Transport):
         extra = {f"{_META}{name}": value for name, value in metadata.items()}
         if content_type:
             extra["Content-Type"] = content_type
+        return await self._create_upload(bucket, key, extra, operation)
+
+    async def _create_upload(
+        self, bucket: str, key: str, extra: dict[str, str], operation: str
+    ) -> str:
+        """CreateMultipartUpload with these headers (content type, metadata); its upload id."""
         return await self._call(
             lambda _, body: parse_upload_id(body, operation=operation, bucket=bucket),
             "POST",
@@ -386,50 +354,6 @@ class FastTransport(Transport):
             extra={**source.headers(), **(extra or {})},
             payload_hash=_EMPTY_SHA256,
         )
-
-
-class _Got:
-    """``async with`` a GET: its :class:`~._body.Body` (``None`` for a 304); a 412 or 416
-    answer raises our error for it."""
-
-    __slots__ = ("_exchange", "_where", "_open")
-
-    def __init__(self, exchange: Exchange, where: tuple[str, str, str]) -> None:
-        self._exchange = exchange
-        self._where = where
-        self._open = False
-
-    async def __aenter__(self) -> Body | None:
-        r = await self._exchange.__aenter__()
-        if r.status in (200, 206):
-            self._open = True
-            return Body(r.status, r.headers, partial(_read, r.content, self._where), self._where)
-        try:
-            if r.status != 304:
-                with map_aiohttp_errors(*self._where):
-                    await r.read()  # the error document: the connection is reused
-        finally:
-            await self._exchange.__aexit__(None, None, None)
-        if r.status == 304:
-            return None
-        raise refused_get(r.status, r.headers, self._where)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._open:
-            self._open = False
-            await self._exchange.__aexit__(exc_type, exc, tb)
-
-
-async def _read(content: aiohttp.StreamReader, where: tuple[str, str, str], n: int) -> bytes:
-    """What aiohttp holds of a body now (``n`` > 0; never ``content.read(n)``, which raises
-    aiohttp's buffer to ``2 x n``), or all of the rest (``n`` < 0); aiohttp's errors as ours."""
-    with map_aiohttp_errors(*where):
-        return await (content.readany() if n > 0 else content.read())
 
 
 def _head_info(key: str, headers: Mapping[str, str]) -> ObjectInfo:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import io
 import ipaddress
 import logging
 import re
@@ -27,6 +26,7 @@ from botocore.utils import get_environ_proxies
 from yarl import URL
 
 from ._aiohttp_errors import map_aiohttp_errors
+from ._aiohttp_payload import aiohttp_data, is_large
 from ._config import StorageSettings
 from ._errors import (
     NO_CREDENTIALS,
@@ -37,7 +37,6 @@ from ._errors import (
     retry_after_seconds,
 )
 from ._sigv4 import UNSIGNED_PAYLOAD, SigV4
-from ._sizes import SMALL_BODY
 from ._transport import (
     aws_endpoint,
 )
@@ -112,9 +111,13 @@ class SignedRequests:
             host = urlsplit(aws_endpoint(region)).netloc
         if not bucket:
             return host, f"{self._base}/"
-        if self._virtual and _DNS_BUCKET.match(bucket):
+        if self._virtual_host(bucket):
             return f"{bucket}.{host}", f"{self._base}/"
         return host, f"{self._base}/{bucket}/"
+
+    def _virtual_host(self, bucket: str) -> bool:
+        """Whether the bucket is addressed as a host name (virtual style, a DNS-safe name)."""
+        return self._virtual and _DNS_BUCKET.match(bucket) is not None
 
     def _request(
         self,
@@ -157,58 +160,15 @@ class SignedRequests:
             e._method,
             url,
             headers=headers,
-            data=_body(e._data),
+            data=aiohttp_data(e._data),
             # as botocore does for bodies over 1 MiB: a refusal (a redirect, a bad
             # signature) comes before the body is sent
-            expect100=_large(e._data),
+            expect100=is_large(e._data),
             proxy=proxy,
             proxy_headers=proxy_headers or None,
             read_bufsize=e._read_bufsize,
             allow_redirects=False,  # aiohttp's default follows them, to any host
         )
-
-    async def presign(
-        self,
-        method: str,
-        bucket: str,
-        key: str,
-        expires: int,
-        *,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> str | None:
-        """A presigned URL for ``method`` on ``key``, signed offline (no request is sent);
-        ``params``: more query parameters, ``headers``: headers the request must carry (both
-        signed). ``None`` where botocore's rules for virtual-host addressing are not mirrored
-        here (a bucket name with dots, an IP-address endpoint): its presigner decides those."""
-        if self.settings.url_style == "virtual" and not (
-            self._virtual and _DNS_BUCKET.match(bucket)
-        ):
-            return None
-        where = ("get_presigned_url", bucket, key)
-        signer = await self._signer(self._regions.get(bucket, self._region), where)
-        assert signer is not None  # only built where there are credentials
-        host, base = self._locate(bucket)
-        path = base + quote(key, safe="/~")
-        query = signer.presign(method, host, path, expires, params=params, headers=headers)
-        return f"{self._scheme}://{host}{path}?{query}"
-
-    async def presign_post(
-        self, bucket: str, fields: dict[str, str], conditions: list[Any], expires: int
-    ) -> tuple[str, dict[str, str]] | None:
-        """The URL and form fields of a browser POST upload to ``bucket`` (a SigV4 POST
-        policy of ``conditions``), signed offline; ``None`` where :meth:`presign` declines."""
-        if self.settings.url_style == "virtual" and not (
-            self._virtual and _DNS_BUCKET.match(bucket)
-        ):
-            return None
-        signer = await self._signer(
-            self._regions.get(bucket, self._region), ("get_presigned_post", bucket, None)
-        )
-        assert signer is not None  # only built where there are credentials
-        host, base = self._locate(bucket)
-        url = f"{self._scheme}://{host}{base.rstrip('/') if base != '/' else base}"
-        return url, signer.post_policy(fields, conditions, expires)
 
     def _proxy(self, url: URL) -> tuple[str | None, Mapping[str, str]]:
         """botocore's proxy for this host (``HTTP(S)_PROXY``/``NO_PROXY``), looked up once."""
@@ -381,20 +341,6 @@ class Exchange:
         with self._errors:
             await self._sent.__aexit__(exc_type, exc, tb)
         self._errors.__exit__(exc_type, exc, tb)  # raises ours for a failure while reading
-
-
-def _body(data: Any) -> Any:
-    """What aiohttp sends for ``data``: a fresh stream from a factory, large bytes as a
-    stream (aiohttp refuses to write more than 1 MiB of raw bytes at once)."""
-    if callable(data):
-        return data()
-    if isinstance(data, bytes) and len(data) > SMALL_BODY:
-        return io.BytesIO(data)
-    return data
-
-
-def _large(data: Any) -> bool:
-    return callable(data) or (isinstance(data, bytes) and len(data) > SMALL_BODY)
 
 
 def query_string(params: Mapping[str, str]) -> str:

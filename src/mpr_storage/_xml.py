@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import unquote_plus
@@ -18,6 +18,7 @@ __all__ = [
     "ListPage",
     "error_fields",
     "parse_buckets",
+    "parse_completion",
     "parse_copy_result",
     "parse_delete_errors",
     "parse_list",
@@ -178,18 +179,7 @@ def parse_copy_result(
     ``UploadPartCopy`` (``CopyPartResult``) answer. S3 may answer 200 and report a failure in
     the body: that raises our error for its code, as a 500 (retried), as botocore reads it,
     with the answer's request IDs (``ids``)."""
-    code, message, _region = error_fields(body)
-    if code is not None and result.encode() not in body:
-        raise error_for_code(
-            code,
-            message or code,
-            operation=operation,
-            bucket=bucket,
-            key=key,
-            status=500,
-            request_id=ids[0],
-            host_id=ids[1],
-        )
+    _raise_reported(body, result, operation=operation, bucket=bucket, key=key, ids=ids)
     root = _root(body, "copy result", operation, bucket)
     fields = {name: child.text or "" for name, child in _children(root)}
     if not fields.get("ETag"):
@@ -201,3 +191,53 @@ def parse_copy_result(
             code="InvalidResponse",
         )
     return fields["ETag"], parse_time(fields.get("LastModified"))
+
+
+def parse_completion(
+    body: bytes,
+    *,
+    operation: str,
+    bucket: str,
+    key: str,
+    ids: tuple[str | None, str | None] = (None, None),
+) -> str:
+    """The ETag of a ``CompleteMultipartUpload`` answer ("" if none). S3 may answer 200 and
+    report a failure in the body: that raises our error for its code (an ``InternalError`` as
+    a 500, retried; any other as final), with the answer's request IDs (``ids``)."""
+    _raise_reported(
+        body,
+        "CompleteMultipartUploadResult",
+        operation=operation,
+        bucket=bucket,
+        key=key,
+        ids=ids,
+        transient=("InternalError",),
+    )
+    return find_etag(body)
+
+
+def _raise_reported(
+    body: bytes,
+    result: str,
+    *,
+    operation: str,
+    bucket: str,
+    key: str,
+    ids: tuple[str | None, str | None],
+    transient: Container[str] | None = None,
+) -> None:
+    """Raise our error for a failure reported in the body of a 200 answer (an error document,
+    not the ``result`` element): as a 500 (retried), as botocore reads it, where its code is in
+    ``transient`` (``None``: any code), else without a status."""
+    code, message, _region = error_fields(body)
+    if code is not None and result.encode() not in body:
+        raise error_for_code(
+            code,
+            message or code,
+            operation=operation,
+            bucket=bucket,
+            key=key,
+            status=500 if transient is None or code in transient else None,
+            request_id=ids[0],
+            host_id=ids[1],
+        )
