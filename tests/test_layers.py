@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("client", {"_client"}),
     ("transfer I/O", {"_fetch"}),
     ("objects", {"_objects", "_presign", "_put", "_copy", "_read"}),
-    ("engine", {"_engine"}),
+    ("engine", {"_concurrency", "_engine"}),
     ("transfer", {"_manifest", "_walk", "_downloads", "_uploads"}),
     ("frames", {"_frames"}),
     ("storage", {"_storage", "_surface"}),

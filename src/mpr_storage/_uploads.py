@@ -13,7 +13,8 @@ import anyio
 from . import _objects
 from ._checksums import part_size_for, same_content
 from ._client import BaseStorage
-from ._engine import Engine, check_concurrency
+from ._concurrency import check_concurrency
+from ._engine import Engine
 from ._errors import LocalFileError, StorageError, TransferReport
 from ._files import LocalIO, open_regular
 from ._keys import check_bucket, check_key
