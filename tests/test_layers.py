@@ -16,7 +16,7 @@ PACKAGE = Path(mpr_storage.__file__).parent
 # (docs/ARCHITECTURE.md draws the same table).
 LAYERS: list[tuple[str, set[str]]] = [
     ("errors", {"_errors", "_error_map"}),
-    ("config, models", {"_sizes", "_config", "_models", "_progress"}),
+    ("config, models", {"_sizes", "_endpoint", "_config", "_models", "_progress"}),
     ("keys, files", {"_keys", "_files", "_checksums", "_partfile", "_leftovers", "_preload"}),
     (
         "transport",
