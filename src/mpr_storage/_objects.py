@@ -15,7 +15,7 @@ from ._client import BaseStorage
 from ._errors import StorageError
 from ._fetch import Ranges, fetch_file
 from ._files import LocalIO
-from ._keys import check_bucket, check_key, check_key_iterable
+from ._keys import check_bucket, check_bucket_and_key, check_key, check_key_iterable
 from ._models import BytesCallback, ObjectInfo
 from ._progress import ByteProgress
 from ._transport import Transport
@@ -40,8 +40,7 @@ async def object_exists(storage: BaseStorage, bucket: str, key: str) -> bool:
         InvalidKeyError: the key is empty or too long.
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
-    check_bucket(bucket, operation="object_exists")
-    check_key(key, operation="object_exists", bucket=bucket)
+    check_bucket_and_key(bucket, key, operation="object_exists")
     transport = await storage.transport()
     try:
         await transport.head(bucket, key, operation="object_exists")
@@ -61,8 +60,7 @@ async def stat_object(storage: BaseStorage, bucket: str, key: str) -> ObjectInfo
         InvalidKeyError: the key is empty or too long.
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
-    check_bucket(bucket, operation="stat_object")
-    check_key(key, operation="stat_object", bucket=bucket)
+    check_bucket_and_key(bucket, key, operation="stat_object")
     transport = await storage.transport()
     return await transport.head(bucket, key, operation="stat_object")
 
@@ -195,8 +193,7 @@ async def _download(
     operation: str,
 ) -> Path:
     """:func:`download_file`, its errors naming ``operation``."""
-    check_bucket(bucket, operation=operation)
-    check_key(key, operation=operation, bucket=bucket)
+    check_bucket_and_key(bucket, key, operation=operation)
     path = Path(dest)
     if await anyio.Path(path).is_dir():
         raise IsADirectoryError(f"{operation} s3://{bucket}/{key}: {path} is a directory")
