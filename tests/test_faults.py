@@ -23,7 +23,6 @@ from mpr_storage import (
     TransferError,
     TransferReport,
 )
-from mpr_storage._engine import AdaptiveLimit as _AdaptiveLimit
 from nettools import closed_port
 from s3proxy import FaultProxy
 from test_transfer import leftovers, make_frames, tree
@@ -265,20 +264,6 @@ async def test_persistent_stall_times_out(
     assert isinstance(info.value, StorageConnectionError) and key in str(info.value)
     assert time.monotonic() - started < 15
     assert not (tmp_path / "one.jpg").exists()
-
-
-def test_adaptive_limit_halves_on_throttling_and_recovers() -> None:
-    limit = _AdaptiveLimit(64)
-    limit.throttled()
-    assert limit.total == 32
-    limit.throttled()  # the same burst: not cut again
-    assert limit.total == 32
-    for _ in range(32):
-        limit.succeeded()
-    assert limit.total == 33
-    for _ in range(10_000):
-        limit.succeeded()
-    assert limit.total == 64
 
 
 async def test_cancelled_multipart_upload_is_aborted(

@@ -17,7 +17,7 @@ PACKAGE = Path(mpr_storage.__file__).parent
 # (docs/ARCHITECTURE.md draws the same table).
 LAYERS: list[tuple[str, set[str]]] = [
     ("errors", {"_errors", "_error_map"}),
-    ("config, models", {"_sizes", "_config", "_models", "_progress"}),
+    ("config, models", {"_sizes", "_endpoint", "_config", "_models", "_progress"}),
     ("keys, files", {"_keys", "_files", "_checksums", "_partfile", "_leftovers", "_preload"}),
     (
         "transport",
@@ -40,8 +40,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("client", {"_client"}),
     ("transfer I/O", {"_fetch"}),
-    ("objects", {"_objects", "_presign", "_put", "_copy", "_read"}),
-    ("engine", {"_engine"}),
+    ("objects", {"_objects", "_listing", "_presign", "_put", "_copy", "_read"}),
+    ("engine", {"_concurrency", "_engine"}),
     ("transfer", {"_manifest", "_walk", "_downloads", "_uploads"}),
     ("frames", {"_frames"}),
     ("storage", {"_storage", "_surface"}),

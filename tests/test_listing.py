@@ -12,6 +12,7 @@ import mpr_storage
 from conftest import S3Target
 from mpr_storage import BucketNotFoundError, Storage, sync
 from s3proxy import FaultProxy
+from test_objects import SPECIAL_KEYS
 
 PATHS = pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocore"])
 
@@ -170,3 +171,17 @@ def test_window_and_prefixes_on_the_other_surfaces(
         ]
 
     asyncio.run(main())
+
+
+async def test_fast_and_botocore_listings_agree(s3: S3Target, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"12345")
+    names = [*SPECIAL_KEYS, "x%2Fy.jpg", "plus+and space.png"]
+    async with Storage(s3.settings()) as fast, Storage(s3.settings(fast_path=False)) as slow:
+        for name in names:
+            await fast.upload_file(tmp_path / "f", s3.bucket, s3.key(name))
+        a = await fast.list_objects(s3.bucket, s3.prefix)
+        b = await slow.list_objects(s3.bucket, s3.prefix)
+    assert [(o.key, o.size, o.etag) for o in a] == [(o.key, o.size, o.etag) for o in b]
+    assert sorted(o.key for o in a) == sorted(s3.key(n) for n in names)
+    assert all(o.last_modified is not None and o.last_modified.tzinfo is not None for o in a)
+    assert [o.last_modified for o in a] == [o.last_modified for o in b]

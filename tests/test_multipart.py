@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from conftest import S3Target
-from mpr_storage import AccessDeniedError, LocalFileError, Storage, TransferError, _engine
+from mpr_storage import AccessDeniedError, LocalFileError, Storage, TransferError, _concurrency
 from s3proxy import FaultProxy
 
 MiB = 1024 * 1024
@@ -199,13 +199,13 @@ async def test_upload_many_of_large_files_reports_throttling_to_the_engine(
     s3: S3Target, tmp_path: Path, fast_path: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     limits: list[int] = []
-    throttled = _engine.AdaptiveLimit.throttled
+    throttled = _concurrency.AdaptiveLimit.throttled
 
-    def record(self: _engine.AdaptiveLimit) -> None:
+    def record(self: _concurrency.AdaptiveLimit) -> None:
         throttled(self)
         limits.append(self.total)
 
-    monkeypatch.setattr(_engine.AdaptiveLimit, "throttled", record)
+    monkeypatch.setattr(_concurrency.AdaptiveLimit, "throttled", record)
     src = tmp_path / "src"
     src.mkdir()
     files = {f"v{i}.bin": os.urandom(10 * MiB + i) for i in range(2)}

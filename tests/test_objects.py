@@ -206,17 +206,3 @@ async def test_module_level_functions_use_the_environment(s3: S3Target, tmp_path
     tmp.unlink()
     await mpr_storage.delete_objects(s3.bucket, [s3.key("f.jpg")])
     assert not await mpr_storage.object_exists(s3.bucket, s3.key("f.jpg"))
-
-
-async def test_fast_and_botocore_listings_agree(s3: S3Target, tmp_path: Path) -> None:
-    (tmp_path / "f").write_bytes(b"12345")
-    names = [*SPECIAL_KEYS, "x%2Fy.jpg", "plus+and space.png"]
-    async with Storage(s3.settings()) as fast, Storage(s3.settings(fast_path=False)) as slow:
-        for name in names:
-            await fast.upload_file(tmp_path / "f", s3.bucket, s3.key(name))
-        a = await fast.list_objects(s3.bucket, s3.prefix)
-        b = await slow.list_objects(s3.bucket, s3.prefix)
-    assert [(o.key, o.size, o.etag) for o in a] == [(o.key, o.size, o.etag) for o in b]
-    assert sorted(o.key for o in a) == sorted(s3.key(n) for n in names)
-    assert all(o.last_modified is not None and o.last_modified.tzinfo is not None for o in a)
-    assert [o.last_modified for o in a] == [o.last_modified for o in b]

@@ -18,7 +18,18 @@ from __future__ import annotations
 import logging as _logging
 import os as _os
 
-from . import _copy, _downloads, _frames, _objects, _presign, _put, _read, _surface, _uploads
+from . import (
+    _copy,
+    _downloads,
+    _frames,
+    _listing,
+    _objects,
+    _presign,
+    _put,
+    _read,
+    _surface,
+    _uploads,
+)
 from ._config import DEFAULT_BUCKET_IN as _DEFAULT_BUCKET_IN
 from ._config import DEFAULT_BUCKET_OUT as _DEFAULT_BUCKET_OUT
 from ._config import ProviderProfile as ProviderProfile
@@ -114,12 +125,12 @@ BUCKET_OUT: str = _os.environ.get("S3_BUCKET_OUT") or _DEFAULT_BUCKET_OUT
 # --- the module-level functions: each implementation, on the running loop's default ----------
 
 get_s3_client = _surface.on_default(Storage.get_s3_client, _default_storage)
-iter_objects = _surface.iterator_on_default(_objects.iter_objects, _default_storage)
-list_objects = _surface.on_default(_objects.list_objects, _default_storage)
-list_prefixes = _surface.on_default(_objects.list_prefixes, _default_storage)
+iter_objects = _surface.iterator_on_default(_listing.iter_objects, _default_storage)
+list_objects = _surface.on_default(_listing.list_objects, _default_storage)
+list_prefixes = _surface.on_default(_listing.list_prefixes, _default_storage)
 object_exists = _surface.on_default(_objects.object_exists, _default_storage)
 stat_object = _surface.on_default(_objects.stat_object, _default_storage)
-list_buckets = _surface.on_default(_objects.list_buckets, _default_storage)
+list_buckets = _surface.on_default(_listing.list_buckets, _default_storage)
 delete_objects = _surface.on_default(_objects.delete_objects, _default_storage)
 download_file = _surface.on_default(_objects.download_file, _default_storage)
 download_to_temp = _surface.on_default(_objects.download_to_temp, _default_storage)

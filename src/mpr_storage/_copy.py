@@ -7,7 +7,7 @@ import contextlib
 import anyio
 
 from ._client import BaseStorage
-from ._keys import check_bucket, check_key
+from ._keys import check_bucket_and_key
 from ._models import ObjectInfo
 from ._payload import CopySource
 from ._sizes import MAX_PARTS
@@ -47,10 +47,8 @@ async def copy_object(
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
     op = "copy_object"
-    check_bucket(src_bucket, operation=op)
-    check_key(src_key, operation=op, bucket=src_bucket)
-    check_bucket(dest_bucket, operation=op)
-    check_key(dest_key, operation=op, bucket=dest_bucket)
+    check_bucket_and_key(src_bucket, src_key, operation=op)
+    check_bucket_and_key(dest_bucket, dest_key, operation=op)
     transport = await storage.transport()
     source = await transport.head(src_bucket, src_key, operation=op)
     if (src_bucket, src_key) == (dest_bucket, dest_key):

@@ -16,7 +16,8 @@ import anyio
 
 from ._checksums import is_md5_etag, part_size_for, same_content
 from ._client import BaseStorage
-from ._engine import Engine, check_concurrency
+from ._concurrency import check_concurrency
+from ._engine import Engine
 from ._errors import LocalFileError, StorageError, TransferReport
 from ._fetch import Ranges, fetch_file
 from ._files import LocalIO

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
+from ._concurrency import AdaptiveLimit
 from ._errors import (
     LocalFileError,
     StorageConnectionError,
@@ -30,7 +31,7 @@ from ._progress import Pace, deliver
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-__all__ = ["AdaptiveLimit", "Engine", "check_concurrency"]
+__all__ = ["Engine"]
 
 _GIVE_UP_AFTER = 3  # keys in a row failing at the endpoint level (unreachable / throttled)
 _log = logging.getLogger(__name__)
@@ -65,61 +66,6 @@ class Progress:
         await deliver(
             self._callback, len(r.done) + len(r.skipped) + len(r.failed), self.total, r.bytes
         )
-
-
-class AdaptiveLimit:
-    """How many requests a bulk call has in flight: halves on throttling, grows back by one
-    per window of successes.
-
-    Acquiring costs nothing while under the limit: no checkpoint, no turn of the event loop
-    (anyio's ``CapacityLimiter`` yields once per acquire, which per object of a bulk call
-    cost more than the limit itself). Only while throttled do workers wait, woken whenever a
-    request ends or the limit grows.
-    """
-
-    def __init__(self, maximum: int, *, operation: str = "") -> None:
-        self.operation = operation  # named in the log line of a cut
-        self.maximum = self.total = maximum
-        self.active = 0
-        self._streak = 0
-        self._last_cut = 0.0
-        self._changed: anyio.Event | None = None
-
-    async def acquire(self) -> None:
-        while self.active >= self.total:
-            if self._changed is None:
-                self._changed = anyio.Event()
-            await self._changed.wait()
-        self.active += 1
-
-    def release(self) -> None:
-        self.active -= 1
-        self._wake()
-
-    def throttled(self) -> None:
-        now = time.monotonic()
-        if now - self._last_cut > 0.5:  # one cut per burst, not one per failed request
-            self._last_cut = now
-            if self.total > 1:
-                _log.info(
-                    "%s: throttled by the server: at most %d requests in flight (was %d)",
-                    self.operation or "a bulk call", self.total // 2, self.total,
-                )  # fmt: skip
-            self.total = max(1, self.total // 2)
-        self._streak = 0
-
-    def succeeded(self) -> None:
-        if self.total < self.maximum:
-            self._streak += 1
-            if self._streak >= self.total:
-                self._streak = 0
-                self.total += 1
-                self._wake()
-
-    def _wake(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
 
 
 class Engine(Generic[T]):
@@ -194,7 +140,7 @@ class Engine(Generic[T]):
         also while no key moves (a key source that waits)."""
         # asyncio's queue, not an anyio memory stream: a get or put that need not wait
         # returns at once, where a stream's checkpoint would cost a turn of the event loop
-        # per key (see AdaptiveLimit).
+        # per key (see _concurrency.AdaptiveLimit).
         queue: asyncio.Queue[tuple[str, T] | None] = asyncio.Queue(self.concurrency)
         self._queue = queue
         idle = 0  # workers waiting for an item
@@ -417,9 +363,3 @@ class Engine(Generic[T]):
 
 def _key_of(item: str | ObjectInfo) -> str:
     return item.key if isinstance(item, ObjectInfo) else item
-
-
-def check_concurrency(value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"concurrency must be a positive integer, got {value!r}")
-    return value

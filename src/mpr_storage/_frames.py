@@ -7,8 +7,8 @@ import os
 from . import _downloads, _uploads
 from ._client import BaseStorage
 from ._errors import InvalidKeyError, ObjectNotFoundError, TransferReport
+from ._listing import iter_objects
 from ._models import ProgressCallback
-from ._objects import iter_objects
 
 __all__ = ["frame_cache_exists", "frame_cache_prefix", "prefetch_frames", "upload_frames"]
 

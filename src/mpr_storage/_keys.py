@@ -7,7 +7,14 @@ from pathlib import Path
 
 from ._errors import InvalidKeyError, LocalFileError
 
-__all__ = ["MAX_KEY_BYTES", "KeyMapper", "check_bucket", "check_key", "check_key_iterable"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "KeyMapper",
+    "check_bucket",
+    "check_bucket_and_key",
+    "check_key",
+    "check_key_iterable",
+]
 
 MAX_KEY_BYTES = 1024  # S3's limit on the UTF-8 length of a key
 
@@ -43,6 +50,12 @@ def check_key(key: object, *, operation: str, bucket: str | None = None) -> str:
             key=key.replace("\x00", "\\0"),
         )
     return key
+
+
+def check_bucket_and_key(bucket: object, key: object, *, operation: str) -> None:
+    """An object's bucket and key, checked before any request (:func:`check_bucket`, then
+    :func:`check_key`)."""
+    check_key(key, operation=operation, bucket=check_bucket(bucket, operation=operation))
 
 
 def check_key_iterable(keys: object, *, operation: str, bucket: str) -> None:

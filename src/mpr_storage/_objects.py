@@ -1,11 +1,11 @@
-"""Single-object operations: list, exists, stat, delete, download."""
+"""Single-object operations: exists, stat, delete, download."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path, PurePosixPath
 
@@ -15,7 +15,7 @@ from ._client import BaseStorage
 from ._errors import StorageError
 from ._fetch import Ranges, fetch_file
 from ._files import LocalIO
-from ._keys import check_bucket, check_key, check_key_iterable
+from ._keys import check_bucket, check_bucket_and_key, check_key, check_key_iterable
 from ._models import BytesCallback, ObjectInfo
 from ._progress import ByteProgress
 from ._transport import Transport
@@ -25,155 +25,11 @@ __all__ = [
     "delete_objects",
     "download_file",
     "download_to_temp",
-    "iter_objects",
-    "list_buckets",
-    "list_objects",
-    "list_prefixes",
     "object_exists",
     "stat_object",
 ]
 
 _DELETE_BATCH = 1000  # DeleteObjects' limit
-_PAGE = 1000  # ListObjectsV2's largest page
-
-
-def _suffix_filter(suffixes: str | Iterable[str] | None) -> tuple[str, ...] | None:
-    if suffixes is None:
-        return None
-    items = (suffixes,) if isinstance(suffixes, str) else tuple(suffixes)
-    return tuple(s.lower() for s in items)
-
-
-async def iter_objects(
-    storage: BaseStorage,
-    bucket: str,
-    prefix: str = "",
-    *,
-    suffixes: str | Iterable[str] | None = None,
-    start_after: str | None = None,
-    limit: int | None = None,
-) -> AsyncIterator[ObjectInfo]:
-    """Iterate over the objects under ``prefix``, page by page, in key order.
-
-    One LIST request per page of up to 1000 objects; only the current page is held in memory.
-    A failed page is retried from its own continuation token, so no object is repeated. A
-    window (``start_after`` and ``limit``) is read from where it starts: ``limit`` keys up to
-    1000 cost one request (without ``suffixes``), not a listing of what comes before.
-
-    Args:
-        bucket: the bucket.
-        prefix: only keys starting with this.
-        suffixes: only keys ending with one of these (case-insensitive), e.g. ``(".jpg", ".png")``.
-        start_after: only keys after this one (in key order; it need not exist).
-        limit: at most this many objects (those matching ``suffixes``); ``None``: all.
-
-    Raises:
-        ValueError: ``limit`` is negative.
-        BucketNotFoundError: the bucket does not exist.
-        AccessDeniedError: the credentials are refused.
-        InvalidKeyError: the bucket name is empty or contains ``/``.
-        StorageConnectionError: the endpoint can't be reached, after retries.
-    """
-    check_bucket(bucket, operation="list_objects")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"list_objects: limit must be None or an int >= 0, got {limit!r}")
-    wanted = _suffix_filter(suffixes)
-    if limit == 0:
-        return
-    transport = await storage.transport()
-    token: str | None = None
-    left = limit
-    while True:  # page by page: a failed page is retried from its own continuation token
-        # The window's first page starts after ``start_after``; the next ones from their token.
-        page = await transport.list_page(
-            bucket,
-            prefix,
-            token,
-            max_keys=None if left is None or wanted is not None else min(left, _PAGE),
-            start_after=start_after if token is None else None,
-        )
-        for obj in page.objects:
-            if wanted is None or obj.key.lower().endswith(wanted):
-                yield obj
-                if left is not None:
-                    left -= 1
-                    if left == 0:
-                        return
-        token = page.next_token
-        if token is None:
-            return
-
-
-async def list_objects(
-    storage: BaseStorage,
-    bucket: str,
-    prefix: str = "",
-    *,
-    suffixes: str | Iterable[str] | None = None,
-    start_after: str | None = None,
-    limit: int | None = None,
-) -> list[ObjectInfo]:
-    """All objects under ``prefix`` (every page), or a window of them, in key order.
-
-    The whole listing is held in memory; use :func:`iter_objects` to stream a large one. A
-    window of ``limit`` keys after ``start_after`` (e.g. 200 frames of a timeline's cache)
-    costs one LIST request when ``limit`` is at most 1000 and no ``suffixes`` are given.
-
-    Args:
-        bucket: the bucket.
-        prefix: only keys starting with this.
-        suffixes: only keys ending with one of these (case-insensitive), e.g. ``(".jpg", ".png")``.
-        start_after: only keys after this one (in key order; it need not exist).
-        limit: at most this many objects (those matching ``suffixes``); ``None``: all.
-
-    Raises:
-        ValueError: ``limit`` is negative.
-        BucketNotFoundError: the bucket does not exist.
-        AccessDeniedError: the credentials are refused.
-        InvalidKeyError: the bucket name is empty or contains ``/``.
-        StorageConnectionError: the endpoint can't be reached, after retries.
-    """
-    objects = iter_objects(
-        storage, bucket, prefix, suffixes=suffixes, start_after=start_after, limit=limit
-    )
-    return [obj async for obj in objects]
-
-
-async def list_prefixes(
-    storage: BaseStorage, bucket: str, prefix: str = "", *, delimiter: str = "/"
-) -> list[str]:
-    """The common prefixes one level below ``prefix``, sorted: the "directories" of a
-    listing (``list_prefixes(bucket, "frames/")`` -> ``["frames/tl-1/", "frames/tl-2/"]``).
-
-    Every page of a delimited listing is read; the objects directly under ``prefix`` are not
-    returned (use :func:`list_objects`).
-
-    Args:
-        bucket: the bucket.
-        prefix: the level to list (a prefix ending in ``delimiter``, or ``""`` for the top).
-        delimiter: what separates levels in the keys.
-
-    Raises:
-        ValueError: ``delimiter`` is empty.
-        BucketNotFoundError: the bucket does not exist.
-        AccessDeniedError: the credentials are refused.
-        InvalidKeyError: the bucket name is empty or contains ``/``.
-        StorageConnectionError: the endpoint can't be reached, after retries.
-    """
-    check_bucket(bucket, operation="list_prefixes")
-    if not isinstance(delimiter, str) or not delimiter:
-        raise ValueError(f"list_prefixes: delimiter must be a non-empty str, got {delimiter!r}")
-    transport = await storage.transport()
-    found: set[str] = set()
-    token: str | None = None
-    while True:
-        page = await transport.list_page(
-            bucket, prefix, token, delimiter=delimiter, operation="list_prefixes"
-        )
-        found.update(page.prefixes)
-        token = page.next_token
-        if token is None:
-            return sorted(found)
 
 
 async def object_exists(storage: BaseStorage, bucket: str, key: str) -> bool:
@@ -184,8 +40,7 @@ async def object_exists(storage: BaseStorage, bucket: str, key: str) -> bool:
         InvalidKeyError: the key is empty or too long.
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
-    check_bucket(bucket, operation="object_exists")
-    check_key(key, operation="object_exists", bucket=bucket)
+    check_bucket_and_key(bucket, key, operation="object_exists")
     transport = await storage.transport()
     try:
         await transport.head(bucket, key, operation="object_exists")
@@ -205,21 +60,9 @@ async def stat_object(storage: BaseStorage, bucket: str, key: str) -> ObjectInfo
         InvalidKeyError: the key is empty or too long.
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
-    check_bucket(bucket, operation="stat_object")
-    check_key(key, operation="stat_object", bucket=bucket)
+    check_bucket_and_key(bucket, key, operation="stat_object")
     transport = await storage.transport()
     return await transport.head(bucket, key, operation="stat_object")
-
-
-async def list_buckets(storage: BaseStorage) -> list[str]:
-    """The names of the buckets the credentials can see, sorted.
-
-    Raises:
-        AccessDeniedError: the credentials are refused.
-        StorageConnectionError: the endpoint can't be reached, after retries.
-    """
-    transport = await storage.transport()
-    return sorted(await transport.list_buckets())
 
 
 async def delete_objects(storage: BaseStorage, bucket: str, keys: Iterable[str]) -> None:
@@ -350,8 +193,7 @@ async def _download(
     operation: str,
 ) -> Path:
     """:func:`download_file`, its errors naming ``operation``."""
-    check_bucket(bucket, operation=operation)
-    check_key(key, operation=operation, bucket=bucket)
+    check_bucket_and_key(bucket, key, operation=operation)
     path = Path(dest)
     if await anyio.Path(path).is_dir():
         raise IsADirectoryError(f"{operation} s3://{bucket}/{key}: {path} is a directory")

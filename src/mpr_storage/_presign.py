@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from ._botocore_errors import map_botocore_errors
 from ._client import BaseStorage
-from ._keys import check_bucket, check_key
+from ._keys import check_bucket_and_key
 from ._models import PresignedPost
 
 __all__ = ["MAX_EXPIRES", "content_disposition", "get_presigned_post", "get_presigned_url"]
@@ -87,8 +87,7 @@ async def get_presigned_url(
         InvalidKeyError: the key is empty or too long.
     """
     op = "get_presigned_url"
-    check_bucket(bucket, operation=op)
-    check_key(key, operation=op, bucket=bucket)
+    check_bucket_and_key(bucket, key, operation=op)
     verb = str(method).upper()
     client_method = _METHODS.get(verb)
     if client_method is None:
@@ -158,8 +157,7 @@ async def get_presigned_post(
         InvalidKeyError: the key is empty or too long.
     """
     op = "get_presigned_post"
-    check_bucket(bucket, operation=op)
-    check_key(key, operation=op, bucket=bucket)
+    check_bucket_and_key(bucket, key, operation=op)
     _check_expires(expires_in, op)
     fields: dict[str, str] = {}
     conditions: list[Any] = []

@@ -19,7 +19,7 @@ from ._checksums import CHECKSUM_HEADERS, hash_fd, part_size_for
 from ._client import BaseStorage
 from ._errors import LocalFileError
 from ._files import LocalIO, PreadReader, fd_chunks, open_regular, read_fd
-from ._keys import check_bucket, check_key
+from ._keys import check_bucket_and_key
 from ._models import BytesCallback, ObjectInfo
 from ._payload import Payload
 from ._progress import ByteProgress
@@ -91,8 +91,7 @@ async def upload_file(
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
     op = "upload_file"
-    check_bucket(bucket, operation=op)
-    check_key(key, operation=op, bucket=bucket)
+    check_bucket_and_key(bucket, key, operation=op)
     path = Path(src)
     stat = await anyio.Path(path).stat()  # FileNotFoundError for a missing file
     if S_ISDIR(stat.st_mode):

@@ -11,7 +11,7 @@ from typing import Literal
 from ._body import Body, Range
 from ._client import BaseStorage
 from ._errors import InvalidRangeError, StorageError
-from ._keys import check_bucket, check_key
+from ._keys import check_bucket_and_key
 from ._models import ObjectInfo
 from ._put import guess_content_type
 
@@ -123,8 +123,7 @@ def open_object(
             cut short.
     """
     op = "open_object"
-    check_bucket(bucket, operation=op)
-    check_key(key, operation=op, bucket=bucket)
+    check_bucket_and_key(bucket, key, operation=op)
     return _open(storage, bucket, key, start, end)
 
 
@@ -222,8 +221,7 @@ async def put_bytes(
         StorageConnectionError: the endpoint can't be reached, after retries.
     """
     op = "put_bytes"
-    check_bucket(bucket, operation=op)
-    check_key(key, operation=op, bucket=bucket)
+    check_bucket_and_key(bucket, key, operation=op)
     profile = storage.settings.profile
     if not overwrite and not profile.create_only:
         # a HEAD, then a PUT would be a race, not a guarantee: refuse before writing anything

@@ -11,7 +11,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncGenerator
 
-from . import _copy, _downloads, _frames, _objects, _presign, _put, _read, _uploads
+from . import _copy, _downloads, _frames, _listing, _objects, _presign, _put, _read, _uploads
 from ._client import BaseStorage, S3Client
 
 __all__ = ["Storage", "default_storage"]
@@ -43,12 +43,12 @@ class Storage(BaseStorage):
         return await self.client()
 
     # The implementations, bound as methods: their first parameter is the storage.
-    iter_objects = _objects.iter_objects
-    list_objects = _objects.list_objects
-    list_prefixes = _objects.list_prefixes
+    iter_objects = _listing.iter_objects
+    list_objects = _listing.list_objects
+    list_prefixes = _listing.list_prefixes
     object_exists = _objects.object_exists
     stat_object = _objects.stat_object
-    list_buckets = _objects.list_buckets
+    list_buckets = _listing.list_buckets
     delete_objects = _objects.delete_objects
     download_file = _objects.download_file
     download_to_temp = _objects.download_to_temp

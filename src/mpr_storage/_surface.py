@@ -1,7 +1,7 @@
 """The public surface, written once: each call's signature and docstring live on its
-implementation (``_objects``, ``_put``, ``_presign``, ``_downloads``, ``_frames``), whose first
-parameter is the storage. :class:`~mpr_storage.Storage` binds the implementations as its
-methods; the helpers here derive the two other forms of each call from them:
+implementation (``_listing``, ``_objects``, ``_put``, ``_presign``, ``_downloads``, ``_frames``),
+whose first parameter is the storage. :class:`~mpr_storage.Storage` binds the implementations
+as its methods; the helpers here derive the two other forms of each call from them:
 
 - :func:`on_default`: the module-level function of :mod:`mpr_storage`, the same call on the
   running loop's default storage (:func:`iterator_on_default`, :func:`context_on_default` for

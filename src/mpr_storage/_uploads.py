@@ -10,10 +10,11 @@ from pathlib import Path
 
 import anyio
 
-from . import _objects
+from . import _listing
 from ._checksums import part_size_for, same_content
 from ._client import BaseStorage
-from ._engine import Engine, check_concurrency
+from ._concurrency import check_concurrency
+from ._engine import Engine
 from ._errors import LocalFileError, StorageError, TransferReport
 from ._files import LocalIO, open_regular
 from ._keys import check_bucket, check_key
@@ -99,7 +100,7 @@ async def upload_many(
         raise NotADirectoryError(f"upload_many: {root} is not a directory")
     remote: dict[str, ObjectInfo] = {}
     if skip_existing:
-        remote = {o.key: o async for o in _objects.iter_objects(storage, bucket, prefix)}
+        remote = {o.key: o async for o in _listing.iter_objects(storage, bucket, prefix)}
     transport = await storage.transport()
     io = LocalIO()
     big = anyio.CapacityLimiter(MULTIPART_AT_ONCE)

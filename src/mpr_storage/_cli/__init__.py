@@ -10,9 +10,10 @@ with ``--debug``); 2 usage error; 130 interrupted by Ctrl-C, 143 by SIGTERM, 129
 141 when stdout was closed early. An interrupt cancels the running task, so the library's
 atomic writes leave no partial file behind.
 
-Modules: ``_main`` (entry point), ``_parser``, ``_base`` (errors, signals, context, helpers),
-``_objects`` and ``_rm`` (object commands), ``_frames`` (frame caches), ``_progress`` (bars),
-``_serve`` (the embedded server: the ``server`` command) and ``_demo``.
+Modules: ``_main`` (entry point), ``_parser`` and ``_options`` (its global options), ``_base``
+(errors, signals, context, helpers), ``_objects`` and ``_rm`` (object commands), ``_frames``
+(frame caches), ``_progress`` (bars), ``_serve`` (the embedded server: the ``server`` command)
+and ``_demo``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ import argparse
 import inspect
 from collections.abc import Callable
 
-from .. import ConfigError, StorageSettings
 from .. import _server as _srv
 from ._base import Context, port, positive_int, storage_command
 from ._cat import cmd_cat
@@ -14,20 +13,11 @@ from ._cp import cmd_cp
 from ._demo import cmd_demo
 from ._frames import cmd_prefetch, cmd_push_frames
 from ._objects import cmd_get, cmd_ls, cmd_presign, cmd_put
+from ._options import global_options
 from ._rm import HANDFUL, cmd_rm
 from ._serve import DEFAULT_SERVER_PORT, cmd_server
 
 __all__ = ["build_parser"]
-
-
-def _provider(text: str) -> str:
-    """An ``S3_PROVIDER`` value, checked by :class:`StorageSettings` itself (which names the
-    valid ones when it refuses)."""
-    try:
-        StorageSettings().replace(provider=text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc).replace("S3_PROVIDER=", "")) from None
-    return text
 
 
 _DESCRIPTION = """\
@@ -60,61 +50,10 @@ exit codes: 0 ok, 1 error (one 'error: ...' line on stderr), 2 usage error,
 141 stdout closed early (`mpr-storage ls BUCKET | head`)"""
 
 
-def _global_options(*, storage: bool) -> argparse.ArgumentParser:
-    """The options every command takes; ``storage`` adds those that pick the S3 store."""
-    # Defaults are SUPPRESS so that an option given before the command is not reset by the
-    # subcommand's copy of it.
-    common = argparse.ArgumentParser(add_help=False)
-    g = common.add_argument_group("global options")
-    if storage:
-        _storage_options(g)
-    g.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="no progress bars or status lines, only the requested output "
-        "(progress bars are also off when stdout is not a terminal)",
-    )
-    g.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="show the traceback of an error, and debug logs",
-    )
-    return common
-
-
-def _storage_options(g: argparse._ArgumentGroup) -> None:
-    g.add_argument(
-        "--endpoint-url",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help="S3 endpoint (overrides S3_ENDPOINT_URL; '' means AWS)",
-    )
-    g.add_argument(
-        "--region", default=argparse.SUPPRESS, help="signing region (overrides AWS_REGION)"
-    )
-    g.add_argument(
-        "--provider",
-        type=_provider,
-        metavar="{aws,gcs,generic,minio,r2,seaweedfs}",
-        default=argparse.SUPPRESS,
-        help="S3 flavour (overrides S3_PROVIDER; detected from the endpoint by default)",
-    )
-    g.add_argument(
-        "--concurrency",
-        type=positive_int,
-        metavar="N",
-        default=argparse.SUPPRESS,
-        help="parallel requests of bulk transfers (overrides S3_MAX_CONCURRENCY)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``mpr-storage`` argument parser."""
-    common = _global_options(storage=True)
-    local = _global_options(storage=False)  # server, demo: they bring their own store
+    common = global_options(storage=True)
+    local = global_options(storage=False)  # server, demo: they bring their own store
     parser = argparse.ArgumentParser(
         prog="mpr-storage",
         description=_DESCRIPTION,
@@ -184,8 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "BUCKET KEY [DEST]",
         "s3://BUCKET/KEY [DEST]",
     )
-    p.add_argument("bucket", metavar="BUCKET", help="a bucket, or s3://BUCKET/KEY")
-    p.add_argument("key", nargs="?", metavar="KEY", help="the object key (not with s3://...)")
+    _object_arguments(p)
     p.add_argument("dest", nargs="?", metavar="DEST", help="file or directory to write")
 
     p = command(
@@ -198,8 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "[--content-type TYPE] SRC s3://BUCKET/KEY",
     )
     p.add_argument("src", metavar="SRC", help="file or directory to upload")
-    p.add_argument("bucket", metavar="BUCKET", help="a bucket, or s3://BUCKET/KEY")
-    p.add_argument("key", nargs="?", metavar="KEY", help="the object key (not with s3://...)")
+    _object_arguments(p)
     p.add_argument(
         "--content-type", metavar="TYPE", help="Content-Type (default: guessed from the key)"
     )
@@ -213,8 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "[--put] [--expires SECONDS] BUCKET KEY",
         "[--put] [--expires SECONDS] s3://BUCKET/KEY",
     )
-    p.add_argument("bucket", metavar="BUCKET", help="a bucket, or s3://BUCKET/KEY")
-    p.add_argument("key", nargs="?", metavar="KEY", help="the object key (not with s3://...)")
+    _object_arguments(p)
     p.add_argument("--put", action="store_true", help="a URL to upload with HTTP PUT")
     p.add_argument(
         "--expires",
@@ -270,9 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Fetch the frame cache of TIMELINE_ID (frames/TIMELINE_ID/ in S3_BUCKET_OUT) into DEST "
         "as a replay does; frames already there and unchanged are skipped without a request.",
     )
-    p.add_argument("timeline_id", metavar="TIMELINE_ID")
-    p.add_argument("dest", metavar="DEST", help="directory to fill")
-    p.add_argument("--bucket", metavar="BUCKET", help="the bucket (default: S3_BUCKET_OUT)")
+    _timeline_arguments(p, "dest", "directory to fill")
 
     p = command(
         "cat",
@@ -283,8 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "[--range A-B] BUCKET KEY",
         "[--range A-B] s3://BUCKET/KEY",
     )
-    p.add_argument("bucket", metavar="BUCKET", help="a bucket, or s3://BUCKET/KEY")
-    p.add_argument("key", nargs="?", metavar="KEY", help="the object key (not with s3://...)")
+    _object_arguments(p)
     p.add_argument("--range", metavar="A-B", help="only these bytes: A-B, A- or -N")
 
     p = command(
@@ -307,9 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Upload every file under SRC_DIR to frames/TIMELINE_ID/ in S3_BUCKET_OUT, as "
         "extract_frames does.",
     )
-    p.add_argument("timeline_id", metavar="TIMELINE_ID")
-    p.add_argument("src_dir", metavar="SRC_DIR", help="directory of frames")
-    p.add_argument("--bucket", metavar="BUCKET", help="the bucket (default: S3_BUCKET_OUT)")
+    _timeline_arguments(p, "src_dir", "directory of frames")
     p.add_argument(
         "--skip-existing",
         action="store_true",
@@ -342,12 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     secret_key = _server_default("secret_access_key")
     p.add_argument("--access-key", default=access_key, help=f"access key (default: {access_key})")
     p.add_argument("--secret-key", default=secret_key, help=f"secret key (default: {secret_key})")
-    p.add_argument(
-        "--kind",
-        choices=("auto", "seaweedfs", "moto"),
-        default="auto",
-        help="server implementation (default: SeaweedFS if installed, else moto)",
-    )
+    _server_kind(p)
     p.add_argument(
         "--bucket",
         action="append",
@@ -382,14 +308,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keep", action="store_true", help="keep the server running afterwards, until Ctrl-C"
     )
+    _server_kind(p)
+    p.add_argument("--port", type=port, default=0, metavar="PORT", help="S3 port (default: any)")
+    return parser
+
+
+def _object_arguments(p: argparse.ArgumentParser) -> None:
+    """``BUCKET KEY``, or one ``s3://BUCKET/KEY``."""
+    p.add_argument("bucket", metavar="BUCKET", help="a bucket, or s3://BUCKET/KEY")
+    p.add_argument("key", nargs="?", metavar="KEY", help="the object key (not with s3://...)")
+
+
+def _timeline_arguments(p: argparse.ArgumentParser, directory: str, about: str) -> None:
+    """``TIMELINE_ID``, the local ``directory`` of its frames, and ``--bucket``."""
+    p.add_argument("timeline_id", metavar="TIMELINE_ID")
+    p.add_argument(directory, metavar=directory.upper(), help=about)
+    p.add_argument("--bucket", metavar="BUCKET", help="the bucket (default: S3_BUCKET_OUT)")
+
+
+def _server_kind(p: argparse.ArgumentParser) -> None:
+    """``--kind`` of the local S3 server (``server``, ``demo``)."""
     p.add_argument(
         "--kind",
         choices=("auto", "seaweedfs", "moto"),
         default="auto",
         help="server implementation (default: SeaweedFS if installed, else moto)",
     )
-    p.add_argument("--port", type=port, default=0, metavar="PORT", help="S3 port (default: any)")
-    return parser
 
 
 def _server_default(parameter: str) -> str:

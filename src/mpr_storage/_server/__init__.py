@@ -1,7 +1,8 @@
 """Start a local S3 server (SeaweedFS, or moto as an in-memory fallback) on loopback.
 
-Modules: ``_local`` (:class:`LocalS3Server`), ``_weed`` (the SeaweedFS launcher), ``_moto``
-(the fallback) and ``_ports``.
+Modules: ``_local`` (:class:`LocalS3Server`), ``_seaweedfs`` (one SeaweedFS server's start and
+stop) on ``_weed`` (its ``weed`` binary: flags, readiness, log), ``_moto`` (the fallback) and
+``_ports``.
 """
 
 from __future__ import annotations

