@@ -96,6 +96,14 @@ def test_content_disposition_quotes_as_rfc_6266_says() -> None:
     )
     assert content_disposition("日本.mp4").startswith('attachment; filename=".mp4"; filename*=')
     assert content_disposition("日本").startswith('attachment; filename="download"; filename*=')
+    # The same header on mpr_storage.web's answers (download_name=).
+    assert content_disposition("Spiel 1 – Halbzeit.mp4") == (
+        'attachment; filename="Spiel 1  Halbzeit.mp4"; '
+        "filename*=UTF-8''Spiel%201%20%E2%80%93%20Halbzeit.mp4"
+    )
+    assert content_disposition('a"b.txt') == (
+        "attachment; filename=\"a_b.txt\"; filename*=UTF-8''a%22b.txt"
+    )
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,10 @@ import contextlib
 import email.utils
 import mimetypes
 import re
-import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import quote
 
 import anyio
 from starlette.requests import Request
@@ -20,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 import mpr_storage
 from mpr_storage import InvalidRangeError, ObjectBody, ObjectInfo, ObjectNotFoundError, Storage
+from mpr_storage._presign import content_disposition
 
 __all__ = ["object_response"]
 
@@ -32,9 +31,6 @@ _SPEC = re.compile(r"[ \t]*([0-9]{0,18})[ \t]*-[ \t]*([0-9]{0,18})[ \t]*")
 _ETAG = re.compile(r'(W/)?"[^"]*"')
 _CONDITIONS = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
 _ATTEMPTS = 3  # the object replaced between the HEAD and the GET, again and again: give up
-# Printable ASCII a quoted filename may hold as is: no quote, backslash, percent (browsers may
-# decode it) or slash.
-_PLAIN_NAME = re.compile(r"[ !#$&'()*+,\-.0-9:;<=>?@A-Z\[\]^_`a-z{|}~]+")
 
 
 def _parse_range(value: str | None) -> _Spec | None:
@@ -155,18 +151,6 @@ def _plan_answer(method: str, headers: Mapping[str, str], info: ObjectInfo) -> _
     return _Plan(200, 0, size)
 
 
-def _content_disposition(filename: str) -> str:
-    """``Content-Disposition: attachment`` saving as ``filename`` (RFC 6266): ``filename="..."``,
-    plus ``filename*=UTF-8''...`` (RFC 5987) when the name is not plain ASCII, with an ASCII
-    look-alike as the fallback for older clients."""
-    if _PLAIN_NAME.fullmatch(filename):
-        return f'attachment; filename="{filename}"'
-    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
-    fallback = "".join(c if _PLAIN_NAME.fullmatch(c) else "_" for c in ascii_name).strip()
-    encoded = quote(filename, safe="!#$&+^`|")
-    return f"attachment; filename=\"{fallback or 'download'}\"; filename*=UTF-8''{encoded}"
-
-
 def _headers(info: ObjectInfo, download_name: str | None) -> dict[str, str]:
     """The validators and the headers every answer about the object carries."""
     headers = {"accept-ranges": "bytes"}
@@ -177,7 +161,7 @@ def _headers(info: ObjectInfo, download_name: str | None) -> dict[str, str]:
             _utc_seconds(info.last_modified), usegmt=True
         )
     if download_name is not None:
-        headers["content-disposition"] = _content_disposition(download_name)
+        headers["content-disposition"] = content_disposition(download_name)
     return headers
 
 
