@@ -94,15 +94,11 @@ def matrix(session: nox.Session) -> None:
 
 @nox.session(python=NEWEST)
 def slow(session: nox.Session) -> None:
-    """The slow cases (large objects, the demo, memory bounds) (CI): a memory measurement
-    must not share the machine with other tests, so those run one at a time, after the
-    others."""
+    """The slow cases (large objects, thousand-key cases, the demo, memory bounds) (CI). Each
+    memory case measures the peak of a child process of its own, which the other tests
+    running meanwhile don't enter: they run in parallel with the rest."""
     _install(session, "test")
-    if session.posargs:
-        session.run("pytest", "-m", "slow", *session.posargs)
-        return
-    session.run("pytest", "-n", "4", "-m", "slow and not memory")
-    session.run("pytest", "-m", "slow and memory")
+    session.run("pytest", "-n", "4", "-m", "slow", *session.posargs)
 
 
 @nox.session(name="tests-uvloop", python=NEWEST)
