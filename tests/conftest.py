@@ -117,12 +117,10 @@ class VirtualClock(_retry.Clock):
 
 
 @pytest.fixture(autouse=True)
-def backoff(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
-    """Retries in this process wait no real time (tests marked ``real_backoff`` do: a
-    server that must come back meanwhile). Subprocesses keep the real clock."""
+def backoff(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
+    """Retries in this process wait no real time. Subprocesses keep the real clock."""
     clock = VirtualClock()
-    if request.node.get_closest_marker("real_backoff") is None:
-        monkeypatch.setattr(_retry, "clock", clock)
+    monkeypatch.setattr(_retry, "clock", clock)
     return clock
 
 
