@@ -73,7 +73,7 @@ def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
 @nox.session(python=NEWEST)
 def tests(session: nox.Session) -> None:
     """The whole behaviour suite on the newest Python, against moto and SeaweedFS, through
-    both transports (what `python3 -m nox` runs, with lint and typecheck: ~3 minutes)."""
+    both transports (what `python3 -m nox` runs, with lint and typecheck: ~2.5 minutes)."""
     _install(session, "test")
     # Most of the suite waits on servers and subprocesses rather than on the CPU: four
     # workers (each with its own moto and SeaweedFS) finish it in about half the time.
