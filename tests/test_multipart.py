@@ -284,12 +284,15 @@ def _error_document(code: str) -> bytes:
 
 
 @PATHS
-async def test_an_error_in_a_completion_200_answer_is_an_error(
+async def test_an_error_in_a_completion_200_answer_is_retried_then_raised(
     proxy: FaultProxy, s3: S3Target, fast_path: bool
 ) -> None:
+    """botocore turns a 200 answer reporting an error into a 500 whatever its code, so it is
+    retried; what still fails after the retries is raised for its code."""
     async with parts_of(s3, proxy.url, fast_path) as st:
         transport = await st.transport()
-        for code, key in (("InternalError", s3.key("retried")), ("AccessDenied", s3.key("no"))):
+        for code, times in (("InternalError", 1), ("AccessDenied", 1), ("AccessDenied", 10)):
+            key = s3.key(f"{code}-{times}")
             upload_id = await transport.create_multipart(
                 s3.bucket, key, content_type="text/plain", operation="upload_file"
             )
@@ -298,12 +301,13 @@ async def test_an_error_in_a_completion_200_answer_is_an_error(
             )
             proxy.reset()
             ids = {"x-amz-request-id": "REQ-IN-200"}
-            times = 1 if code == "InternalError" else 10  # more than any retry budget
+            # 10: more than any retry budget
             proxy.fail(times, status=200, method="POST", body=_error_document(code), headers=ids)
-            if code == "InternalError":  # transient: retried, then the upload completes
+            if times == 1:  # retried, then the upload completes
                 await transport.complete_multipart(
                     s3.bucket, key, upload_id, [(1, etag)], operation="upload_file"
                 )
+                assert proxy.count("POST", objects_only=True) == 2
                 assert await st.get_bytes(s3.bucket, key) == b"part"
                 continue
             with pytest.raises(AccessDeniedError) as denied:
@@ -311,4 +315,5 @@ async def test_an_error_in_a_completion_200_answer_is_an_error(
                     s3.bucket, key, upload_id, [(1, etag)], operation="upload_file"
                 )
             assert (denied.value.key, denied.value.request_id) == (key, "REQ-IN-200")
+            assert proxy.count("POST", objects_only=True) > 1
             await transport.abort_multipart(s3.bucket, key, upload_id, operation="upload_file")

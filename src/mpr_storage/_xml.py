@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import unquote_plus
@@ -202,8 +202,8 @@ def parse_completion(
     ids: tuple[str | None, str | None] = (None, None),
 ) -> str:
     """The ETag of a ``CompleteMultipartUpload`` answer ("" if none). S3 may answer 200 and
-    report a failure in the body: that raises our error for its code (an ``InternalError`` as
-    a 500, retried; any other as final), with the answer's request IDs (``ids``)."""
+    report a failure in the body: that raises our error for its code as a 500 (retried, as
+    botocore retries it), with the answer's request IDs (``ids``)."""
     _raise_reported(
         body,
         "CompleteMultipartUploadResult",
@@ -211,7 +211,6 @@ def parse_completion(
         bucket=bucket,
         key=key,
         ids=ids,
-        transient=("InternalError",),
     )
     return find_etag(body)
 
@@ -224,11 +223,10 @@ def _raise_reported(
     bucket: str,
     key: str,
     ids: tuple[str | None, str | None],
-    transient: Container[str] | None = None,
 ) -> None:
     """Raise our error for a failure reported in the body of a 200 answer (an error document,
-    not the ``result`` element): as a 500 (retried), as botocore reads it, where its code is in
-    ``transient`` (``None``: any code), else without a status."""
+    not the ``result`` element) as a 500, retried: botocore turns such an answer into a 500
+    before its retry handler reads it, whatever the code."""
     code, message, _region = error_fields(body)
     if code is not None and result.encode() not in body:
         raise error_for_code(
@@ -237,7 +235,7 @@ def _raise_reported(
             operation=operation,
             bucket=bucket,
             key=key,
-            status=500 if transient is None or code in transient else None,
+            status=500,
             request_id=ids[0],
             host_id=ids[1],
         )
