@@ -68,6 +68,7 @@ class AdaptiveLimit:
 
 
 def check_concurrency(value: int) -> int:
+    """``value``, if it is a positive ``int`` (a ``bool`` is not), else ``ValueError``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"concurrency must be a positive integer, got {value!r}")
     return value
