@@ -124,7 +124,7 @@ SCENARIOS = {
         "each run (a replay after a cache clean-up)",
         2000,
         64 * KiB,
-        ("mpr_storage", "aioboto3", "obstore"),
+        ("mpr_storage", "aioboto3", "obstore", "aiohttp"),
         ("aioboto3", "obstore"),
         "frames64",
         samples=3,
