@@ -5,6 +5,7 @@
     python benchmarks/bench.py --scenarios a,c --runs 5 --loop asyncio
     python benchmarks/bench.py --scenarios p1,p2,p3 # provider link only (root): its section
     python benchmarks/bench.py --scenarios h1,h2    # handler load: get_bytes, open_object ranges
+    python benchmarks/bench.py --journaled /mnt/j   # (f) also on an ext4 with a journal
     python benchmarks/bench.py --profile            # cProfile of our scenario (a) only
     nox -s bench -- --quick
 
@@ -19,7 +20,9 @@ runs write ``benchmarks/RESULTS.md`` (``--output`` to change, ``--no-write`` to 
 Scenarios (a)-(f) and the handler load (h1), (h2) (``scenarios/handlers.py``) run on
 loopback; (p1)-(p3) on ``provider-link`` (``scenarios/provider.py``: every TCP connection
 capped, HTTPS), where the machine allows a network namespace, else they are skipped with the
-reason. ``--loop both`` runs every client on asyncio's and uvloop's loop.
+reason. ``--loop both`` runs every client on asyncio's and uvloop's loop. ``--journaled DIR``
+runs (f) a second time in the same rounds with its destinations on an ext4 with a journal:
+without one (this VM's disk), ext4 scans the inodes freed recently on every create.
 
 Layout: ``runner.py`` measures and interleaves, ``seeding.py`` writes and verifies the data,
 ``report.py`` writes the tables; each group of scenarios is one file in ``scenarios/``.
@@ -47,6 +50,7 @@ from runner import (
     _run_all,
     _sigterm_as_exit,
     create_cost,
+    file_system,
     settled_disk,
     with_loops,
 )
@@ -117,6 +121,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "with --quick or when --tmpdir is tmpfs already)",
     )
     parser.add_argument(
+        "--journaled",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also run the scenarios that delete files, (f), with the destinations under DIR, "
+        "on an ext4 file system with a journal, interleaved with the disk runs (when the "
+        "disk's ext4 has none: `mkfs.ext4 -q img && mount -o loop img DIR`, as root)",
+    )
+    parser.add_argument(
         "--strace",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -139,6 +152,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.tmpfs_names = [n.strip() for n in args.tmpfs.split(",") if n.strip() in names]
     if args.tmpfs_names and (on_tmpfs or not Path("/dev/shm").is_dir()):
         parser.error("--tmpfs needs /dev/shm and a --tmpdir on disk")
+    if args.journaled is not None and file_system(args.journaled) != "ext4 with a journal":
+        parser.error(f"--journaled: {args.journaled} is on {file_system(args.journaled)}")
     if args.strace is None:
         args.strace = not (args.quick or args.profile) and "a" in names
     args.strace = bool(args.strace) and shutil.which("strace") is not None
@@ -168,6 +183,8 @@ def _scenarios(args: argparse.Namespace) -> list[Scenario]:
         out.append(s)
         if name in args.tmpfs_names and s.kind in ("prefetch", "large"):
             out.append(replace(s, where="tmpfs"))
+        if args.journaled is not None and s.delete_previous:
+            out.append(replace(s, where="journaled"))
     return out
 
 
@@ -246,6 +263,12 @@ def _loopback(
                 bench.tmpfs_out = Path(
                     stack.enter_context(
                         tempfile.TemporaryDirectory(prefix="mpr-bench-out-", dir="/dev/shm")
+                    )
+                )
+            if args.journaled is not None:
+                bench.journaled_out = Path(
+                    stack.enter_context(
+                        tempfile.TemporaryDirectory(prefix="mpr-bench-out-", dir=args.journaled)
                     )
                 )
             # The scenarios that delete files run after all the others' rounds, in rounds of

@@ -13,7 +13,18 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from runner import HERE, KINDS, NOISY, Run, Scenario, _samples, _title, same_loop, split_client
+from runner import (
+    HERE,
+    KINDS,
+    NOISY,
+    Run,
+    Scenario,
+    _samples,
+    _title,
+    file_system,
+    same_loop,
+    split_client,
+)
 from scenarios.loopback import (
     CLIENT_HOW,
     CLIENT_LABELS,
@@ -210,13 +221,7 @@ def _machine(work: Path) -> list[str]:
     with contextlib.suppress(OSError, IndexError, ValueError):
         kib = int(Path("/proc/meminfo").read_text().split()[1])
         mem = f"{kib / 1024 / 1024:.1f} GiB"
-    fstype = "?"
-    with contextlib.suppress(OSError):
-        best = ""
-        for line in Path("/proc/mounts").read_text().splitlines():
-            _, mnt, kind, *_ = line.split()
-            if str(work).startswith(mnt) and len(mnt) >= len(best):
-                best, fstype = mnt, kind
+    fstype = file_system(work)
     commit = "?"
     with contextlib.suppress(Exception):
         repo = HERE.parent
@@ -245,7 +250,10 @@ def _machine(work: Path) -> list[str]:
 
 
 def _fs_note(
-    work: Path, tmpfs_out: Path | None, create_ms: tuple[float, float | None]
+    work: Path,
+    tmpfs_out: Path | None,
+    create_ms: tuple[float, float | None],
+    journaled: Path | None = None,
 ) -> list[str]:
     if str(work).startswith("/dev/shm"):
         return [
@@ -268,12 +276,20 @@ def _fs_note(
     lines[0] += (
         f" Creating a file there took {before:.3f} ms (median of 500) before the runs"
         + (f" and {after:.3f} ms after them" if after is not None else "")
-        + ": frame caches written on disk stay until the bench ends, because ext4 makes every "
-        "new file scan the inodes freed in the last minutes (`recently_deleted()`), so "
-        "deleting one run's 2,000 files made the next run's creates cost 0.3-0.9 ms each "
-        "instead of ~0.02 ms, for every client alike; the bench waits for the disk to settle "
-        "(the first probe) before its runs."
+        + ": frame caches written on disk stay until the bench ends, because ext4 without a "
+        "journal makes every new file scan the inodes freed in the last minutes "
+        "(`recently_deleted()`, skipped when there is a journal), so deleting one run's 2,000 "
+        "files made the next run's creates cost 0.3-0.9 ms each instead of ~0.02 ms, for every "
+        "client alike; the bench waits for the disk to settle (the first probe) before its "
+        "runs."
     )
+    if journaled is not None:
+        lines[0] += (
+            " The sections marked *destinations on ext4 with a journal* ran the same clients in "
+            "the same rounds with their destinations under `--journaled`, on an ext4 file "
+            "system with a journal, where ext4 does not scan the inodes freed recently: there a "
+            "create after 2,000 deletes costs what it costs on a quiet disk."
+        )
     return [*lines, ""]
 
 
@@ -321,7 +337,7 @@ def report(
         "wall(client) / wall(ref) of the same run (range in brackets): below 1 is faster. "
         "The machine has few cores: compare ratios, not absolute times.",
         "",
-        *_fs_note(work, tmpfs_out, args.create_ms),
+        *_fs_note(work, tmpfs_out, args.create_ms, args.journaled),
     ]
     if NOTES.is_file():
         lines += [NOTES.read_text("utf-8").strip(), ""]

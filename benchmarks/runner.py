@@ -53,7 +53,7 @@ class Scenario:
     refs: tuple[str, ...]  # reference clients for the ratio columns
     source: str  # the seeded file set it reads or uploads
     list_only: bool = False
-    where: str = "disk"  # where the client's destination files go: disk | tmpfs
+    where: str = "disk"  # where the client's destination files go: disk | tmpfs | journaled
     # Measurements per client in each round: a run of a second or less varies by up to +-40%
     # with the disk's writeback and the server's scheduling, too much for a median of 5.
     samples: int = 1
@@ -86,8 +86,13 @@ def _size_h(n: int) -> str:
 
 
 def _title(s: Scenario) -> str:
-    where = {"disk": " — on disk", "tmpfs": " — destinations on tmpfs"}.get(s.where, "")
-    where = where if s.kind in ("prefetch", "large") and not s.delete_previous else ""
+    where = {
+        "disk": " — on disk",
+        "tmpfs": " — destinations on tmpfs",
+        "journaled": " — destinations on ext4 with a journal",
+    }.get(s.where, "")
+    shown = s.where != "disk" or (s.kind in ("prefetch", "large") and not s.delete_previous)
+    where = where if shown else ""
     return f"({s.name}) " + s.title.format(count=s.count, size_h=_size_h(s.size)) + where
 
 
@@ -125,9 +130,10 @@ def with_loops(clients: tuple[str, ...], loops: list[str]) -> tuple[str, ...]:
 def create_cost(where: Path, count: int = 500) -> float:
     """Median milliseconds of one ``open(O_CREAT)`` in a fresh directory under ``where``.
 
-    ext4 skips inodes freed in the last minute (six while their inode table block is not yet
-    written back) when it allocates a new one (``recently_deleted()`` in its inode allocator,
-    seen with ``perf``), so after many files were deleted nearby, every create scans them:
+    ext4 without a journal (as this bench's VM has its root) skips inodes freed in the last
+    minute (six while their inode table block is not yet written back) when it allocates a
+    new one (``recently_deleted()`` in its inode allocator, seen with ``perf``; with a journal
+    it is not called), so after many files were deleted nearby, every create scans them:
     0.3-0.9 ms of kernel time per file instead of ~0.02 ms, for every client alike. The
     bench therefore deletes no frame cache until it ends, and records this probe before and
     after its runs (its files stay, too).
@@ -141,6 +147,26 @@ def create_cost(where: Path, count: int = 500) -> float:
         times.append(time.perf_counter() - t0)
         os.close(fd)
     return statistics.median(times) * 1000
+
+
+def file_system(path: Path) -> str:
+    """The file system ``path`` is on, as the report names it: ``ext4 with a journal``, ext4
+    without one (every create then scans the inodes freed recently: see :func:`create_cost`),
+    ``tmpfs`` ...; ``?`` when ``/proc`` does not say."""
+    kind, dev, best = "?", "", ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            source, mnt, fs, *_ = line.split()
+            if str(path).startswith(mnt) and len(mnt) >= len(best):
+                best, kind, dev = mnt, fs, source
+    if kind != "ext4":
+        return kind
+    with contextlib.suppress(OSError):
+        journals = Path("/proc/fs/jbd2").iterdir()
+        if any(j.name.startswith(f"{Path(dev).name}-") for j in journals):
+            return "ext4 with a journal"
+        return "ext4 **without a journal** (every create scans the inodes freed recently)"
+    return kind
 
 
 def settled_disk(where: Path, *, limit_ms: float = 0.05, wait: float = 400.0) -> float:
@@ -223,6 +249,7 @@ class Bench:
         self.filesets: dict[str, FileSet] = {}
         self.local = local if local is not None else {}  # local files, shared between servers
         self.tmpfs_out: Path | None = None  # destinations of the tmpfs runs
+        self.journaled_out: Path | None = None  # destinations of the journaled-ext4 runs
         self.previous: dict[str, Path] = {}  # per scenario: the last run's destination
 
     def _child_env(self) -> dict[str, str]:
@@ -275,7 +302,8 @@ class Bench:
         fs = self.filesets[s.source]
         result = Run(s.key, client, run)
         base, loop = split_client(client)
-        out_root = self.tmpfs_out if s.where == "tmpfs" and self.tmpfs_out else self.work / "out"
+        elsewhere = {"tmpfs": self.tmpfs_out, "journaled": self.journaled_out}.get(s.where)
+        out_root = elsewhere or self.work / "out"
         out_dir = out_root / f"{s.key}-{client}-{run}"
         upload_prefix = f"uploads/{client}-{run}/"
         spec: dict[str, Any] = {

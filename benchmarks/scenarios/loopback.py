@@ -218,6 +218,12 @@ def targets_section(results: list[Run]) -> list[str]:
     )
     ratio("e", "aioboto3", 0.50, "API calls × aioboto3")
     ratio("f", "obstore", 1.00, "prefetch after a clean-up × obstore (issue 21)")
+    ratio(
+        "f-journaled",
+        "obstore",
+        1.00,
+        "prefetch after a clean-up × obstore, destinations on ext4 with a journal",
+    )
     lines = [
         "## Targets (issue 14), checked on this run",
         "",
