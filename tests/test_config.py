@@ -54,9 +54,11 @@ def test_reads_every_variable() -> None:
 def test_range_settings() -> None:
     s = StorageSettings.from_env({})
     assert (s.range_part_size, s.range_concurrency) == (8 * 1024 * 1024, 16)
+    assert s.range_stream_rate == 400 * 1024 * 1024
     env = {"S3_RANGE_PART_SIZE": "16777216", "S3_RANGE_CONCURRENCY": "1"}
-    s = StorageSettings.from_env(env)
+    s = StorageSettings.from_env({**env, "S3_RANGE_STREAM_RATE": "0"})
     assert (s.range_part_size, s.range_concurrency) == (16 * 1024 * 1024, 1)
+    assert s.range_stream_rate == 0  # always ranges
 
 
 def test_aws_region_wins_over_default_region() -> None:
@@ -105,6 +107,8 @@ def test_secrets_never_in_repr() -> None:
         ({"S3_RANGE_PART_SIZE": "8M"}, "S3_RANGE_PART_SIZE"),
         ({"S3_RANGE_CONCURRENCY": "0"}, "S3_RANGE_CONCURRENCY"),
         ({"S3_RANGE_CONCURRENCY": "many"}, "S3_RANGE_CONCURRENCY"),
+        ({"S3_RANGE_STREAM_RATE": "-1"}, "S3_RANGE_STREAM_RATE"),
+        ({"S3_RANGE_STREAM_RATE": "400M"}, "S3_RANGE_STREAM_RATE"),
         ({"AWS_ACCESS_KEY_ID": "AKID"}, "AWS_SECRET_ACCESS_KEY"),
         ({"AWS_SECRET_ACCESS_KEY": "hush-very-secret"}, "AWS_ACCESS_KEY_ID"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,15 @@ FAST = pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "botocor
 
 
 def via(proxy: FaultProxy, s3: S3Target, fast_path: bool, **overrides: Any) -> Storage:
-    settings = {"range_part_size": PART, "range_concurrency": 4, "max_attempts": 4, **overrides}
+    """Through ``proxy``, 1 MiB parts on 4 connections, whichever speed the first part comes at
+    (``range_stream_rate=0``: on loopback it comes fast enough to fetch the rest alone)."""
+    settings = {
+        "range_part_size": PART,
+        "range_concurrency": 4,
+        "range_stream_rate": 0,
+        "max_attempts": 4,
+        **overrides,
+    }
     return Storage(s3.settings(endpoint_url=proxy.url, fast_path=fast_path, **settings))
 
 
@@ -44,7 +53,9 @@ def object_gets(proxy: FaultProxy) -> list[Seen]:
 
 
 def test_parts_are_sized_from_the_object() -> None:
-    ranges = Ranges(8 * MiB, 16)
+    ranges = Ranges(8 * MiB, 16, 400 * MiB)
+    assert ranges.alone_until(8 * MiB) == 0.02  # 8 MiB in 20 ms: one connection is enough
+    assert Ranges(8 * MiB, 16, 0).alone_until(8 * MiB) == 0  # ranges at once
     assert ranges.parts(8 * MiB, 12 * MiB) == [(8 * MiB, 12 * MiB)]
     parts = ranges.parts(8 * MiB, 256 * MiB)  # 16 MiB each: about 16 at once
     assert {b - a for a, b in parts[:-1]} == {16 * MiB} and len(parts) == 16
@@ -82,6 +93,85 @@ async def test_ranges_above_the_part_size_one_request_below(
     assert "if-match" not in first.headers
     assert all(r.headers["if-match"] == f'"{etag}"' for r in gets if r is not first)
     assert proxy.sent() == len(big_data)  # no byte fetched twice
+    assert leftovers(tmp_path) == []
+
+
+@FAST
+async def test_a_first_part_fast_enough_alone_brings_the_rest_in_one_request(
+    proxy: FaultProxy, s3: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    key, data = await seed(s3, tmp_path, "big.bin", 5 * MiB + 17)
+    calls: list[int] = []
+    # 1 byte/s: whatever the first part's time, it is in time (a connection as fast as needed)
+    async with via(proxy, s3, fast_path, range_stream_rate=1) as st:
+        etag = (await st.stat_object(s3.bucket, key)).etag
+        proxy.reset()
+        out = await st.download_file(
+            s3.bucket, key, tmp_path / "out.bin", on_progress=lambda d, t: calls.append(d)
+        )
+    assert out.read_bytes() == data
+    gets = sorted(object_gets(proxy), key=lambda r: r.at)
+    assert [r.headers["range"] for r in gets] == [
+        f"bytes=0-{MiB - 1}",
+        f"bytes={MiB}-{5 * MiB + 16}",
+    ]
+    assert gets[1].headers["if-match"] == f'"{etag}"'  # the same version, as ranges are
+    assert proxy.max_in_flight == 1 and proxy.sent() == len(data)
+    assert calls == sorted(calls) and calls[-1] == len(data)
+    assert leftovers(tmp_path) == []
+
+
+class _SlowFirst(FaultProxy):
+    """Sends the first ranged GET's answer in two halves, ``pause`` seconds apart."""
+
+    def __init__(self, upstream: str, s3: S3Target, pause: float) -> None:
+        super().__init__(upstream)
+        self._client = boto3.client("s3", **s3.settings().client_kwargs())
+        self.pause = pause
+        self.slowed: float | None = None  # when the first answer's second half went out
+
+    async def intercept(self, request: web.BaseRequest, body: bytes) -> web.Response | None:
+        if request.method != "GET" or "Range" not in request.headers or self.slowed:
+            return None
+        self.slowed = -1.0
+        bucket, _, key = request.path.lstrip("/").partition("/")
+        got = await anyio.to_thread.run_sync(
+            lambda: self._client.get_object(Bucket=bucket, Key=key, Range=request.headers["Range"])
+        )
+        data = got["Body"].read()
+        headers = {"ETag": got["ETag"], "Content-Range": got["ContentRange"]}
+        response = web.StreamResponse(status=206, headers=headers)
+        response.content_length = len(data)
+        await response.prepare(request)
+        await response.write(data[: len(data) // 2])
+        await anyio.sleep(self.pause)
+        self.slowed = time.monotonic()
+        await response.write(data[len(data) // 2 :])
+        await response.write_eof()
+        return response  # type: ignore[return-value]  # prepared and sent: served as is
+
+    def close(self) -> None:
+        super().close()
+        self._client.close()
+
+
+@FAST
+async def test_a_slow_first_part_starts_the_other_ranges_meanwhile(
+    s3: S3Target, tmp_path: Path, fast_path: bool
+) -> None:
+    key, data = await seed(s3, tmp_path, "big.bin", 5 * MiB + 17)
+    with _SlowFirst(s3.server.endpoint_url, s3, pause=1.0) as proxy:
+        # 1 MiB at 8 MiB/s: alone it had 1/8 s, and takes a second
+        async with via(proxy, s3, fast_path, range_stream_rate=8 * MiB) as st:
+            out = await st.download_file(s3.bucket, key, tmp_path / "out.bin")
+    assert out.read_bytes() == data
+    gets = object_gets(proxy)
+    assert len(gets) == 4  # the first part, then 3 ranges of 2 MiB
+    first = min(gets, key=lambda r: r.at)
+    assert first.headers["range"] == f"bytes=0-{MiB - 1}"
+    assert proxy.slowed is not None and all(r.at < proxy.slowed for r in gets)
+    # the first part went out of intercept() (not counted): the rest, none of it twice
+    assert proxy.max_in_flight == 4 and proxy.sent() == len(data) - MiB
     assert leftovers(tmp_path) == []
 
 
@@ -258,7 +348,9 @@ async def test_ranges_hold_about_one_mib_per_connection(
     """SeaweedFS only: moto serves from a thread of this process, its memory counted too."""
     s3 = seaweed
     key, data = await seed(s3, tmp_path, "big.bin", 48 * MiB)
-    settings = s3.settings(fast_path=fast_path, range_part_size=MiB, range_concurrency=16)
+    settings = s3.settings(
+        fast_path=fast_path, range_part_size=MiB, range_concurrency=16, range_stream_rate=0
+    )
     async with Storage(settings) as st:
         await st.stat_object(s3.bucket, key)  # the client is up before counting
         tracemalloc.start()

@@ -155,6 +155,12 @@ class StorageSettings:
     range_concurrency: int = _env_field("S3_RANGE_CONCURRENCY", _sizes.RANGE_CONCURRENCY)
     """**Environment variable**: ``S3_RANGE_CONCURRENCY``. Connections per downloaded object
     (in bulk calls, shared with the call's ``concurrency``); ``1`` turns ranges off."""
+    range_stream_rate: int = _env_field("S3_RANGE_STREAM_RATE", _sizes.RANGE_STREAM_RATE)
+    """**Environment variable**: ``S3_RANGE_STREAM_RATE``. Bytes per second (400 MiB/s) at
+    which one connection is enough: when a large download's first range arrives at least this
+    fast, the rest follows as one more request on that connection instead of ranges (there
+    the client's CPU, not the network, is the limit, and more connections only cost CPU);
+    slower, the other ranges start as soon as it is clear. ``0`` always uses ranges."""
     part_concurrency: int = _env_field("S3_PART_CONCURRENCY", _sizes.PART_CONCURRENCY)
     """**Environment variable**: ``S3_PART_CONCURRENCY``. Parts of multipart uploads in flight
     at once, each read from the file when its turn comes and held until it is sent: uploads
@@ -213,6 +219,11 @@ class StorageSettings:
         _check_positive(self.multipart_threshold, "S3_MULTIPART_THRESHOLD")
         _check_positive(self.range_part_size, "S3_RANGE_PART_SIZE")
         _check_positive(self.range_concurrency, "S3_RANGE_CONCURRENCY")
+        if not isinstance(self.range_stream_rate, int) or self.range_stream_rate < 0:
+            raise ConfigError(
+                f"S3_RANGE_STREAM_RATE={self.range_stream_rate!r} must be a whole number of "
+                "bytes per second, 0 or more"
+            )
 
     @classmethod
     def from_env(

@@ -28,6 +28,7 @@ from ._sizes import (
     BULK_READ_AHEAD,
     RANGE_CONCURRENCY,
     RANGE_PART_SIZE,
+    RANGE_STREAM_RATE,
     SMALL_BODY,
     STREAM_CHUNK,
     WRITE_BLOCK,
@@ -55,14 +56,21 @@ class Fetched:
 @dataclass(frozen=True, slots=True)
 class Ranges:
     """How a large object is split: objects over ``part_size`` go as ranges of ``part_size``
-    to ``8 x part_size``, about ``concurrency`` of them at once (``1``: one stream)."""
+    to ``8 x part_size``, about ``concurrency`` of them at once (``1``: one stream), unless
+    the first range arrives at ``stream_rate`` bytes/s or faster (``0``: always ranges)."""
 
     part_size: int = RANGE_PART_SIZE
     concurrency: int = RANGE_CONCURRENCY
+    stream_rate: int = RANGE_STREAM_RATE
 
     @classmethod
     def from_settings(cls, settings: StorageSettings) -> Ranges:
-        return cls(settings.range_part_size, settings.range_concurrency)
+        return cls(settings.range_part_size, settings.range_concurrency, settings.range_stream_rate)
+
+    def alone_until(self, first: int) -> float:
+        """How long (s) one connection may take over the first ``first`` bytes and still be
+        enough alone: past that, the other ranges start."""
+        return first / self.stream_rate if self.stream_rate else 0.0
 
     @property
     def enabled(self) -> bool:
@@ -337,13 +345,15 @@ async def _large(
 async def _parts(
     job: _Job, body: Body, first_end: int, size: int, ranges: Ranges, slots: Slots | None
 ) -> None:
-    """The first answer's part on this task (which holds the caller's slot), the others on up
-    to ``ranges.concurrency - 1`` more, each holding a slot of ``slots`` while it runs."""
-    # Each range holds under 1 MiB: at most a 256 KiB block, with what aiohttp reads ahead.
-    job.block, job.read_ahead = min(job.block, STREAM_CHUNK), BULK_READ_AHEAD
+    """The first answer's part on this task (which holds the caller's slot). When it arrives
+    within ``ranges.alone_until``, its connection is fast enough alone: the rest follows on it
+    in one request. Past that time, the other parts start on up to ``ranges.concurrency - 1``
+    more tasks, each holding a slot of ``slots`` while it runs."""
     todo = ranges.parts(first_end, size)
     todo.reverse()  # popped from the end: in order
     left = len(todo) + 1
+    deadline = anyio.current_time() + ranges.alone_until(first_end)
+    alone = False
 
     async def done_one() -> None:
         nonlocal left
@@ -352,11 +362,23 @@ async def _parts(
             tg.cancel_scope.cancel()  # helpers still waiting for a slot: nothing left to do
 
     async def owner() -> None:
+        nonlocal left, alone
         await job.fill(0, first_end, body)
+        if anyio.current_time() < deadline:  # one connection keeps up: the rest on it
+            todo[:], left, alone = [(first_end, size)], 2, True
         await done_one()
         while todo:
             await job.fill(*todo.pop())
             await done_one()
+
+    async def start_ranges() -> None:
+        await anyio.sleep_until(deadline)
+        if alone:
+            return
+        # Each range holds under 1 MiB: at most a 256 KiB block, with what aiohttp reads ahead.
+        job.block, job.read_ahead = min(job.block, STREAM_CHUNK), BULK_READ_AHEAD
+        for _ in range(min(ranges.concurrency - 1, len(todo))):
+            tg.start_soon(helper)
 
     async def helper() -> None:
         while todo:
@@ -374,8 +396,7 @@ async def _parts(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(owner)
-            for _ in range(min(ranges.concurrency - 1, len(todo))):
-                tg.start_soon(helper)
+            tg.start_soon(start_ranges)
     except BaseExceptionGroup as group:  # ranges failing together (412s): one error
         errors = group.exceptions
         first = next((e for e in errors if isinstance(e, StorageError)), errors[0])

@@ -77,6 +77,7 @@ MULTIPART_CHUNKSIZE = 8 * MiB  # S3_MULTIPART_CHUNKSIZE: a part (streamed, never
 PART_CONCURRENCY = 10  # S3_PART_CONCURRENCY: parts in flight at once
 RANGE_PART_SIZE = 8 * MiB  # S3_RANGE_PART_SIZE
 RANGE_CONCURRENCY = 16  # S3_RANGE_CONCURRENCY: connections per downloaded object
+RANGE_STREAM_RATE = 400 * MiB  # S3_RANGE_STREAM_RATE: bytes/s of one connection that is enough
 
 # --- S3's limits on multipart uploads ---------------------------------------------------------
 
