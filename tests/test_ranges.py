@@ -121,12 +121,23 @@ async def test_a_first_part_fast_enough_alone_brings_the_rest_in_one_request(
     assert leftovers(tmp_path) == []
 
 
-class _SlowFirst(FaultProxy):
+class _Upstream(FaultProxy):
+    """A proxy that also reads the store itself, through boto3."""
+
+    def __init__(self, upstream: str, s3: S3Target) -> None:
+        super().__init__(upstream)
+        self._client = boto3.client("s3", **s3.settings().client_kwargs())
+
+    def close(self) -> None:
+        super().close()
+        self._client.close()
+
+
+class _SlowFirst(_Upstream):
     """Sends the first ranged GET's answer in two halves, ``pause`` seconds apart."""
 
     def __init__(self, upstream: str, s3: S3Target, pause: float) -> None:
-        super().__init__(upstream)
-        self._client = boto3.client("s3", **s3.settings().client_kwargs())
+        super().__init__(upstream, s3)
         self.pause = pause
         self.slowed: float | None = None  # when the first answer's second half went out
 
@@ -150,19 +161,15 @@ class _SlowFirst(FaultProxy):
         await response.write_eof()
         return response  # type: ignore[return-value]  # prepared and sent: served as is
 
-    def close(self) -> None:
-        super().close()
-        self._client.close()
-
 
 @FAST
 async def test_a_slow_first_part_starts_the_other_ranges_meanwhile(
     s3: S3Target, tmp_path: Path, fast_path: bool
 ) -> None:
     key, data = await seed(s3, tmp_path, "big.bin", 5 * MiB + 17)
-    with _SlowFirst(s3.server.endpoint_url, s3, pause=1.0) as proxy:
-        # 1 MiB at 8 MiB/s: alone it had 1/8 s, and takes a second
-        async with via(proxy, s3, fast_path, range_stream_rate=8 * MiB) as st:
+    with _SlowFirst(s3.server.endpoint_url, s3, pause=0.3) as proxy:
+        # 1 MiB at 32 MiB/s: alone it had 1/32 s, and takes over 0.3 s
+        async with via(proxy, s3, fast_path, range_stream_rate=32 * MiB) as st:
             out = await st.download_file(s3.bucket, key, tmp_path / "out.bin")
     assert out.read_bytes() == data
     gets = object_gets(proxy)
@@ -224,12 +231,11 @@ async def test_a_body_cut_at_90_percent_resumes_where_it_stopped(
     assert leftovers(tmp_path) == []
 
 
-class _Replacing(FaultProxy):
+class _Replacing(_Upstream):
     """Replaces the object (a new version, same size) right after answering the first GET."""
 
     def __init__(self, upstream: str, s3: S3Target, key: str, data: bytes) -> None:
-        super().__init__(upstream)
-        self._client = boto3.client("s3", **s3.settings().client_kwargs())
+        super().__init__(upstream, s3)
         self._put = {"Bucket": s3.bucket, "Key": key, "Body": data}
         self.replaced = False
 
@@ -240,10 +246,6 @@ class _Replacing(FaultProxy):
             self.replaced = True  # the first answer is the old version; every later one new
             self._client.put_object(**self._put)
         return status, headers, body
-
-    def close(self) -> None:
-        super().close()
-        self._client.close()
 
 
 @FAST
@@ -305,12 +307,8 @@ async def test_an_empty_object_and_a_server_without_ranges(
     assert len(object_gets(plain)) == 1  # a 200 to the first range: one stream
 
 
-class _NoRanges(FaultProxy):
+class _NoRanges(_Upstream):
     """A server that ignores Range headers: answers 200 with the whole object."""
-
-    def __init__(self, upstream: str, s3: S3Target) -> None:
-        super().__init__(upstream)
-        self._client = boto3.client("s3", **s3.settings().client_kwargs())
 
     async def intercept(self, request: web.BaseRequest, body: bytes) -> web.Response | None:
         if request.method != "GET" or "Range" not in request.headers:
@@ -318,10 +316,6 @@ class _NoRanges(FaultProxy):
         bucket, _, key = request.path.lstrip("/").partition("/")
         got = self._client.get_object(Bucket=bucket, Key=key)
         return web.Response(status=200, body=got["Body"].read(), headers={"ETag": got["ETag"]})
-
-    def close(self) -> None:
-        super().close()
-        self._client.close()
 
 
 async def test_info_of_a_ranged_body(s3: S3Target, tmp_path: Path) -> None:
