@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("client", {"_client"}),
-    ("transfer I/O", {"_fetch"}),
+    ("transfer I/O", {"_ranges", "_fetch"}),
     ("objects", {"_objects", "_listing", "_presign", "_put", "_copy", "_read"}),
     ("engine", {"_concurrency", "_engine"}),
     ("transfer", {"_manifest", "_walk", "_downloads", "_uploads"}),

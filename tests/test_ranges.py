@@ -15,7 +15,7 @@ from aiohttp import web
 
 from conftest import S3Target
 from mpr_storage import ObjectInfo, PreconditionFailedError, Storage
-from mpr_storage._fetch import Ranges
+from mpr_storage._ranges import Ranges
 from s3proxy import FaultProxy, Seen
 from test_transfer import leftovers
 
@@ -176,9 +176,11 @@ async def test_a_slow_first_part_starts_the_other_ranges_meanwhile(
     assert len(gets) == 4  # the first part, then 3 ranges of 2 MiB
     first = min(gets, key=lambda r: r.at)
     assert first.headers["range"] == f"bytes=0-{MiB - 1}"
+    # every range went out while the first part was still held back: started meanwhile
+    # (how many overlap each other depends on the machine: the last one is 17 bytes)
     assert proxy.slowed is not None and all(r.at < proxy.slowed for r in gets)
     # the first part went out of intercept() (not counted): the rest, none of it twice
-    assert proxy.max_in_flight == 4 and proxy.sent() == len(data) - MiB
+    assert proxy.sent() == len(data) - MiB
     assert leftovers(tmp_path) == []
 
 

@@ -19,12 +19,13 @@ from ._client import BaseStorage
 from ._concurrency import check_concurrency
 from ._engine import Engine
 from ._errors import LocalFileError, StorageError, TransferReport
-from ._fetch import Ranges, fetch_file
+from ._fetch import fetch_file
 from ._files import LocalIO
 from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
 from ._leftovers import remove_stale_temps
 from ._manifest import MANIFEST_NAME, Entry, Manifest
 from ._models import KeySource, ObjectInfo, ProgressCallback
+from ._ranges import Ranges
 from ._sizes import BULK_READ_AHEAD, STREAM_CHUNK
 
 __all__ = [

@@ -13,11 +13,12 @@ import anyio
 
 from ._client import BaseStorage
 from ._errors import StorageError
-from ._fetch import Ranges, fetch_file
+from ._fetch import fetch_file
 from ._files import LocalIO
 from ._keys import check_bucket, check_bucket_and_key, check_key, check_key_iterable
 from ._models import BytesCallback, ObjectInfo
 from ._progress import ByteProgress
+from ._ranges import Ranges
 from ._transport import Transport
 
 __all__ = [
