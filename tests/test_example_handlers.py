@@ -237,10 +237,11 @@ def _store_connections(port: int) -> list[tuple[str, int]]:
 
 
 def _released(port: int) -> bool:
-    """No connection to the store holds an unread body (an abandoned one always does: the
-    object is far larger than the socket buffers), and none was closed by the store and left
-    open here (CLOSE_WAIT); idle connections its pools keep alive are no leak."""
-    return all(state == "01" and unread == 0 for state, unread in _store_connections(port))
+    """No connection to the store holds an unread body: an abandoned one always does, in
+    whatever state (the object is far larger than the socket buffers). Idle connections its
+    pools keep are no leak, even once the store closed them (CLOSE_WAIT, nothing unread: moto
+    closes idle connections, and a pool drops them only when it next looks, up to 30 s)."""
+    return all(unread == 0 for _state, unread in _store_connections(port))
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux's /proc")
@@ -267,8 +268,12 @@ async def test_a_client_leaving_mid_body_leaves_nothing_behind(
                     received += len(await stream.receive())
             # Gone mid-body: the handler closes the object's body (its connection to the
             # store) as soon as uvicorn tells it the client left.
+            # Released for half a second on end: a body still being read shows nothing
+            # unread at moments (drained between two chunks), never for ten looks in a row.
+            calm = 0
             for _ in range(600):  # up to 30 s on a busy machine: the test fails after
-                if _released(store_port):
+                calm = calm + 1 if _released(store_port) else 0
+                if calm >= 10:
                     break
                 await anyio.sleep(0.05)
             assert _released(store_port), _store_connections(store_port)
