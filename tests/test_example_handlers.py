@@ -237,11 +237,10 @@ def _store_connections(port: int) -> list[tuple[str, int]]:
 
 
 def _released(port: int) -> bool:
-    """No connection to the store holds an unread body: an abandoned one always does, in
-    whatever state (the object is far larger than the socket buffers). Idle connections its
-    pools keep are no leak, even once the store closed them (CLOSE_WAIT, nothing unread: moto
-    closes idle connections, and a pool drops them only when it next looks, up to 30 s)."""
-    return all(unread == 0 for _state, unread in _store_connections(port))
+    """No connection to the store holds an unread body (an abandoned one always does: the
+    object is far larger than the socket buffers), and none was closed by the store and left
+    open here (CLOSE_WAIT); idle connections its pools keep alive are no leak."""
+    return all(state == "01" and unread == 0 for state, unread in _store_connections(port))
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux's /proc")

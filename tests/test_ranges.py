@@ -167,9 +167,9 @@ async def test_a_slow_first_part_starts_the_other_ranges_meanwhile(
     s3: S3Target, tmp_path: Path, fast_path: bool
 ) -> None:
     key, data = await seed(s3, tmp_path, "big.bin", 5 * MiB + 17)
-    with _SlowFirst(s3.server.endpoint_url, s3, pause=1.0) as proxy:
-        # 1 MiB at 8 MiB/s: alone it had 1/8 s, and takes over a second
-        async with via(proxy, s3, fast_path, range_stream_rate=8 * MiB) as st:
+    with _SlowFirst(s3.server.endpoint_url, s3, pause=0.3) as proxy:
+        # 1 MiB at 32 MiB/s: alone it had 1/32 s, and takes over 0.3 s
+        async with via(proxy, s3, fast_path, range_stream_rate=32 * MiB) as st:
             out = await st.download_file(s3.bucket, key, tmp_path / "out.bin")
     assert out.read_bytes() == data
     gets = object_gets(proxy)
