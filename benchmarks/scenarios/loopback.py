@@ -297,11 +297,12 @@ def _strace_section(straced: dict[str, dict[str, int]]) -> list[str]:
 
 def _strace_all(bench: Bench, scenarios: list[Scenario]) -> dict[str, dict[str, int]]:
     """One extra run of scenario (a) on disk per client under ``strace -c -f``: the summaries
-    go to ``benchmarks/profiles/``, the calls per object into the report."""
+    go to ``benchmarks/profiles/`` (with ``--no-write``, to the run's work dir, which goes
+    with it), the calls per object into the report."""
     s = next((s for s in scenarios if s.name == "a" and s.where == "disk"), None)
     if s is None:
         return {}
-    out_dir = HERE / "profiles"
+    out_dir = (bench.work if bench.args.no_write else HERE) / "profiles"
     out_dir.mkdir(exist_ok=True)
     found: dict[str, dict[str, int]] = {}
     print("== strace -c -f of scenario (a), one run per client")
