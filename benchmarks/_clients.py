@@ -617,7 +617,23 @@ def _write_profile(profiler: Any, path: str, out: dict[str, Any]) -> None:
         text = buf.getvalue()
         start = text.find("   ncalls")
         lines += [f"=== top 30 by {title} ===", text[start:].rstrip() if start >= 0 else text, ""]
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    Path(path).write_text(_without_paths("\n".join(lines) + "\n"), encoding="utf-8")
+
+
+def _without_paths(text: str) -> str:
+    """``text`` with this machine's install paths as ``<stdlib>``, ``<site-packages>`` and
+    paths relative to the repository: a profile is read for its functions, not its disk."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    for prefix, label in (
+        (paths["purelib"], "<site-packages>"),
+        (paths["platlib"], "<site-packages>"),
+        (paths["stdlib"], "<stdlib>"),
+        (str(Path(__file__).resolve().parents[1]), "."),
+    ):
+        text = text.replace(prefix + os.sep, label + "/")
+    return text
 
 
 def _area(filename: str, name: str) -> str:
