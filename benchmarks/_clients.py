@@ -617,10 +617,10 @@ def _write_profile(profiler: Any, path: str, out: dict[str, Any]) -> None:
         text = buf.getvalue()
         start = text.find("   ncalls")
         lines += [f"=== top 30 by {title} ===", text[start:].rstrip() if start >= 0 else text, ""]
-    Path(path).write_text(_without_paths("\n".join(lines) + "\n"), encoding="utf-8")
+    Path(path).write_text(_portable_paths("\n".join(lines) + "\n"), encoding="utf-8")
 
 
-def _without_paths(text: str) -> str:
+def _portable_paths(text: str) -> str:
     """``text`` with this machine's install paths as ``<stdlib>``, ``<site-packages>`` and
     paths relative to the repository: a profile is read for its functions, not its disk."""
     import sysconfig
