@@ -151,10 +151,10 @@ class LocalIO:
         *,
         slow: float = 0.01,
         cooldown: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.slow = slow
-        self._clock = clock  # for the windows and cooldowns (tests move it on)
+        self._clock = clock  # times the calls, the windows and the cooldowns (tests move it on)
         self._cooldown = cooldown
         self._threaded_until = 0.0
         self._window = -math.inf  # when the current second of counting began
@@ -178,11 +178,11 @@ class LocalIO:
         """``fn()``, on the loop or in a worker thread; ``nbytes``: how much it reads or writes."""
         if nbytes > self.INLINE_MAX or self.threaded:
             return await anyio.to_thread.run_sync(fn)
-        started, sleeps = time.perf_counter(), _sleeps()
+        started, sleeps = self._clock(), _sleeps()
         try:
             return fn()
         finally:
-            took = time.perf_counter() - started
+            took = self._clock() - started
             if took > self.slow and _sleeps() != sleeps:
                 self._held_up(took)
 
