@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from mpr_storage import _checksums, _files, _sizes
@@ -73,7 +74,7 @@ async def test_atomic_writer_discards_on_error_and_cancel(tmp_path: Path) -> Non
         async with atomic_writer(target) as f:
             await f.write(b"partial")
             scope.cancel()
-            await anyio.sleep(1)
+            await anyio.lowlevel.checkpoint()  # the cancellation lands here
     assert list(tmp_path.iterdir()) == []
     async with atomic_writer(target) as f:
         await f.write(b"whole")

@@ -8,6 +8,7 @@ import os
 import tracemalloc
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import mpr_storage
@@ -168,7 +169,7 @@ async def test_abandoned_streams_leave_no_connections_descriptors_or_memory(
                 async with st.open_object(s3.bucket, key) as body:
                     await anext(body)
                     scope.cancel()
-                    await anyio.sleep(1)
+                    await anyio.lowlevel.checkpoint()  # the cancellation lands here
             with pytest.raises(RuntimeError):
                 async with st.open_object(s3.bucket, key) as body:
                     await anext(body)
