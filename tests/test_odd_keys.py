@@ -144,10 +144,12 @@ def test_only_our_own_temp_files_of_gone_processes_are_removed(tmp_path: Path) -
     }
     directory = tmp_path / f".frame_11.jpg.{dead:x}-{_PLACE}abc1239.part"
     directory.mkdir()
+    seen: set[str] = set()
     removed = remove_stale_temps(
-        tmp_path, before=time.time(), keep=lambda name: name.startswith(".clip.")
+        tmp_path, before=time.time(), keep=lambda name: name.startswith(".clip."), seen=seen
     )
     assert removed == 2
+    assert seen == {path.name for path in (ours_dead, ours_legacy, directory, *keep.values())}
     assert not ours_dead.exists() and not ours_legacy.exists()
     assert [why for why, path in keep.items() if not path.exists()] == []
     assert directory.is_dir()

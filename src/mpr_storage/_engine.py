@@ -14,6 +14,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, C
 from typing import Any, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ._concurrency import AdaptiveLimit
@@ -162,6 +163,12 @@ class Engine(Generic[T]):
                         if pair is None:
                             break
                         await self._one(*pair, work)
+                        # One turn of the loop before the next key: the workers that finish
+                        # in the same turn write their files first, then send their next
+                        # requests together, instead of one request between each two writes,
+                        # each waking the server on its own (SeaweedFS on 2 cores: ~20% more
+                        # CPU for the same GETs, and a replay ~7% slower).
+                        await anyio.lowlevel.checkpoint()
             finally:
                 running -= 1
                 if not running and not producing:

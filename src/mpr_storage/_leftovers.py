@@ -22,9 +22,14 @@ STALE_TEMP = 24 * 3600.0
 
 
 def remove_stale_temps(
-    directory: str | os.PathLike[str], *, before: float, keep: Callable[[str], bool]
+    directory: str | os.PathLike[str],
+    *,
+    before: float,
+    keep: Callable[[str], bool],
+    seen: set[str] | None = None,
 ) -> int:
     """Blocking: remove the temp files that killed runs left in ``directory``; how many.
+    ``seen``, if given, receives the name of every entry the directory had.
 
     Only regular files named as :func:`temp_path_for` names them, last modified before
     ``before`` (the current run's start, ``time.time()``), and not kept by ``keep(name)``:
@@ -41,6 +46,8 @@ def remove_stale_temps(
     with entries:
         for entry in entries:
             name = entry.name
+            if seen is not None:
+                seen.add(name)
             if not (name.startswith(".") and name.endswith(".part")):
                 continue
             found = _TEMP_NAME.fullmatch(name)
