@@ -14,7 +14,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, C
 from typing import Any, Generic, TypeVar
 
 import anyio
-import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ._concurrency import AdaptiveLimit
@@ -168,7 +167,7 @@ class Engine(Generic[T]):
                         # requests together, instead of one request between each two writes,
                         # each waking the server on its own (SeaweedFS on 2 cores: ~20% more
                         # CPU for the same GETs, and a replay ~7% slower).
-                        await anyio.lowlevel.checkpoint()
+                        await asyncio.sleep(0)  # the queue is asyncio's already; no sniffio
             finally:
                 running -= 1
                 if not running and not producing:
