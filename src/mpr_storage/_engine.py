@@ -139,8 +139,9 @@ class Engine(Generic[T]):
         are queued. ``on_progress`` is called at least every 0.1 s while the call runs,
         also while no key moves (a key source that waits)."""
         # asyncio's queue, not an anyio memory stream: a get or put that need not wait
-        # returns at once, where a stream's checkpoint would cost a turn of the event loop
-        # per key (see _concurrency.AdaptiveLimit).
+        # returns at once, where a stream's checkpoints (a get and a put) would cost turns of
+        # the event loop per key (see _concurrency.AdaptiveLimit); the worker takes the one
+        # turn per key that pays, after its key (below).
         queue: asyncio.Queue[tuple[str, T] | None] = asyncio.Queue(self.concurrency)
         self._queue = queue
         idle = 0  # workers waiting for an item
