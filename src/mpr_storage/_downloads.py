@@ -121,10 +121,10 @@ def _plan_downloads(
             plan: _Plan
             listed = sweep.listed.get(path.parent)
             if listed is not None and path.name not in listed:
-                # Not there when the call began: nothing to keep, and no lstat. A key per
-                # syscall made in a worker thread while the loop is busy with the bodies
-                # costs a hand-over of the GIL each (a 2,000-frame replay into a removed
-                # cache: ~3,500 of them, and ~8% of its time).
+                # Not there when the call began: nothing to keep, and no lstat. Each syscall
+                # this thread makes while the loop is busy with bodies hands the GIL over and
+                # back (a 2,000-frame replay into a removed cache: ~3,500 hand-overs, ~8% of
+                # its time).
                 plan = _Get(path, info)
             else:
                 plan = _decide(path, key, info, mapper, manifest, bucket, part_size, skip_existing)
