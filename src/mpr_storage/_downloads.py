@@ -61,13 +61,13 @@ _Plan = _Get | _Marker | StorageError | None  # None: keep the local file
 
 @dataclass
 class _Sweep:
-    """The directories whose stale temp files this call removed (each once), when the call
-    started (a temp file is only removed if it is older), and the names each directory had
-    then, where they could be read (a missing directory had none)."""
+    """When the call started (a temp file is only removed if it is older), and the
+    directories whose stale temp files it removed (each once), with the names each had then:
+    ``None`` where they could not be told (an empty or unreadable directory; a missing one
+    had none)."""
 
     started: float = field(default_factory=time.time)
-    done: set[Path] = field(default_factory=set)
-    listed: dict[Path, set[str]] = field(default_factory=dict)
+    listed: dict[Path, set[str] | None] = field(default_factory=dict)
 
 
 def _key_of(item: str | ObjectInfo) -> str:
@@ -115,11 +115,11 @@ def _plan_downloads(
                     bucket,
                     key,
                 )
-            if path.parent not in sweep.done:
-                sweep.done.add(path.parent)
-                _sweep(mapper, manifest, key, path, sweep)
+            parent = path.parent
+            if parent not in sweep.listed:
+                sweep.listed[parent] = _sweep(mapper, manifest, key, parent, sweep.started)
             plan: _Plan
-            listed = sweep.listed.get(path.parent)
+            listed = sweep.listed[parent]
             if listed is not None and path.name not in listed:
                 # Not there when the call began: nothing to keep, and no lstat. Each syscall
                 # this thread makes while the loop is busy with bodies hands the GIL over and
@@ -165,18 +165,19 @@ def _not_a_file(info: ObjectInfo, path: Path, bucket: str) -> LocalFileError:
     )
 
 
-def _sweep(mapper: KeyMapper, manifest: Manifest, key: str, path: Path, sweep: _Sweep) -> None:
-    """Remove the temp files killed runs left in ``path``'s directory (never a file the
-    manifest records as a downloaded object, whatever its name), and note the names it has."""
+def _sweep(
+    mapper: KeyMapper, manifest: Manifest, key: str, directory: Path, before: float
+) -> set[str] | None:
+    """Remove the temp files killed runs left in ``directory`` (never a file the manifest
+    records as a downloaded object, whatever its name); the names it has (see :class:`_Sweep`)."""
     rel_dir = mapper.relative(key).rpartition("/")[0]
 
     def recorded(name: str) -> bool:
         return manifest.get(f"{rel_dir}/{name}" if rel_dir else name) is not None
 
     names: set[str] = set()
-    remove_stale_temps(path.parent, before=sweep.started, keep=recorded, seen=names)
-    if names or not os.path.lexists(path.parent):  # else empty, or unreadable: lstat each
-        sweep.listed[path.parent] = names
+    remove_stale_temps(directory, before=before, keep=recorded, seen=names)
+    return names if names or not os.path.lexists(directory) else None  # None: lstat each
 
 
 def _decide(
