@@ -87,10 +87,11 @@ class map_errors:  # used like a function: ``with map_errors(...):``
     and types, never on exception text, so the same failure reads the same whichever
     transport raised it (``endpoint`` names the endpoint in connection errors), and the
     original is always chained (``raise ... from exc``). A class, not a generator: it is
-    entered once per request, and costs nothing when nothing fails.
+    entered once per request, and costs nothing when nothing fails (what a message names is
+    put together only then).
     """
 
-    __slots__ = ("_where", "_target")
+    __slots__ = ("_operation", "_bucket", "_key", "_endpoint")
 
     table: ClassVar[ErrorTable] = SOCKET_ERRORS
 
@@ -102,8 +103,10 @@ class map_errors:  # used like a function: ``with map_errors(...):``
         *,
         endpoint: str | None = None,
     ) -> None:
-        self._where = Where(operation=operation, bucket=bucket, key=key)
-        self._target = redact_url(endpoint) if endpoint else "the endpoint"
+        self._operation = operation
+        self._bucket = bucket
+        self._key = key
+        self._endpoint = endpoint
 
     def __enter__(self) -> None:
         return None
@@ -116,7 +119,9 @@ class map_errors:  # used like a function: ``with map_errors(...):``
     ) -> None:
         if exc is None or isinstance(exc, StorageError) or not isinstance(exc, Exception):
             return
-        ours = self.translate(exc, self._where, self._target)
+        where = Where(operation=self._operation, bucket=self._bucket, key=self._key)
+        target = redact_url(self._endpoint) if self._endpoint else "the endpoint"
+        ours = self.translate(exc, where, target)
         if ours is not None:
             forget_locals(exc)
             raise ours from exc
