@@ -373,7 +373,7 @@ async def download_many(
             get.path,
             io=io,
             operation="download_many",
-            prepare=partial(mapper.prepare, key),
+            prepare=None if mapper.ready(get.path) else partial(mapper.prepare, key),
             if_none_match=get.if_none_match,
             size_hint=get.info.size if get.info is not None else None,
             on_throttle=engine.limit.throttled,

@@ -176,7 +176,7 @@ class LocalIO:
 
     async def run(self, fn: Callable[[], T], nbytes: int) -> T:
         """``fn()``, on the loop or in a worker thread; ``nbytes``: how much it reads or writes."""
-        if nbytes > self.INLINE_MAX or self.threaded:
+        if nbytes > self.INLINE_MAX or (self._threaded_until and self.threaded):
             return await anyio.to_thread.run_sync(fn)
         started, sleeps = self._clock(), _sleeps()
         try:

@@ -128,6 +128,10 @@ class KeyMapper:
             self._checked_dirs.add(parent)
         return path
 
+    def ready(self, path: Path) -> bool:
+        """Whether :meth:`prepare` made ``path``'s directory already: nothing left to do."""
+        return str(path.parent) in self._ready_dirs
+
     def prepare(self, key: str) -> Path:
         """Like :meth:`check`, and create the parent directory (once). Blocking."""
         path = self.check(key)
