@@ -90,3 +90,22 @@ def test_check_key_limits() -> None:
     for bad in ("", None, 3):
         with pytest.raises(InvalidKeyError):
             check_key(bad, operation="t")
+
+
+def test_a_directory_is_ready_only_once_prepare_made_and_checked_it(tmp_path: Path) -> None:
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    (dest / "made-elsewhere").mkdir(parents=True)
+    outside.mkdir()
+    mapper = KeyMapper(dest)
+    path = mapper.path_for("a/b/0001.jpg")
+    assert not mapper.ready(path)
+    assert mapper.prepare("a/b/0001.jpg") == path
+    assert mapper.ready(path) and mapper.ready(mapper.path_for("a/b/0002.jpg"))
+    assert not mapper.ready(mapper.path_for("a/0001.jpg"))  # its parent, not the directory
+    # A directory that exists but was not prepared here is not ready: prepare checks it
+    # (a symlink put there leads outside and is refused).
+    assert not mapper.ready(mapper.path_for("made-elsewhere/0001.jpg"))
+    (dest / "link").symlink_to(outside)
+    assert not mapper.ready(mapper.path_for("link/0001.jpg"))
+    with pytest.raises(InvalidKeyError, match="symlink"):
+        mapper.prepare("link/0001.jpg")
