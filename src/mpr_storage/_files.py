@@ -162,8 +162,9 @@ class LocalIO:
 
     @property
     def threaded(self) -> bool:
-        """Whether calls go to worker threads now."""
-        return self._clock() < self._threaded_until
+        """Whether calls go to worker threads now (no clock read while they never left the
+        loop: ``_threaded_until`` is 0.0 then)."""
+        return self._threaded_until > 0.0 and self._clock() < self._threaded_until
 
     @threaded.setter
     def threaded(self, value: bool) -> None:
@@ -176,7 +177,7 @@ class LocalIO:
 
     async def run(self, fn: Callable[[], T], nbytes: int) -> T:
         """``fn()``, on the loop or in a worker thread; ``nbytes``: how much it reads or writes."""
-        if nbytes > self.INLINE_MAX or (self._threaded_until and self.threaded):
+        if nbytes > self.INLINE_MAX or self.threaded:
             return await anyio.to_thread.run_sync(fn)
         started, sleeps = self._clock(), _sleeps()
         try:

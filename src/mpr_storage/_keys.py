@@ -135,8 +135,8 @@ class KeyMapper:
     def prepare(self, key: str) -> Path:
         """Like :meth:`check`, and create the parent directory (once). Blocking."""
         path = self.check(key)
-        parent = str(path.parent)
-        if parent not in self._ready_dirs:
+        if not self.ready(path):
+            parent = str(path.parent)
             try:
                 os.makedirs(parent, exist_ok=True)
             except OSError as exc:
