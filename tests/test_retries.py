@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from conftest import S3Target, VirtualClock
-from mpr_storage import Storage, ThrottledError
+from mpr_storage import AccessDeniedError, Storage, ThrottledError
 from quirks import QuirkProxy
 from test_transfer import make_frames, tree
 
@@ -154,6 +154,29 @@ async def test_the_retry_budget_bounds_one_request(
     assert all(wait >= 1.0 for wait in backoff.waits)  # each at least the Retry-After
     assert sum(backoff.waits) <= 3  # the waits fit the budget: never the 20 attempts
     assert key in str(info.value) and info.value.operation == "download_file"
+    assert not (tmp_path / "one.jpg").exists()
+
+
+@PATHS
+async def test_a_get_is_tried_max_attempts_times_and_a_refusal_once(
+    seaweed: S3Target, tmp_path: Path, fast_path: bool, backoff: VirtualClock
+) -> None:
+    await seed(seaweed, tmp_path, count=1)
+    key = f"frames/{seaweed.prefix.strip('/')}/frame_000000.jpg"
+    with QuirkProxy(seaweed.server) as proxy:
+        settings = seaweed.settings(endpoint_url=proxy.url, fast_path=fast_path, max_attempts=3)
+        async with Storage(settings) as st:
+            proxy.fail(3, status=503, code="SlowDown")  # as many as it may try
+            with pytest.raises(ThrottledError):
+                await st.download_file(seaweed.bucket, key, tmp_path / "one.jpg")
+            assert proxy.count("GET", objects_only=True) == 3  # the first attempt counts
+            assert len(backoff.waits) == 2
+            proxy.fail(1000, status=403, code="AccessDenied")
+            with pytest.raises(AccessDeniedError) as info:
+                await st.get_bytes(seaweed.bucket, key)
+    assert proxy.count("GET", objects_only=True) == 4  # never retried
+    assert len(backoff.waits) == 2
+    assert key in str(info.value)
     assert not (tmp_path / "one.jpg").exists()
 
 

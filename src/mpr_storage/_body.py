@@ -1,13 +1,11 @@
-"""A GET's answer as the transports hand it up: :class:`Body`, its retried opening
-(:class:`RetriedGet`), and the Range headers and refusals (412, 416) both transports read alike."""
+"""A GET's answer as the transports hand it up: :class:`Body`, and the Range headers and
+refusals (412, 416) both transports read alike."""
 
 from __future__ import annotations
 
 import email.utils
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from types import TracebackType
 
 from ._errors import (
     InvalidRangeError,
@@ -21,7 +19,6 @@ from ._sizes import BODY_CHUNK
 __all__ = [
     "Body",
     "Range",
-    "RetriedGet",
     "parse_content_range",
     "range_header",
     "refused_get",
@@ -151,42 +148,6 @@ class Body:
                 bucket=bucket,
                 key=key,
             )
-
-
-class RetriedGet:
-    """``async with`` a GET whose opening is retried: each attempt enters a fresh request until
-    one answers; its exit closes that one."""
-
-    __slots__ = ("_retry", "_open", "_entered")
-
-    def __init__(
-        self,
-        retry: Callable[[Callable[[], Awaitable[Body | None]]], Awaitable[Body | None]],
-        open_one: Callable[[], AbstractAsyncContextManager[Body | None]],
-    ) -> None:
-        """``retry(attempt)``: the transport's retry loop (and its ``on_throttle``);
-        ``open_one()``: one request, not sent yet."""
-        self._retry = retry
-        self._open = open_one
-        self._entered: AbstractAsyncContextManager[Body | None] | None = None
-
-    async def __aenter__(self) -> Body | None:
-        async def attempt() -> Body | None:
-            request = self._open()
-            body = await request.__aenter__()
-            self._entered = request
-            return body
-
-        return await self._retry(attempt)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._entered is not None:
-            await self._entered.__aexit__(exc_type, exc, tb)
 
 
 def range_header(span: Range) -> str:

@@ -99,6 +99,7 @@ async def retrying(
     *,
     refresh: Callable[[StorageError], Awaitable[bool]] | None = None,
     on_throttle: Callable[[], object] | None = None,
+    failed: StorageError | None = None,
 ) -> T:
     """Await ``call()`` until it succeeds, retrying what :func:`is_retryable` accepts.
 
@@ -107,33 +108,38 @@ async def retrying(
     wait would overrun ``policy.budget`` seconds. An answer saying the credentials (or the
     clock) are stale gets one ``refresh(error)`` and an immediate retry when ``refresh`` says
     something changed. ``on_throttle()`` is told of every throttling answer (bulk transfers
-    lower their concurrency on it).
+    lower their concurrency on it). ``failed``: the error of a first attempt the caller made
+    itself (it counts as the first), so that a call that succeeds at once never enters here.
     """
     deadline = clock.now() + policy.budget
     refreshed = False
     attempt = 0
+    error = failed
     while True:
         attempt += 1
-        try:
-            return await call()
-        except StorageError as exc:
-            if exc.code in REFRESH_CODES and not refreshed and refresh is not None:
-                refreshed = True
-                if await refresh(exc):
-                    attempt -= 1  # a stale credential is not the server's failure
-                    continue
-            if not is_retryable(exc) or attempt >= policy.attempts:
-                raise
-            if on_throttle is not None and is_throttle(exc):
-                on_throttle()
-            delay = backoff_delay(attempt, base=policy.base)
-            if exc.retry_after is not None:
-                delay = max(delay, exc.retry_after)
-            if clock.now() + delay > deadline:
-                raise
-            _log.info(
-                "%s s3://%s/%s: %s (HTTP %s) at attempt %d of %d: retrying in %.2f s",
-                exc.operation, exc.bucket or "", exc.key or "", exc.code or type(exc).__name__,
-                exc.status if exc.status is not None else "-", attempt, policy.attempts, delay,
-            )  # fmt: skip
+        if error is None:
+            try:
+                return await call()
+            except StorageError as caught:
+                error = caught
+        exc, error = error, None
+        if exc.code in REFRESH_CODES and not refreshed and refresh is not None:
+            refreshed = True
+            if await refresh(exc):
+                attempt -= 1  # a stale credential is not the server's failure
+                continue
+        if not is_retryable(exc) or attempt >= policy.attempts:
+            raise exc
+        if on_throttle is not None and is_throttle(exc):
+            on_throttle()
+        delay = backoff_delay(attempt, base=policy.base)
+        if exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        if clock.now() + delay > deadline:
+            raise exc
+        _log.info(
+            "%s s3://%s/%s: %s (HTTP %s) at attempt %d of %d: retrying in %.2f s",
+            exc.operation, exc.bucket or "", exc.key or "", exc.code or type(exc).__name__,
+            exc.status if exc.status is not None else "-", attempt, policy.attempts, delay,
+        )  # fmt: skip
         await clock.sleep(delay)

@@ -19,11 +19,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from functools import partial
+from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import anyio
 
-from ._body import Body, Range, RetriedGet, range_header
+from ._body import Body, Range, range_header
 from ._checksums import CHECKSUM_HEADERS, digests
 from ._config import Checksum, StorageSettings
 from ._errors import ObjectExistsError, StorageError
@@ -79,10 +80,18 @@ class Transport(abc.ABC):
         self._refresh_lock = anyio.Lock()
         self._refreshed_at = 0.0
 
-    async def retry(self, call: Callable[[], Awaitable[T]], on_throttle: Throttle | None) -> T:
+    async def retry(
+        self,
+        call: Callable[[], Awaitable[T]],
+        on_throttle: Throttle | None,
+        *,
+        failed: StorageError | None = None,
+    ) -> T:
         """``call()`` under the retry policy, with one credential refresh on stale-token
-        answers."""
-        return await retrying(call, self.policy, refresh=self.refresh, on_throttle=on_throttle)
+        answers; ``failed``: the error of a first attempt already made."""
+        return await retrying(
+            call, self.policy, refresh=self.refresh, on_throttle=on_throttle, failed=failed
+        )
 
     async def refresh(self, error: StorageError) -> bool:
         """Refresh the credentials now, after an ``ExpiredToken``-class answer, and say to try
@@ -146,11 +155,7 @@ class Transport(abc.ABC):
             headers["If-Match"] = f'"{if_match}"'
         if if_none_match:
             headers["If-None-Match"] = f'"{if_none_match}"'
-        where = (operation, bucket, key)
-        return RetriedGet(
-            partial(self.retry, on_throttle=on_throttle),
-            partial(self._get, where, headers, read_ahead),
-        )
+        return _RetriedGet(self, (operation, bucket, key), headers, read_ahead, on_throttle)
 
     async def put(
         self,
@@ -324,3 +329,49 @@ class Transport(abc.ABC):
     ) -> str:
         """``UploadPartCopy`` of the source's bytes ``first..last`` (inclusive) as part
         ``number`` (``part``); returns its ETag (quoted, as the completion wants it)."""
+
+
+class _RetriedGet:
+    """``async with`` a GET whose opening is retried: each attempt enters a fresh request until
+    one answers; its exit closes that one. The first attempt runs outside the retry loop and
+    nothing is bound per call: a bulk download holds one of these per object in flight, and
+    each object it holds across the wait is one more for the garbage collector to walk."""
+
+    __slots__ = ("_transport", "_where", "_headers", "_read_ahead", "_on_throttle", "_entered")
+
+    def __init__(
+        self,
+        transport: Transport,
+        where: tuple[str, str, str],
+        headers: dict[str, str],
+        read_ahead: int | None,
+        on_throttle: Throttle | None,
+    ) -> None:
+        self._transport = transport
+        self._where = where
+        self._headers = headers
+        self._read_ahead = read_ahead
+        self._on_throttle = on_throttle
+        self._entered: AbstractAsyncContextManager[Body | None] | None = None
+
+    async def __aenter__(self) -> Body | None:
+        try:
+            return await self._attempt()
+        except StorageError as exc:
+            failed = exc
+        return await self._transport.retry(self._attempt, self._on_throttle, failed=failed)
+
+    async def _attempt(self) -> Body | None:
+        request = self._transport._get(self._where, self._headers, self._read_ahead)
+        body = await request.__aenter__()
+        self._entered = request
+        return body
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._entered is not None:
+            await self._entered.__aexit__(exc_type, exc, tb)
