@@ -13,9 +13,10 @@ import secrets
 import socket
 import stat
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
+from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
 
 import anyio
@@ -77,10 +78,11 @@ def temp_path_for(path: Path) -> tuple[int, str]:
     Its mode is 0o666 minus the umask, what a plain ``open()`` of ``path`` would give (not
     mkstemp's 0o600), and the name is a counter, not mkstemp's random draw per file.
     """
-    stem = _cut_utf8(path.name, _STEM_BYTES)
+    parent, name = os.path.split(path)  # strings: no Path made per file
+    stem = name if len(name) <= _STEM_BYTES // 4 else _cut_utf8(name, _STEM_BYTES)
     for _ in range(100):
         unique = f"{os.getpid():x}-{_PLACE}{_SALT}{next(_serial):x}"
-        name = os.path.join(path.parent, f".{stem}.{unique}.part")
+        name = os.path.join(parent, f".{stem}.{unique}.part")
         try:
             return os.open(name, _FLAGS, 0o666), name
         except FileExistsError:
@@ -88,16 +90,37 @@ def temp_path_for(path: Path) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no free temp file name", str(path))
 
 
-@contextlib.contextmanager
-def _renamed_into_place(tmp: str, path: Path) -> Iterator[None]:
-    """On a clean exit rename ``tmp`` over ``path``; on any error or cancellation remove it."""
-    try:
-        yield
-        os.replace(tmp, path)
-    except BaseException:
+class _renamed_into_place:  # used like a function: ``with _renamed_into_place(tmp, path):``
+    """On a clean exit rename ``tmp`` over ``path``; on any error or cancellation remove it.
+    A class, not a generator: it is entered once per file of a bulk download."""
+
+    __slots__ = ("_tmp", "_path")
+
+    def __init__(self, tmp: str, path: Path) -> None:
+        self._tmp = tmp
+        self._path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            try:
+                os.replace(self._tmp, self._path)
+                return
+            except BaseException:
+                self._remove()
+                raise
+        self._remove()
+
+    def _remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+            os.unlink(self._tmp)
 
 
 def write_atomic(path: Path, data: bytes) -> int:

@@ -122,7 +122,7 @@ class KeyMapper:
         no file stands where a directory is needed. Blocking: a few syscalls per new directory.
         """
         path = self.path_for(key)
-        parent = str(path.parent)
+        parent = os.path.dirname(path)
         if parent not in self._checked_dirs:
             self._check_dir(parent, key)
             self._checked_dirs.add(parent)
@@ -130,13 +130,13 @@ class KeyMapper:
 
     def ready(self, path: Path) -> bool:
         """Whether :meth:`prepare` made ``path``'s directory already: nothing left to do."""
-        return str(path.parent) in self._ready_dirs
+        return os.path.dirname(path) in self._ready_dirs  # a string: no Path made per key
 
     def prepare(self, key: str) -> Path:
         """Like :meth:`check`, and create the parent directory (once). Blocking."""
         path = self.check(key)
         if not self.ready(path):
-            parent = str(path.parent)
+            parent = os.path.dirname(path)
             try:
                 os.makedirs(parent, exist_ok=True)
             except OSError as exc:
