@@ -67,7 +67,7 @@ class _Sweep:
     had none)."""
 
     started: float = field(default_factory=time.time)
-    listed: dict[Path, set[str] | None] = field(default_factory=dict)
+    listed: dict[str, set[str] | None] = field(default_factory=dict)
 
 
 def _key_of(item: str | ObjectInfo) -> str:
@@ -115,7 +115,7 @@ def _plan_downloads(
                     bucket,
                     key,
                 )
-            parent = path.parent
+            parent = os.path.dirname(path)  # a string: no Path hashed per key
             if parent not in sweep.listed:
                 sweep.listed[parent] = _sweep(mapper, manifest, key, parent, sweep.started)
             plan: _Plan
@@ -166,7 +166,7 @@ def _not_a_file(info: ObjectInfo, path: Path, bucket: str) -> LocalFileError:
 
 
 def _sweep(
-    mapper: KeyMapper, manifest: Manifest, key: str, directory: Path, before: float
+    mapper: KeyMapper, manifest: Manifest, key: str, directory: str, before: float
 ) -> set[str] | None:
     """Remove the temp files killed runs left in ``directory`` (never a file the manifest
     records as a downloaded object, whatever its name); the names it has (see :class:`_Sweep`)."""
