@@ -79,12 +79,13 @@ def temp_path_for(path: Path) -> tuple[int, str]:
     mkstemp's 0o600), and the name is a counter, not mkstemp's random draw per file.
     """
     parent, name = os.path.split(path)  # strings: no Path made per file
+    # UTF-8 takes at most 4 bytes a character: a short name needs no cutting
     stem = name if len(name) <= _STEM_BYTES // 4 else _cut_utf8(name, _STEM_BYTES)
     for _ in range(100):
         unique = f"{os.getpid():x}-{_PLACE}{_SALT}{next(_serial):x}"
-        name = os.path.join(parent, f".{stem}.{unique}.part")
+        tmp = os.path.join(parent, f".{stem}.{unique}.part")
         try:
-            return os.open(name, _FLAGS, 0o666), name
+            return os.open(tmp, _FLAGS, 0o666), tmp
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no free temp file name", str(path))
