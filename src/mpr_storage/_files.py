@@ -63,6 +63,8 @@ _FLAGS = (
 def _cut_utf8(name: str, limit: int) -> str:
     """``name`` cut to at most ``limit`` bytes as the file system sees it, never mid-character
     (bytes that are not UTF-8 are dropped: the result only has to be a recognisable prefix)."""
+    if 4 * len(name) <= limit:  # UTF-8 takes at most 4 bytes a character: nothing to cut
+        return name
     return os.fsencode(name)[:limit].decode("utf-8", "ignore")
 
 
@@ -79,8 +81,7 @@ def temp_path_for(path: Path) -> tuple[int, str]:
     mkstemp's 0o600), and the name is a counter, not mkstemp's random draw per file.
     """
     parent, name = os.path.split(path)  # strings: no Path made per file
-    # UTF-8 takes at most 4 bytes a character: a short name needs no cutting
-    stem = name if len(name) <= _STEM_BYTES // 4 else _cut_utf8(name, _STEM_BYTES)
+    stem = _cut_utf8(name, _STEM_BYTES)
     for _ in range(100):
         unique = f"{os.getpid():x}-{_PLACE}{_SALT}{next(_serial):x}"
         tmp = os.path.join(parent, f".{stem}.{unique}.part")
