@@ -34,6 +34,26 @@ async def test_multipart_round_trip(s3: S3Target, tmp_path: Path) -> None:
     assert out.read_bytes() == data
 
 
+async def test_one_streamed_put_reports_progress_as_its_bytes_go(
+    s3: S3Target, tmp_path: Path
+) -> None:
+    """A file over 1 MiB and under the multipart threshold goes in one PUT, streamed from the
+    file: its progress ticks as its bytes go, on botocore over plain HTTP too (which reads the
+    file once more to sign it), and the object is the file."""
+    data = os.urandom(6 * MiB)
+    (tmp_path / "one.bin").write_bytes(data)
+    calls: list[tuple[int, int | None]] = []
+    async with Storage(s3.settings()) as st:
+        key = s3.key("one.bin")
+        await st.upload_file(
+            tmp_path / "one.bin", s3.bucket, key, on_progress=lambda *a: calls.append(a)
+        )
+        assert await st.get_bytes(s3.bucket, key) == data
+    assert calls[-1] == (len(data), len(data))
+    assert len([done for done, _ in calls if 0 < done < len(data)]) >= 2
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
 async def test_upload_guesses_content_type(storage: Storage, s3: S3Target, tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"\xff\xd8")
     client = await storage.client()

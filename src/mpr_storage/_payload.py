@@ -23,8 +23,8 @@ class Payload:
     ``content`` is the bytes, or :data:`Chunks`: a factory of the body's chunks, called once
     per attempt, so a retried request reads the body again from its start. A streamed body
     may also offer ``blocking``: a factory of a blocking, seekable reader of the same bytes,
-    for a transport whose client reads a body synchronously (botocore, to sign its SHA-256
-    over plain HTTP); its bytes are then counted by nobody as they go."""
+    for a transport whose client hashes a body synchronously before it sends the chunks
+    (botocore, to sign its SHA-256 over plain HTTP)."""
 
     size: int
     checksum: tuple[str, str]  # the header (Content-MD5 or x-amz-checksum-crc32) and its value

@@ -158,8 +158,8 @@ async def put_opened(
     """One PutObject of the open file's first ``size`` bytes; the ETag back. Up to 1 MiB
     (``data``: read already) it is sent as bytes; a larger file is hashed in one pass, then
     streamed from the file in 256 KiB reads at their offsets, each attempt from its first
-    byte (``progress`` starts again with it), or read by the transport's client through a
-    :class:`~._files.PreadReader` where it must read bodies itself."""
+    byte (``progress`` starts again with it); a transport whose client hashes a body itself
+    reads it once more through a :class:`~._files.PreadReader` to sign it."""
     if data is None and size <= SMALL_BODY:
         data = await io.run(partial(read_fd, fd, size), size)
     if data is not None:
@@ -193,10 +193,7 @@ async def put_opened(
     if progress is not None:
         progress.start(size)
     put = partial(transport.put, content_type=content_type, operation=operation)
-    etag = await put(bucket, key, payload, on_throttle=on_throttle)
-    if progress is not None and progress.done < size:  # sent through its blocking reader
-        await progress.add(size - progress.done)
-    return etag
+    return await put(bucket, key, payload, on_throttle=on_throttle)
 
 
 async def put_parts(
