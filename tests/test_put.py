@@ -8,11 +8,12 @@ import random
 import string
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import S3Target
-from mpr_storage import ObjectExistsError, Storage
+from mpr_storage import LocalFileError, ObjectExistsError, Storage
 from mpr_storage._checksums import CHECKSUM_HEADERS, hash_fd
 from mpr_storage._files import LocalIO, PreadReader, fd_chunks
 from mpr_storage._payload import Payload
@@ -52,6 +53,34 @@ async def test_one_streamed_put_reports_progress_as_its_bytes_go(
     assert calls[-1] == (len(data), len(data))
     assert len([done for done, _ in calls if 0 < done < len(data)]) >= 2
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
+async def test_a_file_cut_after_it_was_hashed_fails_one_put_as_a_changed_file(
+    s3: S3Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A single PUT streams the file after hashing it: a file cut meanwhile fails as a changed
+    file naming the path (not as a broken connection, nor as botocore's raw read error), and
+    no object is written."""
+    from mpr_storage import _put
+
+    path = tmp_path / "one.bin"
+    path.write_bytes(os.urandom(6 * MiB))
+    hash_fd = _put.hash_fd
+
+    def cut_after_hashing(*args: Any, **kwargs: Any) -> Any:
+        digests = hash_fd(*args, **kwargs)
+        os.truncate(path, 3 * MiB)
+        return digests
+
+    monkeypatch.setattr(_put, "hash_fd", cut_after_hashing)
+    key = s3.key("one.bin")
+    async with Storage(s3.settings(max_attempts=2)) as st:
+        with pytest.raises(LocalFileError, match="changed size") as info:
+            await st.upload_file(path, s3.bucket, key)
+        assert not await st.object_exists(s3.bucket, key)
+    err = info.value
+    assert (err.operation, err.bucket, err.key) == ("upload_file", s3.bucket, key)
+    assert err.path == str(path)
 
 
 async def test_upload_guesses_content_type(storage: Storage, s3: S3Target, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ async def upload_file(
     Raises:
         FileNotFoundError: ``src`` does not exist.
         IsADirectoryError: ``src`` is a directory.
-        LocalFileError: ``src`` changed size while it was uploaded in parts.
+        LocalFileError: ``src`` changed size while it was uploaded, or could not be read.
         BucketNotFoundError: the bucket does not exist (where the provider does not create it).
         AccessDeniedError: the credentials are refused.
         InvalidKeyError: the key is empty or too long.
@@ -117,6 +117,7 @@ async def upload_file(
                 content_type=content_type,
                 io=io,
                 operation=op,
+                path=path,
                 progress=progress,
             )
         else:
@@ -152,6 +153,7 @@ async def put_opened(
     content_type: str,
     io: LocalIO,
     operation: str,
+    path: str | os.PathLike[str],
     progress: ByteProgress | None = None,
     on_throttle: Throttle | None = None,
 ) -> str:
@@ -179,21 +181,18 @@ async def put_opened(
     kind, sign = transport.upload_checksum, transport.signs_payload
     hashed = partial(hash_fd, fd, size, checksum=kind, sha256=sign)
     value, sha256 = await io.run(hashed, size)
-
-    async def chunks() -> AsyncIterator[bytes]:
-        if progress is not None:
-            progress.start(size)
-        async for chunk in fd_chunks(fd, size, io):
-            if progress is not None:
-                await progress.add(len(chunk))
-            yield chunk
-
+    sent = _FileBody(fd, size, io, progress=progress)
     blocking = partial(PreadReader, fd, size)
-    payload = Payload(size, (CHECKSUM_HEADERS[kind], value), sha256, chunks, blocking)
+    payload = Payload(size, (CHECKSUM_HEADERS[kind], value), sha256, sent.chunks, blocking)
     if progress is not None:
         progress.start(size)
     put = partial(transport.put, content_type=content_type, operation=operation)
-    return await put(bucket, key, payload, on_throttle=on_throttle)
+    try:
+        return await put(bucket, key, payload, on_throttle=on_throttle)
+    except Exception as exc:
+        if failed := await sent.file_failed():
+            raise _changed(failed, path, operation, bucket, key) from exc
+        raise
 
 
 async def put_parts(
@@ -238,10 +237,7 @@ async def put_parts(
             slots.release_on_behalf_of(token)
 
     def changed(exc: OSError | None) -> LocalFileError:
-        reason = "file changed size while it was uploaded"
-        if exc is not None and exc.errno:  # a failing disk, not a changed file
-            reason = exc.strerror or str(exc)
-        return LocalFileError(reason, path=path, operation=operation, bucket=bucket, key=key)
+        return _changed(exc, path, operation, bucket, key)
 
     async def send(number: int, token: object) -> None:
         try:
@@ -252,18 +248,9 @@ async def put_parts(
                 value, sha256 = await io.run(hashed, n)
             except OSError as exc:
                 raise changed(exc) from exc
-            unread: list[OSError] = []  # a read of the part that failed while it was sent
-
-            async def chunks() -> AsyncIterator[bytes]:
-                try:
-                    async for chunk in fd_chunks(fd, n, io, offset=offset):
-                        yield chunk
-                except OSError as exc:
-                    unread.append(exc)
-                    raise
-
+            sent = _FileBody(fd, n, io, offset=offset, whole=size)
             blocking = partial(PreadReader, fd, n, start=offset)
-            payload = Payload(n, (header, value), sha256, chunks, blocking)
+            payload = Payload(n, (header, value), sha256, sent.chunks, blocking)
             try:
                 etags[number - 1] = await transport.upload_part(
                     bucket,
@@ -275,10 +262,8 @@ async def put_parts(
                     on_throttle=on_throttle,
                 )
             except Exception as exc:
-                if unread:  # the file, not the wire
-                    raise changed(unread[0]) from exc
-                if (await io.run(partial(os.fstat, fd), 0)).st_size != size:
-                    raise changed(None) from exc  # read by the transport's client
+                if failed := await sent.file_failed():
+                    raise changed(failed) from exc
                 raise
         finally:
             release(token)
@@ -310,6 +295,60 @@ async def put_parts(
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
             await transport.abort_multipart(bucket, key, upload_id, operation=operation)
         raise
+
+
+def _changed(
+    exc: OSError | None, path: str | os.PathLike[str], operation: str, bucket: str, key: str
+) -> LocalFileError:
+    """The error of an upload whose file failed it: changed size, or a failing disk."""
+    reason = "file changed size while it was uploaded"
+    if exc is not None and exc.errno:  # a failing disk, not a changed file
+        reason = exc.strerror or str(exc)
+    return LocalFileError(reason, path=path, operation=operation, bucket=bucket, key=key)
+
+
+class _FileBody:
+    """A body streamed from ``size`` bytes of the open file ``fd`` at ``offset`` (a fresh pass
+    per attempt, counted in ``progress``), that can tell whether the file, not the wire,
+    failed the request that sent it."""
+
+    def __init__(
+        self,
+        fd: int,
+        size: int,
+        io: LocalIO,
+        *,
+        offset: int = 0,
+        whole: int | None = None,
+        progress: ByteProgress | None = None,
+    ) -> None:
+        self._fd, self._size, self._io, self._offset = fd, size, io, offset
+        self._whole = size if whole is None else whole  # the file's size when it was opened
+        self._progress = progress
+        self._unread: OSError | None = None  # a read that failed while the body was sent
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        progress = self._progress
+        if progress is not None:
+            progress.start(self._size)
+        try:
+            async for chunk in fd_chunks(self._fd, self._size, self._io, offset=self._offset):
+                if progress is not None:
+                    await progress.add(len(chunk))
+                yield chunk
+        except OSError as exc:
+            self._unread = exc
+            raise
+
+    async def file_failed(self) -> OSError | None:
+        """The read that failed while the body was sent, or an error without ``errno`` if the
+        file changed size (read by the transport's client, whose errors are its own); ``None``
+        if the file is as it was."""
+        if self._unread is not None:
+            return self._unread
+        if (await self._io.run(partial(os.fstat, self._fd), 0)).st_size != self._whole:
+            return OSError(0, "the file changed size")
+        return None
 
 
 def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

@@ -177,6 +177,7 @@ async def upload_many(
                     content_type=guess_content_type(key),
                     io=io,
                     operation="upload_many",
+                    path=item.path,
                     on_throttle=engine.limit.throttled,
                 )
                 return size
