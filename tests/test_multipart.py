@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from conftest import S3Target
+from conftest import S3Target, VirtualClock
 from mpr_storage import AccessDeniedError, LocalFileError, Storage, TransferError, _concurrency
 from s3proxy import FaultProxy
 
@@ -249,10 +249,15 @@ async def test_upload_many_names_itself_in_the_errors_of_its_large_files(
 
 @PATHS
 async def test_a_file_that_shrinks_while_a_part_is_sent_fails_and_leaves_nothing(
-    s3: S3Target, tmp_path: Path, fast_path: bool, monkeypatch: pytest.MonkeyPatch
+    s3: S3Target,
+    tmp_path: Path,
+    fast_path: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    backoff: VirtualClock,
 ) -> None:
     """A part is read again from the file as it is sent (never held whole): a file cut after
-    the part was hashed fails the upload as a changed file, not as a network error."""
+    the part was hashed fails the upload at once as a changed file, not as a network error
+    (retried)."""
     from mpr_storage import _put
 
     path = tmp_path / "big.bin"
@@ -271,6 +276,7 @@ async def test_a_file_that_shrinks_while_a_part_is_sent_fails_and_leaves_nothing
         async with parts_of(s3, proxy.url, fast_path, part_concurrency=1) as st:
             with pytest.raises(LocalFileError, match="changed size") as info:
                 await st.upload_file(path, s3.bucket, key)
+        assert backoff.waits == []
     err = info.value
     assert (err.operation, err.key, err.path) == ("upload_file", key, str(path))
     assert await left_behind(s3, key) == ([], False)

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from conftest import S3Target
+from conftest import S3Target, VirtualClock
 from mpr_storage import LocalFileError, ObjectExistsError, Storage
 from mpr_storage._checksums import CHECKSUM_HEADERS, hash_fd
 from mpr_storage._files import LocalIO, PreadReader, fd_chunks
 from mpr_storage._payload import Payload
 from mpr_storage._put import guess_content_type
 from mpr_storage._transport import Transport
+from s3proxy import FaultProxy
 
 MiB = 1024 * 1024
 
@@ -56,11 +57,11 @@ async def test_one_streamed_put_reports_progress_as_its_bytes_go(
 
 
 async def test_a_file_cut_after_it_was_hashed_fails_one_put_as_a_changed_file(
-    s3: S3Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: S3Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backoff: VirtualClock
 ) -> None:
-    """A single PUT streams the file after hashing it: a file cut meanwhile fails as a changed
-    file naming the path (not as a broken connection, nor as botocore's raw read error), and
-    no object is written."""
+    """A single PUT streams the file after hashing it: a file cut meanwhile fails at once as a
+    changed file naming the path (not as a broken connection, nor as botocore's raw read
+    error; not retried, as reading it again cannot help), and no object is written."""
     from mpr_storage import _put
 
     path = tmp_path / "one.bin"
@@ -74,13 +75,32 @@ async def test_a_file_cut_after_it_was_hashed_fails_one_put_as_a_changed_file(
 
     monkeypatch.setattr(_put, "hash_fd", cut_after_hashing)
     key = s3.key("one.bin")
-    async with Storage(s3.settings(max_attempts=2)) as st:
+    async with Storage(s3.settings(max_attempts=5)) as st:
         with pytest.raises(LocalFileError, match="changed size") as info:
             await st.upload_file(path, s3.bucket, key)
+        assert backoff.waits == []
         assert not await st.object_exists(s3.bucket, key)
     err = info.value
     assert (err.operation, err.bucket, err.key) == ("upload_file", s3.bucket, key)
     assert err.path == str(path)
+
+
+async def test_a_streamed_put_that_the_wire_fails_is_sent_again_whole(
+    s3: S3Target, tmp_path: Path, backoff: VirtualClock
+) -> None:
+    """What stops a changed file's retries lets the wire's failures be retried: a throttled
+    streamed PUT of a file that did not change is sent again, read from its first byte."""
+    data = os.urandom(3 * MiB)
+    path = tmp_path / "one.bin"
+    path.write_bytes(data)
+    key = s3.key("one.bin")
+    with FaultProxy(s3.server.endpoint_url) as proxy:
+        proxy.fail(1, status=503, code="SlowDown", method="PUT")
+        async with Storage(s3.settings(endpoint_url=proxy.url, max_attempts=3)) as st:
+            await st.upload_file(path, s3.bucket, key)
+            assert await st.get_bytes(s3.bucket, key) == data
+        assert [r.status for r in proxy.requests if r.method == "PUT"] == [503, 200]
+    assert len(backoff.waits) == 1
 
 
 async def test_upload_guesses_content_type(storage: Storage, s3: S3Target, tmp_path: Path) -> None:

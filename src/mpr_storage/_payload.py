@@ -4,7 +4,7 @@ for a server-side copy (:class:`CopySource`, :data:`Part`)."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -24,13 +24,16 @@ class Payload:
     per attempt, so a retried request reads the body again from its start. A streamed body
     may also offer ``blocking``: a factory of a blocking, seekable reader of the same bytes,
     for a transport whose client hashes a body synchronously before it sends the chunks
-    (botocore, to sign its SHA-256 over plain HTTP)."""
+    (botocore, to sign its SHA-256 over plain HTTP), and ``failed``: asked after an attempt
+    failed, the error to raise at once if the body's source, not the wire, failed it (a file
+    that changed or could not be read: retrying would read it again), else ``None``."""
 
     size: int
     checksum: tuple[str, str]  # the header (Content-MD5 or x-amz-checksum-crc32) and its value
     sha256: str | None  # None: the transport does not sign the payload's hash
     content: bytes | Chunks
     blocking: Callable[[], io.IOBase] | None = None
+    failed: Callable[[], Awaitable[Exception | None]] | None = None
 
 
 Part = tuple[int, int, int]

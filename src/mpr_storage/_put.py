@@ -8,7 +8,7 @@ import functools
 import mimetypes
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 from stat import S_ISDIR
@@ -161,7 +161,8 @@ async def put_opened(
     (``data``: read already) it is sent as bytes; a larger file is hashed in one pass, then
     streamed from the file in 256 KiB reads at their offsets, each attempt from its first
     byte (``progress`` starts again with it); a transport whose client hashes a body itself
-    reads it once more through a :class:`~._files.PreadReader` to sign it."""
+    reads it once more through a :class:`~._files.PreadReader` to sign it. A file that fails
+    a read or changes size meanwhile fails the PUT at once, not retried."""
     if data is None and size <= SMALL_BODY:
         data = await io.run(partial(read_fd, fd, size), size)
     if data is not None:
@@ -181,18 +182,15 @@ async def put_opened(
     kind, sign = transport.upload_checksum, transport.signs_payload
     hashed = partial(hash_fd, fd, size, checksum=kind, sha256=sign)
     value, sha256 = await io.run(hashed, size)
-    sent = _FileBody(fd, size, io, progress=progress)
+    blame = partial(_changed, path=path, operation=operation, bucket=bucket, key=key)
+    sent = _FileBody(fd, size, io, blame=blame, progress=progress)
     blocking = partial(PreadReader, fd, size)
-    payload = Payload(size, (CHECKSUM_HEADERS[kind], value), sha256, sent.chunks, blocking)
+    checksum = (CHECKSUM_HEADERS[kind], value)
+    payload = Payload(size, checksum, sha256, sent.chunks, blocking, sent.failed)
     if progress is not None:
         progress.start(size)
     put = partial(transport.put, content_type=content_type, operation=operation)
-    try:
-        return await put(bucket, key, payload, on_throttle=on_throttle)
-    except Exception as exc:
-        if failed := await sent.file_failed():
-            raise _changed(failed, path, operation, bucket, key) from exc
-        raise
+    return await put(bucket, key, payload, on_throttle=on_throttle)
 
 
 async def put_parts(
@@ -236,8 +234,7 @@ async def put_parts(
             held.discard(token)
             slots.release_on_behalf_of(token)
 
-    def changed(exc: OSError | None) -> LocalFileError:
-        return _changed(exc, path, operation, bucket, key)
+    changed = partial(_changed, path=path, operation=operation, bucket=bucket, key=key)
 
     async def send(number: int, token: object) -> None:
         try:
@@ -248,23 +245,18 @@ async def put_parts(
                 value, sha256 = await io.run(hashed, n)
             except OSError as exc:
                 raise changed(exc) from exc
-            sent = _FileBody(fd, n, io, offset=offset, whole=size)
+            sent = _FileBody(fd, n, io, blame=changed, offset=offset, whole=size)
             blocking = partial(PreadReader, fd, n, start=offset)
-            payload = Payload(n, (header, value), sha256, sent.chunks, blocking)
-            try:
-                etags[number - 1] = await transport.upload_part(
-                    bucket,
-                    key,
-                    upload_id,
-                    number,
-                    payload,
-                    operation=operation,
-                    on_throttle=on_throttle,
-                )
-            except Exception as exc:
-                if failed := await sent.file_failed():
-                    raise changed(failed) from exc
-                raise
+            payload = Payload(n, (header, value), sha256, sent.chunks, blocking, sent.failed)
+            etags[number - 1] = await transport.upload_part(
+                bucket,
+                key,
+                upload_id,
+                number,
+                payload,
+                operation=operation,
+                on_throttle=on_throttle,
+            )
         finally:
             release(token)
         if progress is not None:
@@ -309,8 +301,8 @@ def _changed(
 
 class _FileBody:
     """A body streamed from ``size`` bytes of the open file ``fd`` at ``offset`` (a fresh pass
-    per attempt, counted in ``progress``), that can tell whether the file, not the wire,
-    failed the request that sent it."""
+    per attempt, counted in ``progress``) that can tell whether the file, not the wire,
+    failed the request that sent it: ``blame`` makes that error, which is not retried."""
 
     def __init__(
         self,
@@ -318,12 +310,14 @@ class _FileBody:
         size: int,
         io: LocalIO,
         *,
+        blame: Callable[[OSError | None], LocalFileError],
         offset: int = 0,
         whole: int | None = None,
         progress: ByteProgress | None = None,
     ) -> None:
         self._fd, self._size, self._io, self._offset = fd, size, io, offset
         self._whole = size if whole is None else whole  # the file's size when it was opened
+        self._blame = blame
         self._progress = progress
         self._unread: OSError | None = None  # a read that failed while the body was sent
 
@@ -340,14 +334,14 @@ class _FileBody:
             self._unread = exc
             raise
 
-    async def file_failed(self) -> OSError | None:
-        """The read that failed while the body was sent, or an error without ``errno`` if the
-        file changed size (read by the transport's client, whose errors are its own); ``None``
-        if the file is as it was."""
+    async def failed(self) -> LocalFileError | None:
+        """The file's error, if a read of it failed while the body was sent or it changed size
+        (read by the transport's client, whose errors are its own); ``None`` if the file is
+        as it was."""
         if self._unread is not None:
-            return self._unread
+            return self._blame(self._unread)
         if (await self._io.run(partial(os.fstat, self._fd), 0)).st_size != self._whole:
-            return OSError(0, "the file changed size")
+            return self._blame(None)
         return None
 
 

@@ -196,7 +196,7 @@ class Transport(abc.ABC):
                     status=exc.status,
                 ) from exc
 
-        return await self.retry(attempt, on_throttle)
+        return await self.retry(partial(self._sending, payload, attempt), on_throttle)
 
     async def upload_part(
         self,
@@ -213,10 +213,21 @@ class Transport(abc.ABC):
         :attr:`part_checksum`, computed here) or as a :class:`Payload`; returns the part's
         ETag, quoted as the completion wants it."""
         payload = await self._payload(body, self.part_checksum)
-        return await self.retry(
-            lambda: self._upload_part(bucket, key, upload_id, number, payload, operation=operation),
-            on_throttle,
+        attempt = partial(
+            self._upload_part, bucket, key, upload_id, number, payload, operation=operation
         )
+        return await self.retry(partial(self._sending, payload, attempt), on_throttle)
+
+    @staticmethod
+    async def _sending(payload: Payload, attempt: Callable[[], Awaitable[T]]) -> T:
+        """One attempt to send ``payload``. If it fails because the body's source did
+        (:attr:`Payload.failed`), that error ends the retries instead."""
+        try:
+            return await attempt()
+        except Exception as exc:
+            if payload.failed is not None and (source := await payload.failed()) is not None:
+                raise source from exc
+            raise
 
     async def _payload(self, body: bytes | Payload, kind: Checksum) -> Payload:
         """``body`` as a :class:`Payload`: the digests of bytes computed (in a worker thread
