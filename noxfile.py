@@ -103,12 +103,18 @@ def slow(session: nox.Session) -> None:
 
 @nox.session(name="tests-uvloop", python=NEWEST)
 def tests_uvloop(session: nox.Session) -> None:
-    """The transport tests once more, on both transports and on SeaweedFS, with every async
+    """The transport tests (and the made-files helper's, whose socket watch and subprocess
+    are the loop's) once more, on both transports and on SeaweedFS, with every async
     test on uvloop's event loop (as under uvicorn[standard]): MPR_TEST_LOOP=uvloop makes
     tests/conftest.py hand pytest-asyncio uvloop's loop. The sync shim and CLI use uvloop in
     every session where it is installed."""
     _install(session, "test")
-    files = ["tests/test_objects.py", "tests/test_transfer.py", "tests/test_faults.py"]
+    files = [
+        "tests/test_objects.py",
+        "tests/test_transfer.py",
+        "tests/test_faults.py",
+        "tests/test_premade.py",
+    ]
     session.run(
         "pytest",
         "-n",

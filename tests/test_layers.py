@@ -18,7 +18,10 @@ PACKAGE = Path(mpr_storage.__file__).parent
 LAYERS: list[tuple[str, set[str]]] = [
     ("errors", {"_errors", "_error_map"}),
     ("config, models", {"_sizes", "_endpoint", "_config", "_models", "_progress"}),
-    ("keys, files", {"_keys", "_files", "_checksums", "_partfile", "_leftovers", "_preload"}),
+    (
+        "keys, files",
+        {"_keys", "_files", "_premade", "_checksums", "_partfile", "_leftovers", "_preload"},
+    ),
     (
         "transport",
         {

@@ -20,11 +20,11 @@ from ._concurrency import check_concurrency
 from ._engine import Engine
 from ._errors import LocalFileError, StorageError, TransferReport
 from ._fetch import fetch_file
-from ._files import LocalIO
 from ._keys import KeyMapper, check_bucket, check_key, check_key_iterable
 from ._leftovers import remove_stale_temps
 from ._manifest import MANIFEST_NAME, Entry, Manifest
 from ._models import KeySource, ObjectInfo, ProgressCallback
+from ._premade import MakerIO
 from ._ranges import Ranges
 from ._sizes import BULK_READ_AHEAD, STREAM_CHUNK
 
@@ -266,7 +266,9 @@ async def download_many(
     keys or :class:`ObjectInfo`, e.g. :func:`iter_objects`), each started as soon as it arrives,
     into at most ``concurrency`` workers (default ``S3_MAX_CONCURRENCY``; never more than the
     keys waiting). Every file is written to a temp file and renamed into
-    place when complete, so cancelling leaves only complete files. Transient failures are
+    place when complete (where creating a file is slow, an unnamed file that a helper process
+    made ahead, named once written: see ``_premade``), so cancelling leaves only complete
+    files. Transient failures are
     retried with backoff, and throttling lowers the concurrency. Directories are created only
     once an object's body arrives; a call that fails removes the ones it created and left
     empty.
@@ -335,7 +337,7 @@ async def download_many(
     created = await anyio.to_thread.run_sync(_missing_dirs, dest_dir)  # none created up front
     manifest = await anyio.to_thread.run_sync(Manifest.load, mapper.root)
     transport = await storage.transport()
-    io = LocalIO()
+    io = MakerIO()
     engine: Engine[_Get | _Marker] = Engine(
         operation="download_many",
         bucket=bucket,
@@ -404,6 +406,7 @@ async def download_many(
         clean = not engine.report.failed
     finally:
         with anyio.CancelScope(shield=True):
+            await io.aclose()  # before the manifest: the files it names are all written
             with contextlib.suppress(OSError):
                 await anyio.to_thread.run_sync(manifest.save)
             if not clean:  # nothing left behind by a transfer that failed before writing

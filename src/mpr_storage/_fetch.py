@@ -17,7 +17,7 @@ from ._errors import (
     StorageConnectionError,
     StorageError,
 )
-from ._files import LocalIO, write_atomic
+from ._files import LocalIO
 from ._partfile import PartFile, local_error
 from ._progress import ByteProgress
 from ._ranges import Ranges, Slots, fetch_parts
@@ -255,7 +255,7 @@ async def _small(job: _Job, path: Path, body: Body) -> Fetched:
         data = await body.read()
     except StorageConnectionError as exc:
         raise _SmallCut(exc) from exc
-    mtime_ns = await job.io.run(partial(write_atomic, path, data), len(data))
+    mtime_ns = await job.io.write_file(path, data)
     if job.progress is not None:
         job.progress.start(len(data))
         await job.progress.add(len(data))

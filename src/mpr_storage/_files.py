@@ -32,6 +32,7 @@ __all__ = [
     "open_regular",
     "pread_exact",
     "read_fd",
+    "temp_name",
     "temp_path_for",
     "write_atomic",
 ]
@@ -68,23 +69,24 @@ def _cut_utf8(name: str, limit: int) -> str:
     return os.fsencode(name)[:limit].decode("utf-8", "ignore")
 
 
+def temp_name(name: str) -> str:
+    """A fresh hidden temp file name for a file named ``name``, unique in this process:
+    ``.{stem}.{pid:x}-{place}{salt}{serial:x}.part``, with at most 100 bytes of ``name`` (cut
+    by UTF-8 bytes, not characters, so it fits the 255-byte limit of a file name whatever
+    ``name`` is), the process ID and where it is valid (host and PID namespace:
+    :func:`remove_stale_temps` reads both to tell a killed run's file from a live one's), a
+    salt per process and a counter (not mkstemp's random draw per file)."""
+    unique = f"{os.getpid():x}-{_PLACE}{_SALT}{next(_serial):x}"
+    return f".{_cut_utf8(name, _STEM_BYTES)}.{unique}.part"
+
+
 def temp_path_for(path: Path) -> tuple[int, str]:
-    """Create a hidden, uniquely named temp file in ``path``'s directory: ``(fd, name)``.
-
-    The name is ``.{stem}.{pid:x}-{place}{salt}{serial:x}.part``: at most 100 bytes of
-    ``path``'s name (cut by UTF-8 bytes, not characters, so it fits the 255-byte limit of a
-    file name whatever ``path``'s name is), the process ID and where it is valid (host and PID
-    namespace: :func:`remove_stale_temps` reads both to tell a killed run's file from a live
-    one's), a salt per process and a counter.
-
-    Its mode is 0o666 minus the umask, what a plain ``open()`` of ``path`` would give (not
-    mkstemp's 0o600), and the name is a counter, not mkstemp's random draw per file.
-    """
+    """Create a hidden temp file named by :func:`temp_name` in ``path``'s directory:
+    ``(fd, name)``. Its mode is 0o666 minus the umask, what a plain ``open()`` of ``path``
+    would give (not mkstemp's 0o600)."""
     parent, name = os.path.split(path)  # strings: no Path made per file
-    stem = _cut_utf8(name, _STEM_BYTES)
     for _ in range(100):
-        unique = f"{os.getpid():x}-{_PLACE}{_SALT}{next(_serial):x}"
-        tmp = os.path.join(parent, f".{stem}.{unique}.part")
+        tmp = os.path.join(parent, temp_name(name))
         try:
             return os.open(tmp, _FLAGS, 0o666), tmp
         except FileExistsError:
@@ -204,6 +206,11 @@ class LocalIO:
         """``fn()``, on the loop or in a worker thread; ``nbytes``: how much it reads or writes."""
         if nbytes > self.INLINE_MAX or self.threaded:
             return await anyio.to_thread.run_sync(fn)
+        return self.inline(fn)
+
+    def inline(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the calling (the loop's) thread, its time counted as :meth:`run`
+        counts it."""
         started, sleeps = self._clock(), _sleeps()
         try:
             return fn()

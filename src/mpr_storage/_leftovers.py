@@ -1,4 +1,4 @@
-"""The temp files of killed runs: found by their names (see ``_files.temp_path_for``), removed."""
+"""The temp files of killed runs: found by their names (see ``_files.temp_name``), removed."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ._files import _PLACE
 
 __all__ = ["STALE_TEMP", "remove_stale_temps"]
 
-# temp_path_for's names; before the pid had its "-", pid, salt and counter ran together
+# temp_name's names; before the pid had its "-", pid, salt and counter ran together
 _TEMP_NAME = re.compile(
     r"\..+\.(?:(?P<pid>[0-9a-f]{1,8})-(?P<place>[0-9a-f]{6})[0-9a-f]{7,}|[0-9a-f]{8,})\.part",
     re.S,
@@ -31,7 +31,7 @@ def remove_stale_temps(
     """Blocking: remove the temp files that killed runs left in ``directory``; how many.
     ``seen``, if given, receives the name of every entry the directory had.
 
-    Only regular files named as :func:`temp_path_for` names them, last modified before
+    Only regular files named as :func:`temp_name` names them, last modified before
     ``before`` (the current run's start, ``time.time()``), and not kept by ``keep(name)``:
     those whose process is gone (written on this host, in this PID namespace, by a pid that
     names no process now), or, when that cannot be told (another host or container, an older
