@@ -265,12 +265,11 @@ async def download_many(
     One GET per object and no HEAD; keys stream from ``keys`` (an iterable or async iterable of
     keys or :class:`ObjectInfo`, e.g. :func:`iter_objects`), each started as soon as it arrives,
     into at most ``concurrency`` workers (default ``S3_MAX_CONCURRENCY``; never more than the
-    keys waiting). Every file is written to a temp file and renamed into
-    place when complete (where creating a file is slow, an unnamed file that a helper process
-    made ahead, named once written: see ``_premade``), so cancelling leaves only complete
-    files. Transient failures are
-    retried with backoff, and throttling lowers the concurrency. Directories are created only
-    once an object's body arrives; a call that fails removes the ones it created and left
+    keys waiting). Every file is written to a temp file and renamed into place when complete
+    (where creating a file is slow, an unnamed file that a helper process made ahead, named once
+    written: see ``_premade``), so cancelling leaves only complete files. Transient failures
+    are retried with backoff, and throttling lowers the concurrency. Directories are created
+    only once an object's body arrives; a call that fails removes the ones it created and left
     empty.
 
     Memory: a body up to 1 MiB is read whole, a larger one streams in 256 KiB pieces, so a
@@ -406,7 +405,7 @@ async def download_many(
         clean = not engine.report.failed
     finally:
         with anyio.CancelScope(shield=True):
-            await io.aclose()  # before the manifest: the files it names are all written
+            await io.aclose()  # a helper reaped, the files it made and nobody took freed
             with contextlib.suppress(OSError):
                 await anyio.to_thread.run_sync(manifest.save)
             if not clean:  # nothing left behind by a transfer that failed before writing
