@@ -6,7 +6,9 @@ imported. Timing, CPU and memory are taken here, around the work only:
 
 - ``wall``: ``time.perf_counter()`` around the work (client setup is timed apart as ``setup``);
 - ``cpu``: ``getrusage(RUSAGE_SELF)`` user + sys around the work (all threads of the process:
-  anyio's worker threads, obstore's tokio runtime);
+  anyio's worker threads, obstore's tokio runtime), plus ``RUSAGE_CHILDREN``'s: the processes
+  the client started and reaped within the work (mpr_storage's file-making helper; the
+  tracer of a ``strace`` run ends after it and is not counted);
 - ``rss_peak_delta``: the kernel's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``
   right before the work) minus the RSS at that moment, i.e. over the post-import, post-setup
   baseline.
@@ -43,6 +45,12 @@ def _reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def _children_cpu() -> tuple[float, float]:
+    """User and system CPU of the child processes this process has reaped."""
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime, u.ru_stime
 
 
 def _usage() -> tuple[float, float, int, int]:
@@ -555,6 +563,7 @@ async def _measure(spec: dict[str, Any], out: dict[str, Any]) -> None:
         hwm0 = _status_kib("VmHWM")
         maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         usage0 = _usage()
+        kids0 = _children_cpu()
         io0 = _io_counters()
         tracer = _start_strace(spec["strace"]) if spec.get("strace") else None
         t0 = time.perf_counter()
@@ -564,13 +573,17 @@ async def _measure(spec: dict[str, Any], out: dict[str, Any]) -> None:
         if profiler is not None:
             profiler.disable()
         out["wall"] = time.perf_counter() - t0
+        kids1 = _children_cpu()  # before the tracer is reaped: the client's children only
         if tracer is not None:
             _stop_strace(tracer)
         usage1 = _usage()
         io1 = _io_counters()
         out["syscr"], out["syscw"] = io1[0] - io0[0], io1[1] - io0[1]
         user, system, voluntary, involuntary = (b - a for a, b in zip(usage0, usage1, strict=True))
+        kids_user, kids_sys = (b - a for a, b in zip(kids0, kids1, strict=True))
+        user, system = user + kids_user, system + kids_sys
         out.update(cpu=user + system, cpu_sys=system, ctx_vol=voluntary, ctx_invol=involuntary)
+        out["cpu_children"] = kids_user + kids_sys
         hwm1 = _status_kib("VmHWM")
         if out["rss_reset"]:
             out["rss_peak_delta"] = (hwm1 - rss0) * 1024
