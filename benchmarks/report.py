@@ -345,7 +345,8 @@ def report(
         "",
         "Columns: *wall* is measured inside the child around the work only (client objects "
         "created beforehand, untimed; connection pools start cold); *client CPU* is "
-        "`getrusage(RUSAGE_SELF)` user+sys of the child around the work (all its threads; "
+        "`getrusage` user+sys of the child around the work (all its threads, and the processes "
+        "it started and reaped meanwhile: mpr_storage's file-making helper; "
         "*of which sys* is the kernel part, *ctx switches* the voluntary + involuntary context "
         "switches of all its threads: thread hand-offs show there; *r+w syscalls* the read- "
         "and write-class system calls of all its threads, from `/proc/self/io`); "
