@@ -12,7 +12,7 @@ import pytest
 
 import mpr_storage
 from conftest import S3Target
-from mpr_storage import InvalidKeyError, ObjectNotFoundError, Storage, TransferError
+from mpr_storage import InvalidKeyError, ObjectInfo, ObjectNotFoundError, Storage, TransferError
 from mpr_storage._manifest import MANIFEST_NAME
 
 
@@ -184,19 +184,30 @@ async def test_cancellation_leaves_only_complete_files(s3: S3Target, tmp_path: P
     async with Storage(s3.settings()) as st:
         await st.upload_many(tmp_path / "src", s3.bucket, s3.prefix)
         listed = await st.list_objects(s3.bucket, s3.prefix)
+        one_done = anyio.Event()
         with anyio.CancelScope() as scope:
 
-            def cancel_when_started(done: int, total: int, nbytes: int) -> None:
-                if done:  # the first call comes with the first finished object
-                    scope.cancel()
+            def note_done(done: int, total: int | None, nbytes: int) -> None:
+                if done:
+                    one_done.set()
+
+            async def keys() -> AsyncIterator[ObjectInfo]:
+                # Half the keys, then a cancel once an object is done: never too late, as a
+                # cancel from the progress callback alone is when the whole call takes less
+                # than its pace (0.1 s); the callback keeps coming while the keys wait.
+                for i, info in enumerate(listed):
+                    if i == len(listed) // 2:
+                        await one_done.wait()
+                        scope.cancel()
+                    yield info
 
             await st.download_many(
                 s3.bucket,
-                listed,
+                keys(),
                 tmp_path / "dst",
                 prefix=s3.prefix,
                 concurrency=8,
-                on_progress=cancel_when_started,
+                on_progress=note_done,
             )
         assert scope.cancelled_caught
         got = tree(tmp_path / "dst")
