@@ -19,6 +19,12 @@ def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
+def leaked(before: set[str]) -> set[str]:
+    """Descriptors opened since ``before`` and still open (a server thread of another test
+    may close one of its own meanwhile: that is not ours to count)."""
+    return open_fds() - before
+
+
 def reaped(*makers: FileMaker) -> bool:
     """Whether the makers' helpers are gone, not even zombies waiting to be reaped."""
     return not any(Path(f"/proc/{m._process.pid}").exists() for m in makers)
@@ -45,7 +51,7 @@ async def test_made_files_appear_complete_under_their_names(tmp_path: Path) -> N
     umask = os.umask(0)
     os.umask(umask)
     assert all((tmp_path / n).stat().st_mode & 0o777 == 0o666 & ~umask for n in data)
-    assert open_fds() == before
+    assert not leaked(before)
 
 
 async def test_a_made_file_replaces_a_file_or_link_but_never_a_directory(tmp_path: Path) -> None:
@@ -89,7 +95,7 @@ async def test_a_killed_helper_ends_the_maker(tmp_path: Path) -> None:
             taken += 1
     assert maker.ended and taken <= FileMaker.AHEAD
     await maker.aclose()
-    assert open_fds() == before and reaped(maker)
+    assert not leaked(before) and reaped(maker)
     assert len(list(tmp_path.iterdir())) == taken
 
 
@@ -123,7 +129,7 @@ async def test_callers_cancelled_while_waiting_leave_nothing(
     assert fd is not None
     maker.write(fd, "after.jpg", b"ok")
     await maker.aclose()
-    assert open_fds() == before and reaped(maker)
+    assert not leaked(before) and reaped(maker)
     assert [p.name for p in tmp_path.iterdir()] == ["after.jpg"]
 
 
