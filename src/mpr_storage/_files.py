@@ -35,6 +35,7 @@ __all__ = [
     "temp_name",
     "temp_path_for",
     "write_atomic",
+    "write_fd",
 ]
 
 T = TypeVar("T")
@@ -127,16 +128,22 @@ class _renamed_into_place:  # used like a function: ``with _renamed_into_place(t
             os.unlink(self._tmp)
 
 
+def write_fd(fd: int, data: bytes) -> int:
+    """Blocking: write all of ``data`` at the file's position; returns its mtime in
+    nanoseconds afterwards."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    return os.fstat(fd).st_mtime_ns
+
+
 def write_atomic(path: Path, data: bytes) -> int:
     """Blocking: write ``data`` to ``path`` atomically (temp file + rename); returns the
     file's mtime in nanoseconds."""
     fd, tmp = temp_path_for(path)
     with _renamed_into_place(tmp, path):
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            return os.fstat(fd).st_mtime_ns
+            return write_fd(fd, data)
         finally:
             os.close(fd)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import anyio
 
-from ._files import LocalIO, temp_name
+from ._files import LocalIO, temp_name, write_fd
 
 __all__ = ["FileMaker", "MakerIO"]
 
@@ -133,10 +133,7 @@ class FileMaker:
         in the directory (replacing a file of that name atomically); its mtime in
         nanoseconds."""
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            mtime_ns = os.fstat(fd).st_mtime_ns
+            mtime_ns = write_fd(fd, data)
             self._name(fd, name)
             return mtime_ns
         finally:
@@ -172,15 +169,17 @@ class FileMaker:
             self._waiters.popleft().set_result(fd)
         if self.ended:
             self._end()
-        elif not self._waiters and self._watching:
+        elif not self._waiters:
+            self._unwatch()
+
+    def _unwatch(self) -> None:
+        if self._watching:
             asyncio.get_running_loop().remove_reader(self._sock.fileno())
             self._watching = False
 
     def _end(self) -> None:
         self.ended = True
-        if self._watching:
-            asyncio.get_running_loop().remove_reader(self._sock.fileno())
-            self._watching = False
+        self._unwatch()
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -253,14 +252,15 @@ class MakerIO(LocalIO):
             parent, name = os.path.split(path)
             if parent == maker.directory and (fd := await maker.take()) is not None:
                 return self.inline(partial(maker.write, fd, name, data))  # no await: fd kept
+        if self._tried or not on_loop:  # decided: no timing on the way
+            return await super().write_file(path, data)
         started = self._clock()
         mtime_ns = await super().write_file(path, data)
-        if on_loop and not self._tried:
-            self._streak = self._streak + 1 if self._clock() - started > self.SLOW else 0
-            if self._streak >= self.STREAK:
-                self._tried = True
-                with anyio.CancelScope(shield=True):  # a spawn cut short would leak it
-                    self.maker = await FileMaker.start(os.path.dirname(path))
+        self._streak = self._streak + 1 if self._clock() - started > self.SLOW else 0
+        if self._streak >= self.STREAK:
+            self._tried = True
+            with anyio.CancelScope(shield=True):  # a spawn cut short would leak it
+                self.maker = await FileMaker.start(os.path.dirname(path))
         return mtime_ns
 
     async def aclose(self) -> None:
